@@ -1,0 +1,191 @@
+//! The HTTP API of mimamori: axum routes under `/api/v1`, bearer-token
+//! authentication, role × scope authorization, RFC 7807 errors, OpenAPI,
+//! Prometheus metrics, and a listener that speaks plain HTTP or TLS.
+//!
+//! Architecture invariant: this is the only crate that knows HTTP. Handlers
+//! check the role first (403), then look the target up *through the
+//! caller's scope* (404 when absent or out of scope — indistinguishable),
+//! then act through the store, which audits in the same transaction.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod tls;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use error::ApiError;
+use metrics::Metrics;
+use mimamori_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// Largest request body the API accepts (ingest endpoints set their own).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store) -> Self {
+        AppState {
+            store,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+/// The complete router.
+pub fn router(state: AppState) -> Router {
+    use routes::{audit, identity, orgs, system};
+    let api = Router::new()
+        .route("/orgs", get(orgs::list).post(orgs::create))
+        .route(
+            "/orgs/{id}",
+            get(orgs::get).patch(orgs::update).delete(orgs::delete),
+        )
+        .route("/whoami", get(identity::whoami))
+        .route("/auth/login", post(identity::login))
+        .route("/auth/logout", post(identity::logout))
+        .route(
+            "/users",
+            get(identity::list_users).post(identity::create_user),
+        )
+        .route("/users/{id}", get(identity::get_user))
+        .route("/users/{id}/disable", post(identity::disable_user))
+        .route(
+            "/tokens",
+            get(identity::list_tokens).post(identity::create_token),
+        )
+        .route(
+            "/tokens/{id}",
+            get(identity::get_token).delete(identity::revoke_token),
+        )
+        .route("/audit", get(audit::list))
+        .route("/openapi.json", get(system::openapi));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see /api/v1/openapi.json",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method; see /api/v1/openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal())
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, over TLS when
+/// `tls` is given. Open connections get a few seconds to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router
+            .clone()
+            .map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                req
+            });
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let builder = builder.clone();
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {
+            tracing::warn!("connections still open after 5 s; closing them");
+        }
+    }
+    Ok(())
+}

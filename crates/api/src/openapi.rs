@@ -1,0 +1,45 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use crate::error::Problem;
+use crate::routes::{self, List};
+use mimamori_core::org::Contact;
+use mimamori_core::{NewOrg, Org, OrgKind, OrgPatch, Role};
+use mimamori_store::{AuditEntry, IssuedToken, NewToken, NewUser, TokenInfo, User};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "mimamori API", description = "Cross-organization security operations platform. Every call is scoped to the caller's org (or sub-tree); out-of-scope resources answer 404 exactly as absent ones do. Errors are RFC 7807 problem+json."),
+    paths(
+        routes::system::healthz, routes::system::readyz, routes::system::metrics, routes::system::openapi,
+        routes::orgs::list, routes::orgs::get, routes::orgs::create, routes::orgs::update, routes::orgs::delete,
+        routes::identity::whoami, routes::identity::login, routes::identity::logout,
+        routes::identity::list_users, routes::identity::get_user, routes::identity::create_user, routes::identity::disable_user,
+        routes::identity::list_tokens, routes::identity::get_token, routes::identity::create_token, routes::identity::revoke_token,
+        routes::audit::list,
+    ),
+    components(schemas(Problem, Org, OrgKind, NewOrg, OrgPatch, Contact, Role, User, NewUser, TokenInfo, NewToken, IssuedToken, AuditEntry,
+        List<Org>, List<User>, List<TokenInfo>, List<AuditEntry>, routes::identity::WhoAmI, routes::identity::LoginRequest)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document served at `/api/v1/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}

@@ -1,0 +1,293 @@
+//! `mimamori demo`: a fresh data directory with a realistic tree of orgs,
+//! every service started on local ports, until Ctrl-C.
+
+use crate::admin::init_data_dir;
+use crate::config::Config;
+use anyhow::{bail, Context};
+use clap::Args;
+use mimamori_core::org::{Contact, OrgProfile};
+use mimamori_core::{NewOrg, Org, OrgKind, Role, Scope, Validated};
+use mimamori_store::{AuditActor, NewToken, Store};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// API port on 127.0.0.1 (0 picks a free one; if the port is taken a
+    /// free one is picked and printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Data directory for the demo (default: a new directory under the
+    /// system temp dir). Must not exist yet or be empty.
+    #[arg(long = "demo-dir")]
+    pub dir: Option<PathBuf>,
+}
+
+/// One org of the demo tree: (slug, parent slug, kind, name, sector,
+/// networks, domains).
+type DemoOrg = (
+    &'static str,
+    &'static str,
+    OrgKind,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// A central SOC, a supervisor with three independent agencies under it,
+/// and four ministries. Addresses are from documentation and private
+/// ranges; domains are illustrative.
+const TREE: &[DemoOrg] = &[
+    (
+        "ipa",
+        "soc",
+        OrgKind::Supervisor,
+        "情報処理推進機構 (IPA)",
+        "government",
+        &["198.51.100.0/26", "10.20.0.0/16"],
+        &["ipa.example.jp"],
+    ),
+    (
+        "jaxa",
+        "ipa",
+        OrgKind::Member,
+        "宇宙航空研究開発機構 (JAXA)",
+        "research",
+        &["198.51.100.64/26", "10.21.0.0/16"],
+        &["jaxa.example.jp"],
+    ),
+    (
+        "nict",
+        "ipa",
+        OrgKind::Member,
+        "情報通信研究機構 (NICT)",
+        "research",
+        &["198.51.100.128/26", "10.22.0.0/16"],
+        &["nict.example.jp"],
+    ),
+    (
+        "jst",
+        "ipa",
+        OrgKind::Member,
+        "科学技術振興機構 (JST)",
+        "research",
+        &["198.51.100.192/26", "10.23.0.0/16"],
+        &["jst.example.jp"],
+    ),
+    (
+        "mof",
+        "soc",
+        OrgKind::Member,
+        "財務省",
+        "government",
+        &["203.0.113.0/26", "10.31.0.0/16"],
+        &["mof.example.go.jp"],
+    ),
+    (
+        "mhlw",
+        "soc",
+        OrgKind::Member,
+        "厚生労働省",
+        "health",
+        &["203.0.113.64/26", "10.32.0.0/16"],
+        &["mhlw.example.go.jp"],
+    ),
+    (
+        "meti",
+        "soc",
+        OrgKind::Member,
+        "経済産業省",
+        "government",
+        &["203.0.113.128/26", "10.33.0.0/16"],
+        &["meti.example.go.jp"],
+    ),
+    (
+        "mext",
+        "soc",
+        OrgKind::Member,
+        "文部科学省",
+        "education",
+        &["203.0.113.192/26", "10.34.0.0/16"],
+        &["mext.example.go.jp"],
+    ),
+];
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let dir = match args.dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
+                bail!(
+                    "{} is not empty; the demo needs a fresh directory (omit --demo-dir to get one)",
+                    d.display()
+                );
+            }
+            d
+        }
+        None => {
+            let stamp = time_stamp();
+            std::env::temp_dir().join(format!("mimamori-demo-{stamp}-{}", std::process::id()))
+        }
+    };
+    let report = init_data_dir(
+        &dir,
+        "soc",
+        "中央SOC (Central Security Operations Center)",
+        &[],
+    )
+    .await?;
+    let cfg = Config::load(&dir, None)?;
+    let store = Store::open(&cfg.database_url(&dir)).await?;
+    let orgs = build_tree(&store).await?;
+    let tokens = issue_tokens(&store, &orgs).await?;
+    store.close().await;
+
+    let mut cfg = cfg;
+    cfg.api.listen = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let running = match crate::server::start(&dir, &cfg, crate::server::shutdown_signal()).await {
+        Ok(r) => r,
+        Err(e) if args.port != 0 => {
+            eprintln!(
+                "note: port {} is not free ({e:#}); picking a free port",
+                args.port
+            );
+            cfg.api.listen.set_port(0);
+            crate::server::start(&dir, &cfg, crate::server::shutdown_signal()).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let url = format!("http://{}", running.api_addr);
+
+    println!("mimamori demo is running. Press Ctrl-C to stop.");
+    println!();
+    println!("  API:        {url}   (OpenAPI: {url}/api/v1/openapi.json)");
+    println!("  health:     {url}/healthz   metrics: {url}/metrics");
+    println!("  data dir:   {}", dir.display());
+    println!();
+    println!("  org tree:");
+    for org in &orgs {
+        let indent = "  ".repeat(org.path.depth());
+        println!(
+            "    {indent}{:<5} {} [{}]",
+            org.slug,
+            org.name,
+            org.kind.as_str()
+        );
+    }
+    println!();
+    println!("  tokens (each sees only its scope):");
+    println!("    {:<28} {}", "soc-admin @ soc", report.admin_token);
+    for (label, secret) in &tokens {
+        println!("    {label:<28} {secret}");
+    }
+    println!();
+    println!("  try:");
+    println!(
+        "    curl -s -H 'Authorization: Bearer {}' {url}/api/v1/orgs",
+        tokens
+            .iter()
+            .find(|(l, _)| l.starts_with("supervisor-analyst"))
+            .map(|(_, s)| s.as_str())
+            .unwrap_or("TOKEN")
+    );
+    println!();
+    println!("  not in this demo yet: telemetry, detection, Protective DNS (see the open issues).");
+    running
+        .handle
+        .await
+        .context("the API server task failed")??;
+    Ok(())
+}
+
+async fn build_tree(store: &Store) -> anyhow::Result<Vec<Org>> {
+    let actor = AuditActor::local_operator();
+    let root = store
+        .root_org()
+        .await?
+        .context("demo data dir has no root org")?;
+    let scope = Scope::Subtree(root.path.clone());
+    let root = store
+        .org_update(
+            &actor,
+            &root,
+            &OrgProfile {
+                name: root.name.clone(),
+                sector: Some("government".into()),
+                contacts: vec![Contact {
+                    name: "SOC当番 (duty officer)".into(),
+                    email: Some("soc-duty@soc.example.go.jp".into()),
+                    phone: Some("+81-3-0000-0000".into()),
+                    role: Some("incident".into()),
+                }],
+                networks: vec![],
+                domains: vec!["soc.example.go.jp".into()],
+            },
+        )
+        .await?;
+    let mut orgs = vec![root];
+    for (slug, parent, kind, name, sector, nets, domains) in TREE {
+        let parent = store.org_find(&scope, parent).await?;
+        let new = NewOrg {
+            slug: slug.to_string(),
+            name: name.to_string(),
+            parent_id: Some(parent.id.clone()),
+            kind: Some(*kind),
+            sector: Some(sector.to_string()),
+            contacts: vec![Contact {
+                name: format!("{name} CSIRT"),
+                email: Some(format!("csirt@{}", domains[0])),
+                phone: None,
+                role: Some("incident".into()),
+            }],
+            networks: nets.iter().map(|s| s.to_string()).collect(),
+            domains: domains.iter().map(|s| s.to_string()).collect(),
+        };
+        let (slug, profile) = new.validate()?;
+        orgs.push(
+            store
+                .org_create(&actor, &parent, &slug, *kind, &profile)
+                .await?,
+        );
+    }
+    Ok(orgs)
+}
+
+async fn issue_tokens(store: &Store, orgs: &[Org]) -> anyhow::Result<Vec<(String, String)>> {
+    let actor = AuditActor::local_operator();
+    let wanted: &[(Role, &str)] = &[
+        (Role::SocAnalyst, "soc"),
+        (Role::SupervisorAnalyst, "ipa"),
+        (Role::OrgAdmin, "mof"),
+        (Role::OrgAnalyst, "jaxa"),
+        (Role::Sensor, "mhlw"),
+    ];
+    let mut out = Vec::new();
+    for (role, slug) in wanted {
+        let org = orgs
+            .iter()
+            .find(|o| o.slug == *slug)
+            .context("demo org missing")?;
+        let issued = store
+            .token_issue(
+                &actor,
+                org,
+                None,
+                &NewToken {
+                    org_id: org.id.to_string(),
+                    name: format!("demo {role}"),
+                    role: *role,
+                    expires_in_secs: None,
+                },
+            )
+            .await?;
+        out.push((format!("{role} @ {slug}"), issued.secret));
+    }
+    Ok(out)
+}
+
+fn time_stamp() -> String {
+    let ms = mimamori_core::now_millis();
+    mimamori_core::millis_to_rfc3339(ms)
+        .replace([':', '.'], "")
+        .replace('-', "")
+}

@@ -1,0 +1,90 @@
+//! The `mimamori` binary: argument handling and wiring only. The work is
+//! done in the library crates (see ARCHITECTURE.md).
+
+mod admin;
+mod config;
+mod demo;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// mimamori (見守り, "watching over"): one security operations center
+/// watching over many member organizations.
+///
+/// Start with `mimamori demo` to see a realistic multi-org setup running, or
+/// `mimamori init` then `mimamori serve` for your own.
+#[derive(Debug, Parser)]
+#[command(name = "mimamori", version, propagate_version = true)]
+struct Cli {
+    /// Where mimamori keeps its database, configuration and certificates.
+    #[arg(
+        long,
+        global = true,
+        env = "MIMAMORI_DATA_DIR",
+        default_value = "./mimamori-data"
+    )]
+    data_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory: database, root org (the central SOC), TLS
+    /// certificate, config file, and a first soc-admin token.
+    Init(admin::InitArgs),
+    /// Run the services described by the configuration until Ctrl-C.
+    Serve(server::ServeArgs),
+    /// Run everything on a fresh data directory with a realistic tree of
+    /// orgs, print the URL and tokens, and keep running until Ctrl-C.
+    Demo(demo::DemoArgs),
+    /// Manage the org tree.
+    #[command(subcommand)]
+    Org(admin::OrgCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// Manage human users.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MIMAMORI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Init(args) => admin::init(&cli.data_dir, args).await,
+            Command::Serve(args) => server::serve(&cli.data_dir, args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Org(cmd) => admin::org(&cli.data_dir, cmd).await,
+            Command::Token(cmd) => admin::token(&cli.data_dir, cmd).await,
+            Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

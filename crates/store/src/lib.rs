@@ -1,0 +1,186 @@
+//! Tenant-scoped repositories over SQLite (the embedded default) or
+//! PostgreSQL (scale-out), through sqlx's runtime `Any` driver.
+//!
+//! Architecture invariant: there is no unscoped read. Every function that
+//! reads tenant data takes a [`Scope`] and puts it in the SQL `WHERE`
+//! clause; the few unscoped functions (bootstrap, authentication) are named
+//! for what they do and used only by `init` and the auth layer.
+//!
+//! Every mutation writes its audit record in the same transaction, so an
+//! action is either done and audited or neither.
+//!
+//! The SQL is written once for both databases: `$n` placeholders (SQLite
+//! accepts them too), TEXT ids, BIGINT times, JSON as TEXT.
+
+mod audit;
+mod identity;
+mod migrate;
+mod orgs;
+pub mod secret;
+
+pub use audit::{AuditActor, AuditEntry};
+pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
+pub use orgs::OrgFilter;
+
+use mimamori_core::InvalidInput;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Errors from the store. `NotFound` is also what an out-of-scope read
+/// returns: callers cannot tell "absent" from "not yours".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid input: {0}")]
+    Invalid(#[from] InvalidInput),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to a `Conflict` with `what`.
+    fn unique(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
+            _ => StoreError::Db(err),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One page of a cursor-paginated listing.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Where a page starts and how long it is.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// The id after which to continue (exclusive); `None` for the first page.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Largest page any listing returns.
+pub const MAX_PAGE: u32 = 500;
+
+impl PageRequest {
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+
+    fn limit(&self) -> i64 {
+        i64::from(self.limit.clamp(1, MAX_PAGE))
+    }
+
+    /// Builds the page from `limit + 1` fetched rows.
+    fn finish<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> &str) -> Page<T> {
+        let limit = self.limit() as usize;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| id(r).to_string())
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// The handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its
+    /// schema up to date. `url` is `sqlite://PATH` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Invalid(InvalidInput::new(
+                "database.url",
+                format!("{url:?}: expected sqlite://PATH or postgres://HOST/DB"),
+            )));
+        };
+        let url = if backend == Backend::Sqlite && !url.contains("mode=") {
+            // Create the file on first open.
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}mode=rwc")
+        } else {
+            url.to_string()
+        };
+        let opts = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            // SQLite has one writer; a small pool avoids lock convoys.
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never block the writer; foreign keys
+                        // are off by default in SQLite; wait for the writer
+                        // lock instead of failing with SQLITE_BUSY.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        let store = Store { pool, backend };
+        migrate::run(&store.pool).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness probes.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json_text<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+}
