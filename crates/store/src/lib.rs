@@ -184,3 +184,6 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
 fn from_json_text<T: serde::de::DeserializeOwned>(column: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
+
+#[doc(hidden)]
+pub mod testing;
