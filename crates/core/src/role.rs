@@ -173,21 +173,20 @@ impl Principal {
         if !self.scope().contains(target) {
             return Err("the org is outside your scope".into());
         }
-        if role.requires_root() && !target_is_root {
-            return Err(format!(
-                "role {role} can only be granted at the root org (the central SOC)"
-            ));
-        }
         let grantable: &[Role] = match self.role {
             Role::SocAdmin => &ALL_ROLES,
             Role::OrgAdmin => &[Role::OrgAdmin, Role::OrgAnalyst, Role::Sensor],
             _ => &[],
         };
-        if grantable.contains(&role) {
-            Ok(())
-        } else {
-            Err(format!("a {} cannot grant role {role}", self.role))
+        if !grantable.contains(&role) {
+            return Err(format!("a {} cannot grant role {role}", self.role));
         }
+        if role.requires_root() && !target_is_root {
+            return Err(format!(
+                "role {role} can only be granted at the root org (the central SOC)"
+            ));
+        }
+        Ok(())
     }
 }
 

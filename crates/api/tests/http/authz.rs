@@ -1,0 +1,533 @@
+//! The role × scope matrix: every endpoint, every role, a target inside and
+//! a target outside the caller's scope. Allowed calls succeed; calls the
+//! role forbids get 403; out-of-scope targets get a 404 that is byte-for-byte
+//! the answer for an id that does not exist at all.
+
+use super::{problem, Server};
+use mimamori_core::{Org, OrgKind, Role};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+use Role::*;
+const READERS: &[Role] = &[
+    SocAdmin,
+    SocAnalyst,
+    SupervisorAnalyst,
+    OrgAdmin,
+    OrgAnalyst,
+];
+const ADMINS: &[Role] = &[SocAdmin, OrgAdmin];
+const EVERYONE: &[Role] = &[
+    SocAdmin,
+    SocAnalyst,
+    SupervisorAnalyst,
+    OrgAdmin,
+    OrgAnalyst,
+    Sensor,
+];
+
+/// How an endpoint picks what it acts on.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// A listing: no target; the result must stay inside the scope.
+    List,
+    /// The caller itself (whoami).
+    Caller,
+    /// An org, or something belonging to an org, given by the target org.
+    Org,
+}
+
+struct Endpoint {
+    method: Method,
+    path: &'static str,
+    allowed: &'static [Role],
+    target: Target,
+    ok: u16,
+}
+
+fn endpoints() -> Vec<Endpoint> {
+    let e = |method, path, allowed, target, ok| Endpoint {
+        method,
+        path,
+        allowed,
+        target,
+        ok,
+    };
+    vec![
+        e(Method::GET, "/api/v1/orgs", READERS, Target::List, 200),
+        e(Method::POST, "/api/v1/orgs", &[SocAdmin], Target::Org, 201),
+        e(Method::GET, "/api/v1/orgs/{id}", READERS, Target::Org, 200),
+        e(Method::PATCH, "/api/v1/orgs/{id}", ADMINS, Target::Org, 200),
+        e(
+            Method::DELETE,
+            "/api/v1/orgs/{id}",
+            &[SocAdmin],
+            Target::Org,
+            204,
+        ),
+        e(Method::GET, "/api/v1/whoami", EVERYONE, Target::Caller, 200),
+        e(Method::GET, "/api/v1/users", ADMINS, Target::List, 200),
+        e(Method::POST, "/api/v1/users", ADMINS, Target::Org, 201),
+        e(Method::GET, "/api/v1/users/{id}", ADMINS, Target::Org, 200),
+        e(
+            Method::POST,
+            "/api/v1/users/{id}/disable",
+            ADMINS,
+            Target::Org,
+            200,
+        ),
+        e(Method::GET, "/api/v1/tokens", ADMINS, Target::List, 200),
+        e(Method::POST, "/api/v1/tokens", ADMINS, Target::Org, 201),
+        e(Method::GET, "/api/v1/tokens/{id}", ADMINS, Target::Org, 200),
+        e(
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            ADMINS,
+            Target::Org,
+            200,
+        ),
+        e(Method::GET, "/api/v1/audit", ADMINS, Target::List, 200),
+    ]
+}
+
+/// Endpoints tested elsewhere in this file (not by the matrix).
+const PUBLIC: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/logout"),
+];
+
+struct Fixture {
+    s: Server,
+    root: Org,
+    sup: Org,
+    a1: Org,
+    a2: Org,
+    m1: Org,
+    counter: std::sync::atomic::AtomicU32,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let s = Server::start().await;
+        let root = s.root.clone();
+        let sup = s.org(&root, "sup", OrgKind::Supervisor).await;
+        let a1 = s.org(&sup, "a1", OrgKind::Member).await;
+        let a2 = s.org(&sup, "a2", OrgKind::Member).await;
+        let m1 = s.org(&root, "m1", OrgKind::Member).await;
+        Fixture {
+            s,
+            root,
+            sup,
+            a1,
+            a2,
+            m1,
+            counter: Default::default(),
+        }
+    }
+
+    /// Whether `role` (at its anchor) may see the org `id`: by this test's
+    /// own statement of the rules, not by asking the code under test.
+    async fn may_see(&self, role: Role, id: &str) -> bool {
+        let all = mimamori_core::Scope::Subtree(self.root.path.clone());
+        let Ok(org) = self.s.store.org_get(&all, id).await else {
+            // A deleted org (the DELETE rows remove leaves) still has audit
+            // records; only the whole-tree roles may see those.
+            return matches!(role, SocAdmin | SocAnalyst);
+        };
+        let anchor = self.anchor(role);
+        match role {
+            SocAdmin | SocAnalyst | SupervisorAnalyst => {
+                org.path.as_str().starts_with(anchor.path.as_str())
+            }
+            OrgAdmin | OrgAnalyst | Sensor => org.id == anchor.id,
+        }
+    }
+
+    fn next(&self) -> u32 {
+        self.counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The caller's anchor org for each role.
+    fn anchor(&self, role: Role) -> &Org {
+        match role {
+            SocAdmin | SocAnalyst => &self.root,
+            SupervisorAnalyst => &self.sup,
+            OrgAdmin | OrgAnalyst | Sensor => &self.a1,
+        }
+    }
+
+    /// A target inside the caller's scope, and one outside (if any).
+    fn targets(&self, role: Role) -> (&Org, Option<&Org>) {
+        match role {
+            SocAdmin | SocAnalyst => (&self.a2, None),
+            SupervisorAnalyst => (&self.a2, Some(&self.m1)),
+            OrgAdmin | OrgAnalyst | Sensor => (&self.a1, Some(&self.a2)),
+        }
+    }
+
+    /// Builds the concrete path and body for `ep` acting on `org`, creating
+    /// a disposable resource (leaf org, user, token) where the call would
+    /// consume one. With `org = None`, the id is one that does not exist.
+    async fn request(&self, ep: &Endpoint, org: Option<&Org>) -> (String, Option<Value>, String) {
+        let n = self.next();
+        let missing = mimamori_core::new_id();
+        let id = match (ep.path, org) {
+            (p, _) if !p.contains("{id}") => String::new(),
+            (_, None) => missing.clone(),
+            ("/api/v1/orgs/{id}", Some(o)) if ep.method == Method::DELETE => self
+                .s
+                .org(o, &format!("leaf{n}"), OrgKind::Member)
+                .await
+                .id
+                .to_string(),
+            ("/api/v1/orgs/{id}", Some(o)) => o.id.to_string(),
+            (p, Some(o)) if p.starts_with("/api/v1/users/") => {
+                self.s.user(o, &format!("u{n}"), OrgAnalyst).await
+            }
+            (p, Some(o)) if p.starts_with("/api/v1/tokens/") => {
+                // The token's id, found through the store's metadata.
+                let secret = self.s.token(o, OrgAnalyst).await;
+                self.s
+                    .store
+                    .authenticate(&secret)
+                    .await
+                    .unwrap()
+                    .token_id
+                    .to_string()
+            }
+            (p, _) => panic!("no target rule for {p}"),
+        };
+        let target_org_id = org
+            .map(|o| o.id.to_string())
+            .unwrap_or_else(|| missing.clone());
+        let body = match (ep.method.as_str(), ep.path) {
+            ("POST", "/api/v1/orgs") => Some(
+                json!({"parent_id": target_org_id, "slug": format!("new{n}"), "name": "新しい組織"}),
+            ),
+            ("PATCH", _) => Some(json!({"sector": "health"})),
+            ("POST", "/api/v1/users") => Some(
+                json!({"org_id": target_org_id, "username": format!("nu{n}"), "role": "org-analyst", "password": "a long enough password"}),
+            ),
+            ("POST", "/api/v1/tokens") => {
+                Some(json!({"org_id": target_org_id, "name": "sensor", "role": "sensor"}))
+            }
+            _ => None,
+        };
+        let path = ep.path.replace("{id}", &id);
+        // The id that would appear in a 404 detail.
+        let named = if ep.path.contains("{id}") {
+            id
+        } else {
+            target_org_id
+        };
+        (path, body, named)
+    }
+}
+
+/// Org ids the role may see, by the fixture's construction.
+fn visible(f: &Fixture, role: Role) -> BTreeSet<String> {
+    let orgs: Vec<&Org> = match role {
+        SocAdmin | SocAnalyst => vec![&f.root, &f.sup, &f.a1, &f.a2, &f.m1],
+        SupervisorAnalyst => vec![&f.sup, &f.a1, &f.a2],
+        _ => vec![&f.a1],
+    };
+    orgs.into_iter().map(|o| o.id.to_string()).collect()
+}
+
+#[tokio::test]
+async fn role_scope_matrix_covers_every_endpoint() {
+    let f = Fixture::new().await;
+    let mut checked = 0;
+    for role in EVERYONE.iter().copied() {
+        let token = f.s.token(f.anchor(role), role).await;
+        for ep in endpoints() {
+            checked += 1;
+            let allowed = ep.allowed.contains(&role);
+            let (inside, outside) = f.targets(role);
+            match ep.target {
+                Target::Caller => {
+                    let r =
+                        f.s.call(ep.method.clone(), ep.path, Some(&token), None)
+                            .await;
+                    assert_eq!(r.status, ep.ok, "{role} {} {}: {r:?}", ep.method, ep.path);
+                    assert_eq!(r.body["role"], role.as_str());
+                    assert_eq!(r.body["org_id"], f.anchor(role).id.as_str());
+                }
+                Target::List => {
+                    let r =
+                        f.s.call(
+                            ep.method.clone(),
+                            &format!("{}?limit=500", ep.path),
+                            Some(&token),
+                            None,
+                        )
+                        .await;
+                    if !allowed {
+                        problem(&r, 403);
+                        continue;
+                    }
+                    assert_eq!(r.status, ep.ok, "{role} {} {}: {r:?}", ep.method, ep.path);
+                    let items = r.body["items"].as_array().unwrap();
+                    let vis = visible(&f, role);
+                    for item in items {
+                        let org_of = item
+                            .get("org_id")
+                            .or_else(|| item.get("id"))
+                            .and_then(Value::as_str)
+                            .unwrap();
+                        assert!(
+                            f.may_see(role, org_of).await,
+                            "{role} {}: listed {org_of} outside its scope",
+                            ep.path
+                        );
+                    }
+                    if ep.path == "/api/v1/orgs" {
+                        let listed: BTreeSet<String> = items
+                            .iter()
+                            .map(|i| i["id"].as_str().unwrap().to_string())
+                            .collect();
+                        assert!(vis.is_subset(&listed), "{role}: missing visible orgs");
+                    }
+                }
+                Target::Org => {
+                    let (path, body, _) = f.request(&ep, Some(inside)).await;
+                    let r = f.s.call(ep.method.clone(), &path, Some(&token), body).await;
+                    if allowed {
+                        assert_eq!(r.status, ep.ok, "{role} {} {path}: {r:?}", ep.method);
+                    } else {
+                        problem(&r, 403);
+                    }
+                    if let Some(out) = outside {
+                        let (path, body, named) = f.request(&ep, Some(out)).await;
+                        let r = f.s.call(ep.method.clone(), &path, Some(&token), body).await;
+                        if allowed {
+                            let detail = problem(&r, 404);
+                            let (mpath, mbody, mnamed) = f.request(&ep, None).await;
+                            let m =
+                                f.s.call(ep.method.clone(), &mpath, Some(&token), mbody)
+                                    .await;
+                            let mdetail = problem(&m, 404);
+                            assert_eq!(
+                                detail.replace(&named, "ID"),
+                                mdetail.replace(&mnamed, "ID"),
+                                "{role} {} {}: out-of-scope and absent must look the same",
+                                ep.method,
+                                ep.path
+                            );
+                        } else {
+                            problem(&r, 403);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Without any token, every matrix endpoint is 401.
+    for ep in endpoints() {
+        let path = ep.path.replace("{id}", &mimamori_core::new_id());
+        let r = f.s.call(ep.method.clone(), &path, None, None).await;
+        problem(&r, 401);
+    }
+    assert_eq!(checked, EVERYONE.len() * endpoints().len());
+}
+
+#[tokio::test]
+async fn matrix_and_openapi_list_the_same_endpoints() {
+    let s = Server::start().await;
+    let r = s
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    for (path, item) in r.body["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "patch", "put", "delete"].contains(&method.as_str()) {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    let mut tested: BTreeSet<(String, String)> = endpoints()
+        .iter()
+        .map(|e| (e.method.as_str().to_lowercase(), e.path.to_string()))
+        .collect();
+    tested.extend(PUBLIC.iter().map(|(m, p)| (m.to_string(), p.to_string())));
+    assert_eq!(
+        documented, tested,
+        "every documented endpoint is in the matrix, and nothing else"
+    );
+}
+
+#[tokio::test]
+async fn grants_never_exceed_the_granter() {
+    let f = Fixture::new().await;
+    let org_admin = f.s.token(&f.a1, OrgAdmin).await;
+    for role in ["soc-admin", "soc-analyst", "supervisor-analyst"] {
+        let r =
+            f.s.call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(&org_admin),
+                Some(json!({"org_id": f.a1.id, "name": "x", "role": role})),
+            )
+            .await;
+        let d = problem(&r, 403);
+        assert!(d.contains("cannot grant"), "{d}");
+        let r = f
+            .s
+            .call(Method::POST, "/api/v1/users", Some(&org_admin), Some(json!({"org_id": f.a1.id, "username": format!("x{role}"), "role": role, "password": "a long enough password"})))
+            .await;
+        problem(&r, 403);
+    }
+    // soc-admin may grant root roles only at the root.
+    let soc = f.s.token(&f.root, SocAdmin).await;
+    let r =
+        f.s.call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&soc),
+            Some(json!({"org_id": f.a1.id, "name": "x", "role": "soc-analyst"})),
+        )
+        .await;
+    assert!(problem(&r, 403).contains("root"));
+    // Sensors cannot be humans.
+    let r = f
+        .s
+        .call(Method::POST, "/api/v1/users", Some(&soc), Some(json!({"org_id": f.a1.id, "username": "robot", "role": "sensor", "password": "a long enough password"})))
+        .await;
+    assert_eq!(
+        problem(&r, 422),
+        "sensor is a machine role: issue a sensor token instead of a user"
+    );
+}
+
+#[tokio::test]
+async fn public_endpoints_and_sessions() {
+    let f = Fixture::new().await;
+    for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
+        let r = f.s.call(Method::GET, path, None, None).await;
+        assert_eq!(r.status, 200, "{path}");
+    }
+    let metrics =
+        f.s.client
+            .get(format!("{}/metrics", f.s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(
+        metrics.contains("mimamori_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("route=\"/healthz\""), "{metrics}");
+
+    // Login as a user of a1 gives a session scoped to a1, logout ends it.
+    f.s.user(&f.a1, "sato", OrgAdmin).await;
+    let bad =
+        f.s.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"org": "a1", "username": "sato", "password": "not the password"})),
+        )
+        .await;
+    let unknown =
+        f.s.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"org": "a1", "username": "nobody", "password": "not the password"})),
+        )
+        .await;
+    assert_eq!(problem(&bad, 401), problem(&unknown, 401));
+    let r =
+        f.s.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"org": "a1", "username": "sato", "password": "a long enough password"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let session = r.body["secret"].as_str().unwrap().to_string();
+    assert!(r.body["token"]["expires_at"].as_i64().is_some());
+    let who =
+        f.s.call(Method::GET, "/api/v1/whoami", Some(&session), None)
+            .await;
+    assert_eq!(who.body["org_slug"], "a1");
+    assert_eq!(who.body["role"], "org-admin");
+    let orgs =
+        f.s.call(Method::GET, "/api/v1/orgs", Some(&session), None)
+            .await;
+    assert_eq!(orgs.body["items"].as_array().unwrap().len(), 1);
+    for role in EVERYONE.iter().copied() {
+        let t = f.s.token(f.anchor(role), role).await;
+        let r =
+            f.s.call(Method::POST, "/api/v1/auth/logout", Some(&t), None)
+                .await;
+        assert_eq!(r.status, 204, "{role}: {r:?}");
+        let r =
+            f.s.call(Method::GET, "/api/v1/whoami", Some(&t), None)
+                .await;
+        assert_eq!(problem(&r, 401), "the bearer token was revoked");
+    }
+    // The login and the failed login are in a1's audit log, seen by its admin.
+    let admin = f.s.token(&f.a1, OrgAdmin).await;
+    let audit =
+        f.s.call(Method::GET, "/api/v1/audit?limit=500", Some(&admin), None)
+            .await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"auth.login_failed"), "{actions:?}");
+    assert!(actions.contains(&"token.issue"), "{actions:?}");
+    // ...but not in a2's.
+    let admin2 = f.s.token(&f.a2, OrgAdmin).await;
+    let audit2 =
+        f.s.call(Method::GET, "/api/v1/audit?limit=500", Some(&admin2), None)
+            .await;
+    assert!(audit2.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["org_id"] == f.a2.id.as_str()));
+}
+
+#[tokio::test]
+async fn mutations_are_audited_with_actor_and_address() {
+    let f = Fixture::new().await;
+    let soc = f.s.token(&f.root, SocAdmin).await;
+    let r =
+        f.s.call(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}", f.m1.id),
+            Some(&soc),
+            Some(json!({"name": "文部科学省", "domains": ["mext.example.go.jp"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["name"], "文部科学省");
+    let audit =
+        f.s.call(Method::GET, "/api/v1/audit?limit=1", Some(&soc), None)
+            .await;
+    let e = &audit.body["items"][0];
+    assert_eq!(e["action"], "org.update");
+    assert_eq!(e["target_id"], f.m1.id.as_str());
+    assert_eq!(e["actor_role"], "soc-admin");
+    assert!(e["actor"].as_str().unwrap().starts_with("token:"));
+    assert!(e["remote_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(e["detail"]["after"]["name"], "文部科学省");
+    assert_eq!(e["detail"]["before"]["name"], "m1");
+    assert!(audit.body["next_cursor"].is_string());
+}
