@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-/// Largest request body the API accepts (ingest endpoints set their own).
+/// Largest request body the API accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What every handler can reach.

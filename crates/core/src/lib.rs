@@ -32,7 +32,9 @@ pub fn now_millis() -> UnixMillis {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Renders [`UnixMillis`] as RFC 3339 (UTC), the form every wire format uses.
+/// Renders [`UnixMillis`] as RFC 3339 (UTC), for people and for the wire
+/// formats that want it. The JSON API itself returns integer Unix
+/// milliseconds.
 pub fn millis_to_rfc3339(ms: UnixMillis) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {

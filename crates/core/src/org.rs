@@ -46,9 +46,11 @@ impl OrgKind {
 /// The materialized path of an org: `/<root-id>/<child-id>/…/<org-id>/`.
 ///
 /// Sub-tree membership is a prefix test on this string, in Rust and in SQL
-/// (`path LIKE '<prefix>%'`), which is why every scoped query is one indexed
-/// range scan rather than a recursive walk. Ids are UUIDs, so a path never
-/// contains the LIKE wildcards `%` or `_`.
+/// (`path LIKE '<prefix>%'`), so every scoped query is one predicate rather
+/// than a recursive walk. Ids are UUIDs, so a path never contains the LIKE
+/// wildcards `%` or `_`. (Whether the database serves the prefix from an
+/// index depends on its collation settings; tuning that for large trees is
+/// open work.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OrgPath(pub String);

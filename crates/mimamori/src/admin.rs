@@ -126,6 +126,12 @@ pub fn parse_role(s: &str) -> anyhow::Result<Role> {
 /// Opens the store of an initialized data directory.
 pub async fn open_store(data_dir: &Path) -> anyhow::Result<(Config, Store)> {
     let cfg = Config::load(data_dir, None)?;
+    let store = open_store_with(data_dir, &cfg).await?;
+    Ok((cfg, store))
+}
+
+/// Opens the store `cfg` names (for `serve --config`).
+pub async fn open_store_with(data_dir: &Path, cfg: &Config) -> anyhow::Result<Store> {
     if cfg.database.url.is_none() && !data_dir.join(DB_FILE).exists() {
         bail!(
             "{} is not an initialized data directory; run `mimamori --data-dir {} init` first",
@@ -133,10 +139,9 @@ pub async fn open_store(data_dir: &Path) -> anyhow::Result<(Config, Store)> {
             data_dir.display()
         );
     }
-    let store = Store::open(&cfg.database_url(data_dir))
+    Store::open(&cfg.database_url(data_dir))
         .await
-        .context("cannot open the database")?;
-    Ok((cfg, store))
+        .context("cannot open the database")
 }
 
 async fn root_scope(store: &Store) -> anyhow::Result<(Org, Scope)> {
@@ -447,17 +452,28 @@ pub async fn user(data_dir: &Path, cmd: UserCommand) -> anyhow::Result<()> {
             );
         }
         UserCommand::List => {
-            let p = store
-                .user_list(&scope, &PageRequest::first(mimamori_store::MAX_PAGE))
-                .await?;
-            for u in p.items {
-                println!(
-                    "{}  {:<18} org={} {}",
-                    u.id,
-                    u.role.as_str(),
-                    u.org_id,
-                    u.username
-                );
+            let mut page = PageRequest::first(mimamori_store::MAX_PAGE);
+            loop {
+                let p = store.user_list(&scope, &page).await?;
+                for u in &p.items {
+                    let state = if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}  {:<18} {:<8} org={} {}",
+                        u.id,
+                        u.role.as_str(),
+                        state,
+                        u.org_id,
+                        u.username
+                    );
+                }
+                match p.next_cursor {
+                    Some(c) => page.after = Some(c),
+                    None => break,
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_FILE: &str = "mimamori.toml";
 pub const DB_FILE: &str = "mimamori.db";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -72,15 +72,6 @@ impl Default for ApiConfig {
             tls: TlsMode::Off,
             cert: None,
             key: None,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            api: ApiConfig::default(),
-            database: DatabaseConfig::default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `mimamori serve`: start every configured service and run until Ctrl-C.
 
-use crate::admin::open_store;
+use crate::admin::open_store_with;
 use crate::config::Config;
 use anyhow::Context;
 use clap::Args;
@@ -49,7 +49,7 @@ pub async fn start(
     cfg: &Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let (_, store) = open_store(data_dir).await?;
+    let store = open_store_with(data_dir, cfg).await?;
     let tls = match cfg.tls_files(data_dir)? {
         Some((cert, key)) => Some(
             mimamori_api::tls::acceptor_from_pem_files(&cert, &key)

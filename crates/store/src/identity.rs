@@ -465,7 +465,9 @@ impl Store {
     }
 
     /// Checks a user's password and, if right, issues a session token that
-    /// expires after `lifetime_secs`. Every attempt is audited. Returns
+    /// expires after `lifetime_secs`. Every attempt on an existing user is
+    /// audited in that user's org; attempts naming an unknown org or user
+    /// have no org to file them under and are logged instead. Returns
     /// `None` for any failure (unknown org, unknown user, wrong password,
     /// disabled user) so the caller cannot tell which.
     pub async fn login(
@@ -487,6 +489,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
+            tracing::info!(org = org_slug, username, remote = ?actor.remote_addr, "login for an unknown org or user");
             // Spend the same time as a real check.
             let _ = secret::verify_password(password, dummy_hash());
             return Ok(None);

@@ -3,8 +3,10 @@
 //!
 //! Architecture invariant: there is no unscoped read. Every function that
 //! reads tenant data takes a [`Scope`] and puts it in the SQL `WHERE`
-//! clause; the few unscoped functions (bootstrap, authentication) are named
-//! for what they do and used only by `init` and the auth layer.
+//! clause. The few unscoped functions are named for what they do:
+//! `bootstrap_root` (init), `root_org` (finding the tree's top, used by the
+//! local CLI and the demo to build the operator's whole-tree scope),
+//! `authenticate` and `login` (which is how a scope is found at all).
 //!
 //! Every mutation writes its audit record in the same transaction, so an
 //! action is either done and audited or neither.

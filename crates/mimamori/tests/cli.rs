@@ -1,0 +1,332 @@
+//! The `mimamori` binary driven as a user would: init, admin commands,
+//! serve (plain and TLS), and the demo.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mimamori(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+    c.arg("--data-dir")
+        .arg(data_dir)
+        .env("MIMAMORI_LOG", "warn");
+    c
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{cmd:?} should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Kills the child when dropped, so a failed test leaves no server behind.
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a long-running command and waits (up to `limit`) for a stdout
+/// line containing `marker`; returns the child and that line.
+fn spawn_until(cmd: &mut Command, marker: &str, limit: Duration) -> (Running, String) {
+    let mut child = Running(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = marker.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(&wanted) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("no line with {marker:?} within {limit:?}"));
+    (child, line)
+}
+
+fn url_in(line: &str, scheme: &str) -> String {
+    let start = line.find(&format!("{scheme}://")).unwrap();
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn init_admin_commands_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Commands on an uninitialized directory say what to do.
+    let err = run_err(mimamori(&data).args(["org", "list"]));
+    assert!(
+        err.contains("not an initialized data directory") && err.contains("init"),
+        "{err}"
+    );
+
+    let out = run_ok(mimamori(&data).args(["init", "--json", "--root-name", "中央SOC"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let admin = report["admin_token"].as_str().unwrap().to_string();
+    assert!(admin.starts_with("mmr_"));
+    for f in [
+        "mimamori.toml",
+        "mimamori.db",
+        "tls/cert.pem",
+        "tls/key.pem",
+    ] {
+        assert!(data.join(f).exists(), "{f} missing");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("tls/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the private key must not be readable by others"
+        );
+    }
+    let err = run_err(mimamori(&data).arg("init"));
+    assert!(err.contains("already initialized"), "{err}");
+
+    run_ok(mimamori(&data).args([
+        "org",
+        "add",
+        "--parent",
+        "soc",
+        "--slug",
+        "ipa",
+        "--name",
+        "情報処理推進機構",
+        "--kind",
+        "supervisor",
+    ]));
+    run_ok(mimamori(&data).args([
+        "org",
+        "add",
+        "--parent",
+        "ipa",
+        "--slug",
+        "jaxa",
+        "--name",
+        "宇宙航空研究開発機構",
+        "--network",
+        "192.0.2.0/24",
+        "--domain",
+        "jaxa.example.jp",
+    ]));
+    let err = run_err(mimamori(&data).args([
+        "org",
+        "add",
+        "--parent",
+        "ipa",
+        "--slug",
+        "bad",
+        "--name",
+        "x",
+        "--network",
+        "192.0.2.0/99",
+    ]));
+    assert!(
+        err.contains("networks[0]") && err.contains("192.0.2.0/99"),
+        "{err}"
+    );
+    let err = run_err(mimamori(&data).args([
+        "org", "add", "--parent", "nowhere", "--slug", "x", "--name", "x",
+    ]));
+    assert!(err.contains("no org with slug or id \"nowhere\""), "{err}");
+    let tree = run_ok(mimamori(&data).args(["org", "list"]));
+    assert!(
+        tree.contains("soc [soc] 中央SOC")
+            && tree.contains("  ipa [supervisor]")
+            && tree.contains("    jaxa [member]"),
+        "{tree}"
+    );
+    let err = run_err(mimamori(&data).args([
+        "token", "create", "--org", "ipa", "--role", "boss", "--name", "x",
+    ]));
+    assert!(
+        err.contains("unknown role \"boss\"") && err.contains("supervisor-analyst"),
+        "{err}"
+    );
+    let out = run_ok(mimamori(&data).args([
+        "token",
+        "create",
+        "--org",
+        "ipa",
+        "--role",
+        "supervisor-analyst",
+        "--name",
+        "ipa analyst",
+        "--json",
+    ]));
+    let sup: Value = serde_json::from_str(&out).unwrap();
+    let sup_token = sup["secret"].as_str().unwrap().to_string();
+    run_ok(
+        mimamori(&data)
+            .args([
+                "user",
+                "add",
+                "--org",
+                "jaxa",
+                "--username",
+                "yamada",
+                "--role",
+                "org-admin",
+            ])
+            .env("MIMAMORI_PASSWORD", "a very long password"),
+    );
+
+    // serve on a free port; the API sees what the CLI made.
+    let (_server, line) = spawn_until(
+        mimamori(&data).args(["serve", "--listen", "127.0.0.1:0"]),
+        "listening on",
+        Duration::from_secs(30),
+    );
+    let base = url_in(&line, "http");
+    let client = reqwest::Client::new();
+    let orgs: Value = client
+        .get(format!("{base}/api/v1/orgs"))
+        .bearer_auth(&sup_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slugs: Vec<&str> = orgs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, vec!["ipa", "jaxa"]);
+    let login = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"org": "jaxa", "username": "yamada", "password": "a very long password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 201);
+    // The CLI's actions are in the audit log, attributed to the local operator.
+    let audit: Value = client
+        .get(format!("{base}/api/v1/audit?limit=500"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["items"].as_array().unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "user.create" && e["actor_role"] == "local-operator"));
+}
+
+#[tokio::test]
+async fn serve_over_tls_with_the_generated_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run_ok(mimamori(&data).args(["init", "--json"]));
+    let (_server, line) = spawn_until(
+        mimamori(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("MIMAMORI_API_TLS", "self-signed"),
+        "listening on",
+        Duration::from_secs(30),
+    );
+    let base = url_in(&line, "https");
+    let addr = base.trim_start_matches("https://").to_string();
+
+    // A TLS client that trusts only the certificate init generated.
+    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    tls.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("{\"status\":\"ok\"}"), "{resp}");
+
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[tokio::test]
+async fn demo_serves_a_realistic_tree_within_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let started = Instant::now();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+    cmd.args(["demo", "--port", "0", "--demo-dir"])
+        .arg(&demo_dir)
+        .env("MIMAMORI_LOG", "warn");
+    let (child, line) = spawn_until(&mut cmd, "API:", Duration::from_secs(60));
+    let base = url_in(&line, "http");
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    drop(child);
+
+    // The demo's tree is in its data dir: 9 orgs, a supervisor with three.
+    let tree = run_ok(mimamori(&demo_dir).args(["org", "list"]));
+    assert_eq!(tree.lines().count(), 9, "{tree}");
+    for slug in ["ipa", "jaxa", "nict", "jst", "mof", "mhlw", "meti", "mext"] {
+        assert!(
+            tree.contains(&format!("{slug} [")),
+            "{slug} missing:\n{tree}"
+        );
+    }
+    assert!(tree.contains("財務省"), "{tree}");
+    let err = run_err(
+        Command::new(env!("CARGO_BIN_EXE_mimamori"))
+            .args(["demo", "--port", "0", "--demo-dir"])
+            .arg(&demo_dir),
+    );
+    assert!(err.contains("not empty"), "{err}");
+}
