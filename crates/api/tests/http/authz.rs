@@ -113,7 +113,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Fixture {
-        let s = Server::start().await;
+        Self::on(Server::start().await).await
+    }
+
+    async fn on(s: Server) -> Fixture {
         let root = s.root.clone();
         let sup = s.org(&root, "sup", OrgKind::Supervisor).await;
         let a1 = s.org(&sup, "a1", OrgKind::Member).await;
@@ -242,7 +245,18 @@ fn visible(f: &Fixture, role: Role) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn role_scope_matrix_covers_every_endpoint() {
-    let f = Fixture::new().await;
+    matrix(Fixture::new().await).await;
+}
+
+/// The same matrix with PostgreSQL behind the API (required in CI).
+#[tokio::test]
+async fn role_scope_matrix_on_postgres() {
+    if let Some(url) = mimamori_store::testing::fresh_postgres_url().await {
+        matrix(Fixture::on(Server::start_with(Some(url)).await).await).await;
+    }
+}
+
+async fn matrix(f: Fixture) {
     let mut checked = 0;
     for role in EVERYONE.iter().copied() {
         let token = f.s.token(f.anchor(role), role).await;
