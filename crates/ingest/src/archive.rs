@@ -1,0 +1,326 @@
+//! The event archive: Parquet files partitioned by org, date and OCSF class.
+//!
+//! ```text
+//! archive/
+//!   checkpoint                      WAL position every part file covers
+//!   org=<org-id>/date=<YYYY-MM-DD>/class=<class>/part-<from>-<to>-<n>.parquet
+//! ```
+//!
+//! Exactly-once: a flush writes its part files (each via a temporary name,
+//! fsync, rename) and only then moves the checkpoint to the WAL position it
+//! covers. On recovery, part files whose range ends past the checkpoint come
+//! from an interrupted flush and are deleted; the WAL is replayed from the
+//! checkpoint. So every acknowledged event lands in exactly one part file.
+
+use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use mimamori_event::{Event, EventBody, Normalized, OcsfClass};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const CHECKPOINT: &str = "checkpoint";
+
+/// The Parquet schema of archived events: the columns analysts filter on,
+/// plus the complete normalized fields and original record as JSON text.
+pub fn schema() -> SchemaRef {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    Arc::new(Schema::new(vec![
+        s("id", false),
+        s("org_id", false),
+        Field::new("time", DataType::Int64, false),
+        Field::new("received", DataType::Int64, false),
+        s("class", false),
+        s("source", false),
+        s("src_ip", true),
+        Field::new("src_port", DataType::Int32, true),
+        s("dst_ip", true),
+        Field::new("dst_port", DataType::Int32, true),
+        s("hostname", true),
+        s("user", true),
+        s("dns_query", true),
+        s("url", true),
+        s("http_host", true),
+        s("process_name", true),
+        s("process_cmdline", true),
+        s("api_operation", true),
+        s("fields", false),
+        s("raw", false),
+    ]))
+}
+
+fn to_batch(events: &[&Event]) -> io::Result<RecordBatch> {
+    let n = events.len();
+    let mut strings: Vec<StringBuilder> = (0..16).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut time = Int64Builder::with_capacity(n);
+    let mut received = Int64Builder::with_capacity(n);
+    let mut src_port = Int32Builder::with_capacity(n);
+    let mut dst_port = Int32Builder::with_capacity(n);
+    for e in events {
+        let f = &e.body.fields;
+        let cols: [Option<&str>; 16] = [
+            Some(&e.id),
+            Some(&e.org_id),
+            Some(e.body.class.as_str()),
+            Some(&e.body.source),
+            f.src_ip.as_deref(),
+            f.dst_ip.as_deref(),
+            f.hostname.as_deref(),
+            f.user.as_deref(),
+            f.dns_query.as_deref(),
+            f.url.as_deref(),
+            f.http_host.as_deref(),
+            f.process_name.as_deref(),
+            f.process_cmdline.as_deref(),
+            f.api_operation.as_deref(),
+            None,
+            None,
+        ];
+        for (b, v) in strings.iter_mut().zip(cols.iter()).take(14) {
+            b.append_option(*v);
+        }
+        strings[14].append_value(serde_json::to_string(f).map_err(io::Error::other)?);
+        strings[15].append_value(serde_json::to_string(&e.body.raw).map_err(io::Error::other)?);
+        time.append_value(e.time());
+        received.append_value(e.received);
+        src_port.append_option(f.src_port.map(i32::from));
+        dst_port.append_option(f.dst_port.map(i32::from));
+    }
+    // Column order follows `schema()`: strings 0-3, time, received, then
+    // strings and ports interleaved as declared.
+    let s: Vec<ArrayRef> = strings
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    let columns: Vec<ArrayRef> = vec![
+        s[0].clone(),
+        s[1].clone(),
+        Arc::new(time.finish()),
+        Arc::new(received.finish()),
+        s[2].clone(),
+        s[3].clone(),
+        s[4].clone(),
+        Arc::new(src_port.finish()),
+        s[5].clone(),
+        Arc::new(dst_port.finish()),
+        s[6].clone(),
+        s[7].clone(),
+        s[8].clone(),
+        s[9].clone(),
+        s[10].clone(),
+        s[11].clone(),
+        s[12].clone(),
+        s[13].clone(),
+        s[14].clone(),
+        s[15].clone(),
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(io::Error::other)
+}
+
+fn date_of(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+        Err(_) => "invalid-date".into(),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The archive directory.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    dir: PathBuf,
+}
+
+impl Archive {
+    /// Opens the archive and cleans up after an interrupted flush; returns
+    /// it with the checkpoint to replay the WAL from.
+    pub fn recover(dir: &Path) -> io::Result<(Archive, u64)> {
+        fs::create_dir_all(dir)?;
+        let archive = Archive {
+            dir: dir.to_path_buf(),
+        };
+        let checkpoint = archive.checkpoint()?;
+        for path in archive.part_files()? {
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            if name.ends_with(".tmp") {
+                fs::remove_file(&path)?;
+                continue;
+            }
+            if let Some((_, to)) = part_range(&name) {
+                if to > checkpoint {
+                    tracing::warn!(file = %path.display(), "removing a part file of an interrupted flush; its events are replayed from the WAL");
+                    fs::remove_file(&path)?;
+                }
+            }
+        }
+        Ok((archive, checkpoint))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The WAL position the archive holds everything up to.
+    pub fn checkpoint(&self) -> io::Result<u64> {
+        match fs::read_to_string(self.dir.join(CHECKPOINT)) {
+            Ok(s) => s.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad archive checkpoint {s:?}"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `events` (covering WAL positions `from..to`) as part files,
+    /// then moves the checkpoint to `to`.
+    pub fn flush(&self, events: &[Event], from: u64, to: u64) -> io::Result<usize> {
+        let mut groups: BTreeMap<(String, String, OcsfClass), Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            groups
+                .entry((e.org_id.clone(), date_of(e.time()), e.body.class))
+                .or_default()
+                .push(e);
+        }
+        let mut files = 0;
+        for (i, ((org, date, class), evs)) in groups.iter().enumerate() {
+            let dir = self
+                .dir
+                .join(format!("org={org}"))
+                .join(format!("date={date}"))
+                .join(format!("class={}", class.as_str()));
+            fs::create_dir_all(&dir)?;
+            let name = format!("part-{from:020}-{to:020}-{i}.parquet");
+            let tmp = dir.join(format!("{name}.tmp"));
+            let batch = to_batch(evs)?;
+            let file = File::create(&tmp)?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build();
+            let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(io::Error::other)?;
+            writer.write(&batch).map_err(io::Error::other)?;
+            let file = writer.into_inner().map_err(io::Error::other)?;
+            file.sync_all()?;
+            fs::rename(&tmp, dir.join(&name))?;
+            sync_dir(&dir)?;
+            files += 1;
+        }
+        let tmp = self.dir.join(format!("{CHECKPOINT}.tmp"));
+        fs::write(&tmp, to.to_string())?;
+        File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, self.dir.join(CHECKPOINT))?;
+        sync_dir(&self.dir)?;
+        Ok(files)
+    }
+
+    /// Every part file (recursively).
+    pub fn part_files(&self) -> io::Result<Vec<PathBuf>> {
+        let mut out = vec![];
+        let mut stack = vec![self.dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d)? {
+                let entry = entry?;
+                let p = entry.path();
+                if entry.file_type()?.is_dir() {
+                    stack.push(p);
+                } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The part files of the given orgs (all orgs when `orgs` is `None`).
+    pub fn part_files_of(&self, orgs: Option<&[String]>) -> io::Result<Vec<PathBuf>> {
+        let all = self.part_files()?;
+        Ok(match orgs {
+            None => all,
+            Some(orgs) => all
+                .into_iter()
+                .filter(|p| {
+                    p.strip_prefix(&self.dir)
+                        .ok()
+                        .and_then(|r| r.components().next())
+                        .map(|c| c.as_os_str().to_string_lossy().to_string())
+                        .and_then(|c| c.strip_prefix("org=").map(str::to_string))
+                        .is_some_and(|o| orgs.contains(&o))
+                })
+                .collect(),
+        })
+    }
+
+    /// Reads every event of the given orgs back (all when `None`). For
+    /// tests, retro-hunting and small exports; analysts query with SQL.
+    pub fn read_events(&self, orgs: Option<&[String]>) -> io::Result<Vec<Event>> {
+        let mut out = vec![];
+        for path in self.part_files_of(orgs)? {
+            if path.extension().is_some_and(|e| e == "tmp") {
+                continue;
+            }
+            read_part(&path, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+fn part_range(name: &str) -> Option<(u64, u64)> {
+    let rest = name.strip_prefix("part-")?;
+    let mut it = rest.split('-');
+    let from = it.next()?.parse().ok()?;
+    let to = it.next()?.parse().ok()?;
+    Some((from, to))
+}
+
+fn read_part(path: &Path, out: &mut Vec<Event>) -> io::Result<()> {
+    let file = File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(io::Error::other)?
+        .build()
+        .map_err(io::Error::other)?;
+    for batch in reader {
+        let batch = batch.map_err(io::Error::other)?;
+        let s = |name: &str| -> io::Result<&StringArray> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{}: no utf8 column {name}", path.display())))
+        };
+        let i = |name: &str| -> io::Result<&Int64Array> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{}: no int64 column {name}", path.display())))
+        };
+        let (id, org, class, source, fields, raw) = (s("id")?, s("org_id")?, s("class")?, s("source")?, s("fields")?, s("raw")?);
+        let (time, received) = (i("time")?, i("received")?);
+        for r in 0..batch.num_rows() {
+            let fields: Normalized = serde_json::from_str(fields.value(r)).map_err(io::Error::other)?;
+            let raw = match serde_json::from_str(raw.value(r)).map_err(io::Error::other)? {
+                serde_json::Value::Object(m) => m,
+                _ => Default::default(),
+            };
+            out.push(Event {
+                id: id.value(r).to_string(),
+                org_id: org.value(r).to_string(),
+                received: received.value(r),
+                body: EventBody {
+                    time: Some(time.value(r)),
+                    class: OcsfClass::parse(class.value(r)).unwrap_or(OcsfClass::BaseEvent),
+                    source: source.value(r).to_string(),
+                    fields,
+                    raw,
+                },
+            });
+        }
+    }
+    Ok(())
+}
