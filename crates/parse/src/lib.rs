@@ -195,7 +195,7 @@ impl LineParser {
     /// [`parse_file`] for those.
     pub fn push_line(&mut self, line: &[u8]) -> Option<Result<EventBody, String>> {
         let mut out = None;
-        self.push_line_each(line, &mut |r| {
+        self.push_line_dyn(line, &mut |r| {
             out = Some(match out.take() {
                 None => r,
                 Some(_) => Err("line holds several records; use parse_bytes".to_string()),
@@ -205,8 +205,13 @@ impl LineParser {
     }
 
     /// Like [`LineParser::push_line`] but hands every record of the line to
-    /// `emit` (a CloudTrail `Records` document gives many).
-    fn push_line_each(&mut self, line: &[u8], emit: &mut dyn FnMut(Result<EventBody, String>)) {
+    /// `emit`: a CloudTrail `{"Records": […]}` line or a JSON array of
+    /// Windows events gives many, a header or blank line none.
+    pub fn push_line_each(&mut self, line: &[u8], mut emit: impl FnMut(Result<EventBody, String>)) {
+        self.push_line_dyn(line, &mut emit)
+    }
+
+    fn push_line_dyn(&mut self, line: &[u8], emit: &mut dyn FnMut(Result<EventBody, String>)) {
         let mut line = line.strip_suffix(b"\n").unwrap_or(line);
         line = line.strip_suffix(b"\r").unwrap_or(line);
         if std::mem::take(&mut self.first) {
@@ -291,7 +296,7 @@ pub fn parse_bytes(format: Format, bytes: &[u8]) -> Parsed {
             let mut p = LineParser::new(format);
             for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
                 let n = i as u64 + 1;
-                p.push_line_each(line, &mut |r| push(&mut out, n, r));
+                p.push_line_each(line, |r| push(&mut out, n, r));
             }
             out
         }
@@ -466,11 +471,15 @@ pub fn detect(name: &str, head: &[u8]) -> Option<Format> {
             }
         }
         // Pretty-printed: the first document, or its visible start.
-        if let Some(Ok(Value::Object(o))) = serde_json::Deserializer::from_slice(trimmed)
+        match serde_json::Deserializer::from_slice(trimmed)
             .into_iter::<Value>()
             .next()
         {
-            return Some(json_kind(&o));
+            Some(Ok(Value::Object(o))) => return Some(json_kind(&o)),
+            Some(Ok(Value::Array(a))) if a.first().is_some_and(Value::is_object) => {
+                return a.first().and_then(Value::as_object).map(json_kind)
+            }
+            _ => {}
         }
         let text = String::from_utf8_lossy(&trimmed[..trimmed.len().min(64 * 1024)]);
         if text.contains("\"Event\"") && text.contains("\"System\"") {
@@ -479,7 +488,10 @@ pub fn detect(name: &str, head: &[u8]) -> Option<Format> {
         if text.contains("\"Records\"") || text.contains("\"eventSource\"") {
             return Some(Format::CloudTrail);
         }
-        return None;
+        if trimmed.first() == Some(&b'{') {
+            return None;
+        }
+        // `[…` that is not JSON: a line format (`[1732530000] unbound[…]`).
     }
     for l in first_lines(trimmed, 5) {
         if l.first() == Some(&b'#') {
@@ -559,10 +571,16 @@ pub fn parse_file(path: &Path, format: Option<Format>) -> Result<Parsed, ParseEr
     };
     // The head: enough to detect the format and to tell lines from documents.
     let mut head = Vec::with_capacity(64 * 1024);
-    (&mut reader)
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .map_err(read_err)?;
+    // A read error (a truncated `.gz`) after some bytes is reported as a
+    // reject after the records before it.
+    let mut late_err = None;
+    if let Err(e) = (&mut reader).take(64 * 1024).read_to_end(&mut head) {
+        if head.is_empty() {
+            return Err(read_err(e));
+        }
+        late_err = Some(e);
+        reader = Box::new(io::empty());
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -590,20 +608,19 @@ pub fn parse_file(path: &Path, format: Option<Format>) -> Result<Parsed, ParseEr
     if whole {
         let mut buf = Vec::new();
         if let Err(e) = reader.read_to_end(&mut buf) {
-            if buf.is_empty() {
-                return Err(read_err(e));
-            }
-            let mut out = parse_bytes(format, &buf);
+            late_err = Some(e);
+        }
+        let mut out = match format {
+            Format::Evtx => windows::parse_evtx(buf),
+            _ => parse_bytes(format, &buf),
+        };
+        if let Some(e) = late_err {
             out.rejects.push(Reject {
                 record: 0,
                 reason: format!("read error, input cut short: {e}"),
             });
-            return Ok(out);
         }
-        return Ok(match format {
-            Format::Evtx => windows::parse_evtx(buf),
-            _ => parse_bytes(format, &buf),
-        });
+        return Ok(out);
     }
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut out = Parsed::default();
@@ -622,16 +639,19 @@ pub fn parse_file(path: &Path, format: Option<Format>) -> Result<Parsed, ParseEr
                     });
                     continue;
                 }
-                p.push_line_each(&buf, &mut |r| push(&mut out, n, r));
+                p.push_line_each(&buf, |r| push(&mut out, n, r));
             }
             Err(e) => {
-                out.rejects.push(Reject {
-                    record: n + 1,
-                    reason: format!("read error, input cut short: {e}"),
-                });
+                late_err = Some(e);
                 break;
             }
         }
+    }
+    if let Some(e) = late_err {
+        out.rejects.push(Reject {
+            record: n + 1,
+            reason: format!("read error, input cut short: {e}"),
+        });
     }
     Ok(out)
 }

@@ -323,6 +323,9 @@ pub(crate) fn normalize(raw: Map<String, Value>) -> EventBody {
 /// reject with its 1-based position among the records.
 pub(crate) fn parse_evtx(buf: Vec<u8>) -> Parsed {
     use std::panic::{catch_unwind, AssertUnwindSafe};
+    const HEADER: usize = 4096;
+    const CHUNK: usize = 65536;
+    let len = buf.len();
     let mut out = Parsed::default();
     // The evtx crate parses untrusted binary data; a panic inside it must not
     // take the caller down, so it is caught and reported as a reject.
@@ -337,6 +340,25 @@ pub(crate) fn parse_evtx(buf: Vec<u8>) -> Parsed {
                 return;
             }
         };
+        // The evtx crate skips a chunk cut short at the end of the file
+        // without a word: say so, since its records are lost.
+        let declared = usize::from(parser.header().chunk_count);
+        let whole_chunks = len.saturating_sub(HEADER) / CHUNK;
+        let tail = len.saturating_sub(HEADER) % CHUNK;
+        if tail != 0 || declared > whole_chunks {
+            out.rejects.push(Reject {
+                record: 0,
+                reason: format!(
+                    "EVTX file is truncated: {len} bytes hold {whole_chunks} whole 64 KiB chunks{} \
+                     (the header declares {declared}); any records in the missing part are lost",
+                    if tail != 0 {
+                        format!(" and {tail} bytes of an incomplete one")
+                    } else {
+                        String::new()
+                    }
+                ),
+            });
+        }
         for (i, r) in parser.records_json_value().enumerate() {
             let n = i as u64 + 1;
             match r {
