@@ -167,7 +167,10 @@ fn json(line: &[u8]) -> Result<Value, String> {
 }
 
 /// Parses one line at a time; keeps the state a format needs (the Zeek TSV
-/// header).
+/// header). For Windows JSON and CloudTrail each line must hold whole
+/// documents; pretty-printed documents spread over lines need
+/// [`parse_bytes`] or [`parse_file`]. EVTX is not a line format: every line
+/// is rejected.
 #[derive(Debug, Clone)]
 pub struct LineParser {
     format: Format,
@@ -190,8 +193,9 @@ impl LineParser {
 
     /// Parse one line (with or without its line ending). `None` for header,
     /// comment and blank lines; otherwise the event or why the line was
-    /// rejected. A CloudTrail line holding a `{"Records": […]}` document with
-    /// other than one record is rejected here: use [`parse_bytes`] or
+    /// rejected. A line holding several records (a CloudTrail
+    /// `{"Records": […]}` document, a JSON array of Windows events) is
+    /// rejected here: use [`LineParser::push_line_each`], [`parse_bytes`] or
     /// [`parse_file`] for those.
     pub fn push_line(&mut self, line: &[u8]) -> Option<Result<EventBody, String>> {
         let mut out = None;

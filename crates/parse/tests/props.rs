@@ -109,6 +109,42 @@ proptest! {
     }
 
     #[test]
+    fn bad_lines_cost_only_themselves(
+        kinds in prop::collection::vec(prop_oneof![30 => 0u8..4, 1 => Just(4u8)], 0..40),
+        crlf in any::<bool>(),
+    ) {
+        // 0 good, 1 broken JSON, 2 invalid UTF-8, 3 blank, 4 over the limit
+        for format in [Format::Ndjson, Format::Syslog] {
+            let mut buf = Vec::new();
+            let mut want_events = 0;
+            let mut want_rejects = Vec::new();
+            for (i, k) in kinds.iter().enumerate() {
+                let line: Vec<u8> = match (k, format) {
+                    (0, Format::Ndjson) => format!("{{\"dns_query\":\"q{i}.example\"}}").into_bytes(),
+                    (0, _) => format!("<13>Nov 25 10:00:00 host app: line {i}").into_bytes(),
+                    (1, Format::Ndjson) => b"{\"dns_query\": \"unterminated".to_vec(),
+                    (1, _) => b"<999>not a priority".to_vec(),
+                    (2, Format::Ndjson) => b"{\"dns_query\":\"\xff\xfe\"}".to_vec(),
+                    (2, _) => b"<13>Nov 25 10:00:00 host app: \xc3\x28".to_vec(),
+                    (3, _) => b"   ".to_vec(),
+                    _ => vec![b'{'; MAX_RECORD_BYTES + 1],
+                };
+                match k {
+                    0 => want_events += 1,
+                    3 => {}
+                    _ => want_rejects.push(i as u64 + 1),
+                }
+                buf.extend_from_slice(&line);
+                buf.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+            }
+            let p = parse_bytes(format, &buf);
+            prop_assert_eq!(p.events.len(), want_events, "{}", format);
+            let got: Vec<u64> = p.rejects.iter().map(|r| r.record).collect();
+            prop_assert_eq!(got, want_rejects.clone(), "{}", format);
+        }
+    }
+
+    #[test]
     fn mutated_zeek_tsv_never_panics(e in edits()) {
         let m = mutate(ZEEK_TSV.as_bytes(), &e);
         let p = parse_bytes(Format::ZeekTsv, &m);
