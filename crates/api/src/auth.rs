@@ -57,17 +57,35 @@ impl FromRequestParts<AppState> for Caller {
             })?
             .to_str()
             .map_err(|_| ApiError::unauthorized("the Authorization header is not ASCII"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
-            })?
-            .trim();
+        let token = bearer_secret(header).ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+        })?;
+        let token = token.as_str();
         let principal = state.store.authenticate(token).await?;
         Ok(Caller {
             principal,
             remote_addr: remote_addr(parts),
         })
+    }
+}
+
+/// The token secret from an Authorization header value. Besides `Bearer`,
+/// the schemes log shippers use are accepted so they work unchanged:
+/// `Splunk <token>` (HEC), `ApiKey <token>` and `Basic` with the token as
+/// the password (Elasticsearch clients).
+pub fn bearer_secret(header: &str) -> Option<String> {
+    let (scheme, rest) = header.split_once(' ')?;
+    let rest = rest.trim();
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" | "splunk" | "apikey" => Some(rest.to_string()),
+        "basic" => {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()?;
+            let s = String::from_utf8(raw).ok()?;
+            s.split_once(':').map(|(_, pw)| pw.to_string())
+        }
+        _ => None,
     }
 }

@@ -185,6 +185,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The raw body, with a too-large body as a problem+json 413.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit_hint = req
+            .extensions()
+            .get::<BodyLimitHint>()
+            .map(|h| h.0)
+            .unwrap_or(crate::MAX_BODY_BYTES);
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the body is larger than the {limit_hint} byte limit; send smaller batches"),
+                    )
+                } else {
+                    ApiError::bad_request(format!("could not read the body: {}", e.body_text()))
+                }
+            })
+    }
+}
+
+/// The body limit in force for a route (set by the router next to
+/// `DefaultBodyLimit`, so error messages can name it).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimitHint(pub usize);
+
 /// `Query<T>` whose rejections are problem+json.
 pub struct ApiQuery<T>(pub T);
 

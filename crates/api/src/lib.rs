@@ -35,6 +35,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Telemetry ingestion, when this server runs it.
+    pub ingest: Option<mimamori_ingest::Ingest>,
+    pub hec_acks: Arc<routes::ingest::HecAcks>,
 }
 
 impl AppState {
@@ -42,13 +45,20 @@ impl AppState {
         AppState {
             store,
             metrics: Arc::new(Metrics::default()),
+            ingest: None,
+            hec_acks: Default::default(),
         }
+    }
+
+    pub fn with_ingest(mut self, ingest: mimamori_ingest::Ingest) -> Self {
+        self.ingest = Some(ingest);
+        self
     }
 }
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
-    use routes::{audit, identity, orgs, system};
+    use routes::{audit, identity, ingest, orgs, system};
     let api = Router::new()
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route(
@@ -74,8 +84,26 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/audit", get(audit::list))
         .route("/openapi.json", get(system::openapi));
+    let ingest = Router::new()
+        .route("/ingest/v1/events", post(ingest::events))
+        .route("/services/collector", post(ingest::hec_event))
+        .route("/services/collector/event", post(ingest::hec_event))
+        .route("/services/collector/event/1.0", post(ingest::hec_event))
+        .route("/services/collector/raw", post(ingest::hec_raw))
+        .route("/services/collector/raw/1.0", post(ingest::hec_raw))
+        .route("/services/collector/ack", post(ingest::hec_ack))
+        .route("/services/collector/health", get(ingest::hec_health))
+        .route("/services/collector/health/1.0", get(ingest::hec_health))
+        .route("/", get(ingest::es_root).head(ingest::es_root))
+        .route("/_bulk", post(ingest::es_bulk))
+        .route("/{index}/_bulk", post(ingest::es_bulk))
+        .layer(DefaultBodyLimit::max(routes::ingest::MAX_INGEST_BODY))
+        .layer(axum::Extension(error::BodyLimitHint(
+            routes::ingest::MAX_INGEST_BODY,
+        )));
     Router::new()
-        .nest("/api/v1", api)
+        .nest("/api/v1", api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .merge(ingest)
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
@@ -91,7 +119,6 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method; see /api/v1/openapi.json",
             )
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal())
         }))

@@ -27,6 +27,8 @@ struct RouteLabels {
 
 /// The process's metrics registry.
 pub struct Metrics {
+    /// Records the ingest endpoints could not parse.
+    pub ingest_rejected: std::sync::atomic::AtomicU64,
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
@@ -50,6 +52,7 @@ impl Default for Metrics {
             latency.clone(),
         );
         Metrics {
+            ingest_rejected: Default::default(),
             registry: Mutex::new(registry),
             requests,
             latency,
@@ -64,13 +67,21 @@ impl Metrics {
         f(&mut reg)
     }
 
-    pub fn render(&self) -> String {
+    /// The exposition text, with `extra` counters (name, help, value)
+    /// read at this moment (e.g. from the ingest pipeline's atomics).
+    pub fn render(&self, extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
             tracing::error!("could not encode metrics");
         }
-        out
+        let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
+        let mut body = body;
+        for (name, help, value) in extra {
+            body.push_str(&format!("# HELP mimamori_{name} {help}\n# TYPE mimamori_{name} gauge\nmimamori_{name} {value}\n"));
+        }
+        body.push_str("# EOF\n");
+        body
     }
 }
 

@@ -18,9 +18,11 @@ use utoipa::{Modify, OpenApi};
         routes::identity::list_users, routes::identity::get_user, routes::identity::create_user, routes::identity::disable_user,
         routes::identity::list_tokens, routes::identity::get_token, routes::identity::create_token, routes::identity::revoke_token,
         routes::audit::list,
+        routes::ingest::events,
     ),
     components(schemas(Problem, Org, OrgKind, NewOrg, OrgPatch, Contact, Role, User, NewUser, TokenInfo, NewToken, IssuedToken, AuditEntry,
-        List<Org>, List<User>, List<TokenInfo>, List<AuditEntry>, routes::identity::WhoAmI, routes::identity::LoginRequest)),
+        List<Org>, List<User>, List<TokenInfo>, List<AuditEntry>, routes::identity::WhoAmI, routes::identity::LoginRequest,
+        routes::ingest::IngestResult, routes::ingest::RejectInfo)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

@@ -3,7 +3,7 @@
 
 use crate::validate::{self, InvalidInput, Validated};
 use crate::{OrgId, UnixMillis};
-use ipnet::IpNet;
+pub use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

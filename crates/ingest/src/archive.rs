@@ -58,7 +58,9 @@ pub fn schema() -> SchemaRef {
 
 fn to_batch(events: &[&Event]) -> io::Result<RecordBatch> {
     let n = events.len();
-    let mut strings: Vec<StringBuilder> = (0..16).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut strings: Vec<StringBuilder> = (0..16)
+        .map(|_| StringBuilder::with_capacity(n, n * 16))
+        .collect();
     let mut time = Int64Builder::with_capacity(n);
     let mut received = Int64Builder::with_capacity(n);
     let mut src_port = Int32Builder::with_capacity(n);
@@ -151,7 +153,10 @@ impl Archive {
         };
         let checkpoint = archive.checkpoint()?;
         for path in archive.part_files()? {
-            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if name.ends_with(".tmp") {
                 fs::remove_file(&path)?;
                 continue;
@@ -173,7 +178,12 @@ impl Archive {
     /// The WAL position the archive holds everything up to.
     pub fn checkpoint(&self) -> io::Result<u64> {
         match fs::read_to_string(self.dir.join(CHECKPOINT)) {
-            Ok(s) => s.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad archive checkpoint {s:?}"))),
+            Ok(s) => s.trim().parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad archive checkpoint {s:?}"),
+                )
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(e),
         }
@@ -204,7 +214,8 @@ impl Archive {
             let props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
                 .build();
-            let mut writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(io::Error::other)?;
+            let mut writer =
+                ArrowWriter::try_new(file, schema(), Some(props)).map_err(io::Error::other)?;
             writer.write(&batch).map_err(io::Error::other)?;
             let file = writer.into_inner().map_err(io::Error::other)?;
             file.sync_all()?;
@@ -230,7 +241,10 @@ impl Archive {
                 let p = entry.path();
                 if entry.file_type()?.is_dir() {
                     stack.push(p);
-                } else if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")) {
+                } else if p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+                {
                     out.push(p);
                 }
             }
@@ -292,18 +306,36 @@ fn read_part(path: &Path, out: &mut Vec<Event>) -> io::Result<()> {
             batch
                 .column_by_name(name)
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{}: no utf8 column {name}", path.display())))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: no utf8 column {name}", path.display()),
+                    )
+                })
         };
         let i = |name: &str| -> io::Result<&Int64Array> {
             batch
                 .column_by_name(name)
                 .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{}: no int64 column {name}", path.display())))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: no int64 column {name}", path.display()),
+                    )
+                })
         };
-        let (id, org, class, source, fields, raw) = (s("id")?, s("org_id")?, s("class")?, s("source")?, s("fields")?, s("raw")?);
+        let (id, org, class, source, fields, raw) = (
+            s("id")?,
+            s("org_id")?,
+            s("class")?,
+            s("source")?,
+            s("fields")?,
+            s("raw")?,
+        );
         let (time, received) = (i("time")?, i("received")?);
         for r in 0..batch.num_rows() {
-            let fields: Normalized = serde_json::from_str(fields.value(r)).map_err(io::Error::other)?;
+            let fields: Normalized =
+                serde_json::from_str(fields.value(r)).map_err(io::Error::other)?;
             let raw = match serde_json::from_str(raw.value(r)).map_err(io::Error::other)? {
                 serde_json::Value::Object(m) => m,
                 _ => Default::default(),

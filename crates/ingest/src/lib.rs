@@ -18,6 +18,7 @@
 //! - Ids and org are assigned here, never taken from the payload.
 
 pub mod archive;
+pub mod syslog;
 pub mod wal;
 
 use archive::Archive;
@@ -65,6 +66,8 @@ pub enum IngestError {
     Stopped,
     #[error("the write-ahead log failed: {0}")]
     Wal(String),
+    #[error("{0} is in use by another mimamori process (only one may ingest into a data directory at a time; stop it or send the data to its HTTP endpoint)")]
+    Locked(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -111,6 +114,8 @@ pub struct Ingest {
 pub struct IngestThreads {
     wal: std::thread::JoinHandle<()>,
     archive: std::thread::JoinHandle<()>,
+    /// Held (with its exclusive lock) until the threads are joined.
+    _lock: std::fs::File,
 }
 
 impl IngestThreads {
@@ -125,19 +130,37 @@ impl Ingest {
     /// Recovers the archive and WAL in `cfg.dir` (replaying what the
     /// archive lacks) and starts the WAL and archive threads.
     pub fn start(cfg: IngestConfig) -> Result<(Ingest, IngestThreads), IngestError> {
+        std::fs::create_dir_all(&cfg.dir)?;
+        let lock_path = cfg.dir.join("LOCK");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        if lock.try_lock().is_err() {
+            return Err(IngestError::Locked(cfg.dir.display().to_string()));
+        }
         let (archive, checkpoint) = Archive::recover(&cfg.dir.join("archive"))?;
         let mut replayed: Vec<Event> = vec![];
         let mut replay_end = checkpoint;
         let mut bad = 0usize;
-        let wal = wal::Wal::open(&cfg.dir.join("wal"), cfg.segment_bytes, checkpoint, |end, payload| {
-            match decode_batch(payload) {
-                Ok(evs) => replayed.extend(evs),
-                Err(_) => bad += 1,
-            }
-            replay_end = end;
-        })?;
+        let wal = wal::Wal::open(
+            &cfg.dir.join("wal"),
+            cfg.segment_bytes,
+            checkpoint,
+            |end, payload| {
+                match decode_batch(payload) {
+                    Ok(evs) => replayed.extend(evs),
+                    Err(_) => bad += 1,
+                }
+                replay_end = end;
+            },
+        )?;
         if bad > 0 {
-            tracing::error!(bad, "WAL records that passed their checksum but do not decode were skipped");
+            tracing::error!(
+                bad,
+                "WAL records that passed their checksum but do not decode were skipped"
+            );
         }
         if !replayed.is_empty() {
             tracing::info!(events = replayed.len(), "replayed the WAL into the archive");
@@ -180,6 +203,7 @@ impl Ingest {
             IngestThreads {
                 wal: wal_thread,
                 archive: archive_thread,
+                _lock: lock,
             },
         ))
     }
@@ -192,12 +216,22 @@ impl Ingest {
         &self.archive
     }
 
+    /// Most events the queue holds (the largest batch ever admitted).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Events queued and not yet in the WAL.
     pub fn queued(&self) -> usize {
         self.capacity - self.permits.available_permits()
     }
 
-    fn enqueue(&self, org_id: &str, bodies: Vec<EventBody>, permit: OwnedSemaphorePermit) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
+    fn enqueue(
+        &self,
+        org_id: &str,
+        bodies: Vec<EventBody>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Submission {
@@ -226,12 +260,16 @@ impl Ingest {
         bodies: Vec<EventBody>,
     ) -> Result<impl std::future::Future<Output = Result<Ack, IngestError>>, IngestError> {
         let n = self.permits_for(bodies.len())?;
-        let permit = self.permits.clone().try_acquire_many_owned(n).map_err(|_| {
-            self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
-            IngestError::Overloaded {
-                queued: self.queued(),
-            }
-        })?;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| {
+                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                IngestError::Overloaded {
+                    queued: self.queued(),
+                }
+            })?;
         let rx = self.enqueue(org_id, bodies, permit)?;
         Ok(async move { rx.await.map_err(|_| IngestError::Stopped)? })
     }
@@ -474,7 +512,12 @@ mod tests {
             threads.join();
         }
         let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
-        let mut got: Vec<String> = archive.read_events(None).unwrap().into_iter().map(|e| e.id).collect();
+        let mut got: Vec<String> = archive
+            .read_events(None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         got.sort();
         all_ids.sort();
         assert_eq!(got, all_ids);
@@ -510,9 +553,15 @@ mod tests {
             wal.sync().unwrap();
         }
         // And a stale part file from an interrupted flush beyond the checkpoint.
-        let stale = dir.path().join("archive/org=org-b/date=2025-11-24/class=dns_activity");
+        let stale = dir
+            .path()
+            .join("archive/org=org-b/date=2025-11-24/class=dns_activity");
         std::fs::create_dir_all(&stale).unwrap();
-        std::fs::write(stale.join("part-00000000000000000000-00000000000000009999-0.parquet"), b"junk").unwrap();
+        std::fs::write(
+            stale.join("part-00000000000000000000-00000000000000009999-0.parquet"),
+            b"junk",
+        )
+        .unwrap();
         for _ in 0..2 {
             let (ingest, threads) = Ingest::start(cfg(dir.path())).unwrap();
             drop(ingest);
@@ -520,9 +569,30 @@ mod tests {
         }
         let (archive, cp) = Archive::recover(&dir.path().join("archive")).unwrap();
         assert!(cp > 0);
-        let ids: Vec<String> = archive.read_events(Some(&["org-b".into()])).unwrap().into_iter().map(|e| e.id).collect();
+        let ids: Vec<String> = archive
+            .read_events(Some(&["org-b".into()]))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         assert_eq!(ids.len(), 50);
-        assert!(archive.read_events(Some(&["org-c".into()])).unwrap().is_empty());
+        assert!(archive
+            .read_events(Some(&["org-c".into()]))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ingest, threads) = Ingest::start(cfg(dir.path())).unwrap();
+        let err = Ingest::start(cfg(dir.path())).err().unwrap();
+        assert!(matches!(err, IngestError::Locked(_)), "{err}");
+        drop(ingest);
+        threads.join();
+        let (ingest, threads) = Ingest::start(cfg(dir.path())).unwrap();
+        drop(ingest);
+        threads.join();
     }
 
     #[tokio::test]
@@ -550,7 +620,10 @@ mod tests {
         for f in pending {
             f.await.unwrap();
         }
-        assert!(refused > 0, "a 10-event queue took 10,000 events without refusing");
+        assert!(
+            refused > 0,
+            "a 10-event queue took 10,000 events without refusing"
+        );
         assert!(ingest.stats().overloaded.load(Ordering::Relaxed) > 0);
         drop(ingest);
         threads.join();

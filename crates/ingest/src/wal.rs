@@ -69,7 +69,8 @@ fn read_segment(
     f.read_to_end(&mut data)?;
     let mut off = 0usize;
     while off + HEADER as usize <= data.len() {
-        let len = u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+        let len =
+            u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
         let crc = u32::from_le_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
         let body = off + HEADER as usize;
         if len > MAX_RECORD || body + len > data.len() {
@@ -114,7 +115,9 @@ impl Wal {
                 );
                 OpenOptions::new().write(true).open(path)?.set_len(valid)?;
                 if i + 1 < segs.len() {
-                    tracing::error!("corruption inside the WAL, not at its end: later segments are ignored");
+                    tracing::error!(
+                        "corruption inside the WAL, not at its end: later segments are ignored"
+                    );
                     for (_, later) in &segs[i + 1..] {
                         fs::rename(later, later.with_extension("corrupt"))?;
                     }
@@ -162,7 +165,8 @@ impl Wal {
             ));
         }
         self.out.write_all(&(payload.len() as u32).to_le_bytes())?;
-        self.out.write_all(&crc32fast::hash(payload).to_le_bytes())?;
+        self.out
+            .write_all(&crc32fast::hash(payload).to_le_bytes())?;
         self.out.write_all(payload)?;
         self.seg_len += HEADER + payload.len() as u64;
         Ok(self.position())
@@ -241,7 +245,10 @@ mod tests {
             ends.push(wal.append(&[i; 10]).unwrap());
             wal.sync().unwrap();
         }
-        assert!(segments(dir.path()).unwrap().len() > 2, "segments roll at 64 bytes");
+        assert!(
+            segments(dir.path()).unwrap().len() > 2,
+            "segments roll at 64 bytes"
+        );
         drop(wal);
         let (_wal, got) = replay(dir.path(), 0);
         assert_eq!(got.len(), 20);
@@ -271,7 +278,10 @@ mod tests {
         f.write_all(b"xx").unwrap();
         drop(f);
         let (mut wal, got) = replay(dir.path(), 0);
-        assert_eq!(got.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(), vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(
+            got.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
         wal.append(b"three").unwrap();
         wal.sync().unwrap();
         drop(wal);

@@ -191,12 +191,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .unwrap_or("TOKEN")
     );
     println!();
-    println!("  not in this demo yet: telemetry, detection, Protective DNS (see the open issues).");
-    running
-        .handle
-        .await
-        .context("the API server task failed")??;
-    Ok(())
+    println!("  telemetry: every org sends DNS, proxy, endpoint and cloud events once a second,");
+    println!(
+        "    with planted attacks (C2 domain {} at mof, mhlw and jaxa; encoded",
+        crate::demo_feed::C2_DOMAIN
+    );
+    println!(
+        "    PowerShell at meti; payload over HTTP at nict; console login without MFA at mext)."
+    );
+    println!(
+        "    Archive: {}",
+        mimamori_ingest::ingest_dir(&dir).join("archive").display()
+    );
+    println!("    Send your own with the sensor token:");
+    println!("      curl -s -H 'Authorization: Bearer {}' --data-binary '{{\"dns_query\":\"example.com\",\"class\":\"dns_activity\"}}' {url}/ingest/v1/events",
+        tokens.iter().find(|(l, _)| l.starts_with("sensor")).map(|(_, s)| s.as_str()).unwrap_or("TOKEN"));
+    println!();
+    println!("  not in this demo yet: detection, alerts, campaigns, Protective DNS (see the open issues).");
+    if let Some(ingest) = running.ingest.clone() {
+        tokio::spawn(crate::demo_feed::run(ingest, orgs.clone()));
+    }
+    running.wait().await
 }
 
 async fn build_tree(store: &Store) -> anyhow::Result<Vec<Org>> {

@@ -4,6 +4,8 @@
 mod admin;
 mod config;
 mod demo;
+mod demo_feed;
+mod ingest_cmd;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +51,9 @@ enum Command {
     /// Manage human users.
     #[command(subcommand)]
     User(admin::UserCommand),
+    /// Load telemetry files (EVTX, Zeek, CloudTrail, syslog, …) into an
+    /// org's archive. Stop `serve` first, or send to its HTTP endpoint.
+    Ingest(ingest_cmd::IngestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Org(cmd) => admin::org(&cli.data_dir, cmd).await,
             Command::Token(cmd) => admin::token(&cli.data_dir, cmd).await,
             Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,
+            Command::Ingest(args) => ingest_cmd::run(&cli.data_dir, args).await,
         }
     });
     match result {

@@ -23,7 +23,27 @@ pub struct Running {
     pub api_addr: SocketAddr,
     pub tls: bool,
     pub store: mimamori_store::Store,
-    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The ingest handle (for in-process sources such as the demo).
+    pub ingest: Option<mimamori_ingest::Ingest>,
+    /// Syslog listeners: (protocol, bound address).
+    pub syslog: Vec<(&'static str, SocketAddr)>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    ingest_threads: Option<mimamori_ingest::IngestThreads>,
+}
+
+impl Running {
+    /// Waits for the shutdown signal, then drains: the API stops, every
+    /// acknowledged event is flushed to the archive, the database closes.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let served = (&mut self.handle).await;
+        self.ingest = None;
+        if let Some(threads) = self.ingest_threads.take() {
+            tokio::task::spawn_blocking(move || threads.join()).await?;
+        }
+        self.store.close().await;
+        served.context("the API server task failed")??;
+        Ok(())
+    }
 }
 
 pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
@@ -34,6 +54,9 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let running = start(data_dir, &cfg, shutdown_signal()).await?;
     let scheme = if running.tls { "https" } else { "http" };
     println!("mimamori API listening on {scheme}://{}", running.api_addr);
+    for (proto, addr) in &running.syslog {
+        println!("syslog {proto} listening on {addr}");
+    }
     running
         .handle
         .await
@@ -64,7 +87,23 @@ pub async fn start(
         )
     })?;
     let api_addr = listener.local_addr()?;
-    let state = mimamori_api::AppState::new(store.clone());
+    let mut state = mimamori_api::AppState::new(store.clone());
+    let (ingest, ingest_threads) = if cfg.ingest.enabled {
+        let icfg = cfg.ingest.to_config(data_dir);
+        // Recovery replays the WAL: blocking work, done before serving.
+        let (ingest, threads) =
+            tokio::task::spawn_blocking(move || mimamori_ingest::Ingest::start(icfg))
+                .await?
+                .context("cannot start ingestion")?;
+        state = state.with_ingest(ingest.clone());
+        (Some(ingest), Some(threads))
+    } else {
+        (None, None)
+    };
+    let syslog = match &ingest {
+        Some(ingest) => start_syslog(data_dir, cfg, &store, ingest).await?,
+        None => vec![],
+    };
     let router = mimamori_api::router(state);
     let is_tls = tls.is_some();
     let handle = tokio::spawn(mimamori_api::serve(listener, router, tls, shutdown));
@@ -72,8 +111,103 @@ pub async fn start(
         api_addr,
         tls: is_tls,
         store,
+        ingest,
+        syslog,
         handle,
+        ingest_threads,
     })
+}
+
+/// The (network, org id) table syslog attribution uses.
+async fn org_networks(
+    store: &mimamori_store::Store,
+) -> anyhow::Result<Vec<(mimamori_core::org::IpNet, String)>> {
+    let Some(root) = store.root_org().await? else {
+        return Ok(vec![]);
+    };
+    let orgs = store
+        .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
+        .await?;
+    Ok(orgs
+        .into_iter()
+        .flat_map(|o| {
+            let id = o.id.to_string();
+            o.networks.into_iter().map(move |n| (n, id.clone()))
+        })
+        .collect())
+}
+
+/// Starts the configured syslog listeners; returns their bound addresses.
+async fn start_syslog(
+    data_dir: &Path,
+    cfg: &Config,
+    store: &mimamori_store::Store,
+    ingest: &mimamori_ingest::Ingest,
+) -> anyhow::Result<Vec<(&'static str, SocketAddr)>> {
+    use mimamori_ingest::syslog::{self, OrgResolver, SyslogContext};
+    let sc = &cfg.syslog;
+    if sc.udp.is_none() && sc.tcp.is_none() && sc.tls.is_none() {
+        return Ok(vec![]);
+    }
+    let orgs = std::sync::Arc::new(OrgResolver::new(org_networks(store).await?));
+    // Org networks change through the API and CLI: refresh the table.
+    {
+        let (orgs, store) = (orgs.clone(), store.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                match org_networks(&store).await {
+                    Ok(nets) => orgs.replace(nets),
+                    Err(e) => tracing::warn!(error = %e, "cannot refresh org networks for syslog"),
+                }
+            }
+        });
+    }
+    let ctx = SyslogContext {
+        ingest: ingest.clone(),
+        orgs,
+        stats: Default::default(),
+    };
+    let mut bound = vec![];
+    if let Some(addr) = sc.udp {
+        let sock = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind syslog UDP {addr}"))?;
+        bound.push(("udp", sock.local_addr()?));
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = syslog::serve_udp(sock, ctx).await {
+                tracing::error!(error = %e, "syslog UDP listener failed");
+            }
+        });
+    }
+    for (proto, addr) in [("tcp", sc.tcp), ("tls", sc.tls)] {
+        let Some(addr) = addr else { continue };
+        let tls = if proto == "tls" {
+            let (cert, key) = match cfg.tls_files(data_dir)? {
+                Some(files) => files,
+                None => (data_dir.join("tls/cert.pem"), data_dir.join("tls/key.pem")),
+            };
+            Some(
+                mimamori_api::tls::acceptor_from_pem_files(&cert, &key)
+                    .context("cannot set up TLS for syslog")?,
+            )
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind syslog {proto} {addr}"))?;
+        bound.push((proto, listener.local_addr()?));
+        let (ctx, max) = (ctx.clone(), sc.max_connections.max(1));
+        tokio::spawn(async move {
+            if let Err(e) = syslog::serve_tcp(listener, tls, ctx, max).await {
+                tracing::error!(error = %e, "syslog {proto} listener failed");
+            }
+        });
+    }
+    Ok(bound)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod ingest;
 pub mod orgs;
 pub mod system;
 

@@ -37,8 +37,63 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render(&ingest_metrics(&state)),
     )
+}
+
+fn ingest_metrics(state: &AppState) -> Vec<(&'static str, &'static str, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut v = vec![(
+        "ingest_rejected_records",
+        "Records the HTTP ingest endpoints could not parse",
+        state.metrics.ingest_rejected.load(Relaxed),
+    )];
+    if let Some(i) = &state.ingest {
+        let s = i.stats();
+        v.extend([
+            (
+                "ingest_events_acked",
+                "Events acknowledged (durable in the WAL)",
+                s.events_acked.load(Relaxed),
+            ),
+            (
+                "ingest_batches_acked",
+                "Batches acknowledged",
+                s.batches_acked.load(Relaxed),
+            ),
+            (
+                "ingest_fsyncs",
+                "WAL fsyncs (each commits a group of batches)",
+                s.fsyncs.load(Relaxed),
+            ),
+            (
+                "ingest_events_archived",
+                "Events written to the Parquet archive",
+                s.events_archived.load(Relaxed),
+            ),
+            (
+                "ingest_overloaded",
+                "Submissions refused because the queue was full",
+                s.overloaded.load(Relaxed),
+            ),
+            (
+                "ingest_queued_events",
+                "Events waiting for the WAL",
+                i.queued() as u64,
+            ),
+            (
+                "ingest_wal_position",
+                "WAL bytes written since the beginning",
+                s.wal_position.load(Relaxed),
+            ),
+            (
+                "ingest_archive_checkpoint",
+                "WAL position the archive holds",
+                s.archive_checkpoint.load(Relaxed),
+            ),
+        ]);
+    }
+    v
 }
 
 /// This document.

@@ -88,6 +88,13 @@ fn endpoints() -> Vec<Endpoint> {
             200,
         ),
         e(Method::GET, "/api/v1/audit", ADMINS, Target::List, 200),
+        e(
+            Method::POST,
+            "/ingest/v1/events",
+            &[Sensor],
+            Target::Caller,
+            200,
+        ),
     ]
 }
 
@@ -265,6 +272,21 @@ async fn matrix(f: Fixture) {
             let allowed = ep.allowed.contains(&role);
             let (inside, outside) = f.targets(role);
             match ep.target {
+                Target::Caller if ep.path == "/ingest/v1/events" => {
+                    // The org comes from the token: there is no target to scope.
+                    let body = format!(
+                        "{{\"class\":\"dns_activity\",\"dns_query\":\"{role}.example\"}}\n"
+                    );
+                    let r =
+                        f.s.call_raw(ep.method.clone(), ep.path, Some(&token), body.into_bytes())
+                            .await;
+                    if allowed {
+                        assert_eq!(r.status, ep.ok, "{role} {}: {r:?}", ep.path);
+                        assert_eq!(r.body["accepted"], 1);
+                    } else {
+                        problem(&r, 403);
+                    }
+                }
                 Target::Caller => {
                     let r =
                         f.s.call(ep.method.clone(), ep.path, Some(&token), None)

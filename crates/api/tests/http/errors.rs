@@ -142,7 +142,7 @@ async fn bad_tokens_are_refused_with_the_reason() {
     let raw = s
         .client
         .get(format!("{}/api/v1/whoami", s.base))
-        .header("authorization", "Basic dXNlcjpwYXNz")
+        .header("authorization", "Digest username=\"x\"")
         .send()
         .await
         .unwrap();

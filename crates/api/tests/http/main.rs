@@ -3,6 +3,7 @@
 
 mod authz;
 mod errors;
+mod ingest;
 mod isolation;
 
 use mimamori_core::org::OrgProfile;
@@ -18,6 +19,7 @@ pub struct Server {
     pub client: reqwest::Client,
     pub store: Store,
     pub root: Org,
+    pub ingest: mimamori_ingest::Ingest,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -42,7 +44,15 @@ impl Server {
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = mimamori_api::router(mimamori_api::AppState::new(store.clone()));
+        let icfg = mimamori_ingest::IngestConfig {
+            flush_interval: std::time::Duration::from_millis(100),
+            ..mimamori_ingest::IngestConfig::new(dir.path().join("ingest"))
+        };
+        // The threads stop when the last handle (the router's) is dropped.
+        let (ingest, _threads) = mimamori_ingest::Ingest::start(icfg).unwrap();
+        let router = mimamori_api::router(
+            mimamori_api::AppState::new(store.clone()).with_ingest(ingest.clone()),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(mimamori_api::serve(listener, router, None, async move {
             let _ = rx.await;
@@ -52,6 +62,7 @@ impl Server {
             client: reqwest::Client::new(),
             store,
             root,
+            ingest,
             _dir: dir,
             _shutdown: tx,
         }
@@ -77,6 +88,24 @@ impl Server {
         }
         let resp = req.send().await.unwrap();
         Self::read(resp).await
+    }
+
+    /// A request with a raw body (NDJSON, HEC envelopes, bulk lines).
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::read(req.send().await.unwrap()).await
     }
 
     pub async fn read(resp: reqwest::Response) -> Resp {
