@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end HTTP ingest benchmark: NDJSON DNS events → WAL (fsync) →
-# normalize → Parquet archive, on this machine, with the server's peak RSS,
+# End-to-end HTTP ingest benchmark: NDJSON DNS events → parse/normalize →
+# WAL (fsync, acknowledged) → Parquet archive, on this machine, with the server's peak RSS,
 # side by side with a plain `cat` of the same bytes (the floor any ingest
 # path has to pay to read its input).
 #

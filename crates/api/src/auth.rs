@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for Caller {
             .to_str()
             .map_err(|_| ApiError::unauthorized("the Authorization header is not ASCII"))?;
         let token = bearer_secret(header).ok_or_else(|| {
-            ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            ApiError::unauthorized("the Authorization header must be 'Bearer <token>' (log shippers may also use 'Splunk <token>', 'ApiKey <token>' or Basic with the token as password)")
         })?;
         let token = token.as_str();
         let principal = state.store.authenticate(token).await?;

@@ -58,7 +58,7 @@ impl AppState {
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
-    use routes::{audit, identity, ingest, orgs, system};
+    use routes::{audit, identity, ingest, orgs, query, system};
     let api = Router::new()
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route(
@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             get(identity::get_token).delete(identity::revoke_token),
         )
         .route("/audit", get(audit::list))
+        .route("/query", post(query::query))
         .route("/openapi.json", get(system::openapi));
     let ingest = Router::new()
         .route("/ingest/v1/events", post(ingest::events))

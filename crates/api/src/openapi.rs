@@ -19,10 +19,12 @@ use utoipa::{Modify, OpenApi};
         routes::identity::list_tokens, routes::identity::get_token, routes::identity::create_token, routes::identity::revoke_token,
         routes::audit::list,
         routes::ingest::events,
+        routes::query::query,
     ),
     components(schemas(Problem, Org, OrgKind, NewOrg, OrgPatch, Contact, Role, User, NewUser, TokenInfo, NewToken, IssuedToken, AuditEntry,
         List<Org>, List<User>, List<TokenInfo>, List<AuditEntry>, routes::identity::WhoAmI, routes::identity::LoginRequest,
-        routes::ingest::IngestResult, routes::ingest::RejectInfo)),
+        routes::ingest::IngestResult, routes::ingest::RejectInfo,
+        routes::query::QueryRequest, routes::query::QueryResponse)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

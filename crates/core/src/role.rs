@@ -49,6 +49,8 @@ pub enum Action {
     TokenManage,
     AuditRead,
     Ingest,
+    /// Query archived telemetry (SQL over the event archive).
+    EventRead,
 }
 
 impl Role {
@@ -86,10 +88,19 @@ impl Role {
         use Action::*;
         match self {
             Role::SocAdmin => action != Ingest,
-            Role::SocAnalyst | Role::SupervisorAnalyst | Role::OrgAnalyst => action == OrgRead,
+            Role::SocAnalyst | Role::SupervisorAnalyst | Role::OrgAnalyst => {
+                matches!(action, OrgRead | EventRead)
+            }
             Role::OrgAdmin => matches!(
                 action,
-                OrgRead | OrgUpdate | UserRead | UserManage | TokenRead | TokenManage | AuditRead
+                OrgRead
+                    | OrgUpdate
+                    | UserRead
+                    | UserManage
+                    | TokenRead
+                    | TokenManage
+                    | AuditRead
+                    | EventRead
             ),
             Role::Sensor => action == Ingest,
         }

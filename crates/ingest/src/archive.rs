@@ -151,6 +151,15 @@ impl Archive {
         let archive = Archive {
             dir: dir.to_path_buf(),
         };
+        archive.remove_uncommitted()?;
+        let checkpoint = archive.checkpoint()?;
+        Ok((archive, checkpoint))
+    }
+
+    /// Deletes temporary files and part files past the checkpoint (those of
+    /// a flush that did not complete: their events are still in the WAL).
+    pub fn remove_uncommitted(&self) -> io::Result<()> {
+        let archive = self;
         let checkpoint = archive.checkpoint()?;
         for path in archive.part_files()? {
             let name = path
@@ -168,7 +177,7 @@ impl Archive {
                 }
             }
         }
-        Ok((archive, checkpoint))
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -273,7 +282,8 @@ impl Archive {
     }
 
     /// Reads every event of the given orgs back (all when `None`). For
-    /// tests, retro-hunting and small exports; analysts query with SQL.
+    /// tests, retro-hunting and small exports; analysts query with SQL
+    /// (`mimamori-query`).
     pub fn read_events(&self, orgs: Option<&[String]>) -> io::Result<Vec<Event>> {
         let mut out = vec![];
         for path in self.part_files_of(orgs)? {

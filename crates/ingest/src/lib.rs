@@ -81,6 +81,12 @@ pub struct Ack {
     pub wal_position: u64,
 }
 
+enum Msg {
+    Submit(Submission),
+    /// Stop: store what is queued, then end the threads.
+    Stop,
+}
+
 struct Submission {
     org_id: String,
     bodies: Vec<EventBody>,
@@ -103,7 +109,7 @@ pub struct Stats {
 /// The handle sources submit through. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
-    tx: mpsc::UnboundedSender<Submission>,
+    tx: mpsc::UnboundedSender<Msg>,
     permits: Arc<Semaphore>,
     capacity: usize,
     stats: Arc<Stats>,
@@ -216,6 +222,13 @@ impl Ingest {
         &self.archive
     }
 
+    /// Stops the pipeline even while other handles live: what is queued is
+    /// stored, later submissions fail with [`IngestError::Stopped`], and the
+    /// threads end after the archive's last flush (join them to wait).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+
     /// Most events the queue holds (the largest batch ever admitted).
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -234,12 +247,12 @@ impl Ingest {
     ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(Submission {
+            .send(Msg::Submit(Submission {
                 org_id: org_id.to_string(),
                 bodies,
                 ack,
                 _permit: permit,
-            })
+            }))
             .map_err(|_| IngestError::Stopped)?;
         Ok(rx)
     }
@@ -294,24 +307,45 @@ const GROUP_EVENTS: usize = 100_000;
 
 fn wal_loop(
     mut wal: wal::Wal,
-    mut rx: mpsc::UnboundedReceiver<Submission>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
     arch_tx: std::sync::mpsc::SyncSender<(u64, Vec<Event>)>,
     stats: Arc<Stats>,
     released: Arc<AtomicU64>,
 ) {
     let mut broken: Option<String> = None;
     let mut buf = Vec::with_capacity(1 << 20);
-    while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        let mut n = group[0].bodies.len();
-        while n < GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(s) => {
+    let mut stopping = false;
+    while !stopping {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut group = vec![];
+        let mut n = 0;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Submit(s) => {
                     n += s.bodies.len();
                     group.push(s);
                 }
-                Err(_) => break,
+                Msg::Stop => stopping = true,
             }
+            if n >= GROUP_EVENTS {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if stopping {
+            // Close the channel; whatever is still in it is stored too.
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                if let Msg::Submit(s) = msg {
+                    group.push(s);
+                }
+            }
+        }
+        if group.is_empty() {
+            continue;
         }
         if let Some(reason) = &broken {
             for s in group {
@@ -411,8 +445,16 @@ fn archive_loop(
                 *from = to;
                 buffer.clear();
             }
-            // The events stay buffered and in the WAL; the next flush retries.
-            Err(e) => tracing::error!(error = %e, "archive flush failed; will retry"),
+            // The events stay buffered and in the WAL; the next flush
+            // retries. Part files this attempt did write are removed first,
+            // or the retry (covering a longer WAL range) would store their
+            // events twice.
+            Err(e) => {
+                tracing::error!(error = %e, "archive flush failed; will retry");
+                if let Err(e) = archive.remove_uncommitted() {
+                    tracing::error!(error = %e, "cannot remove the part files of the failed flush");
+                }
+            }
         }
     };
     loop {

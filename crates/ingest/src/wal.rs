@@ -202,18 +202,6 @@ impl Wal {
         }
         Ok(())
     }
-
-    /// Total bytes in the WAL directory (for metrics).
-    pub fn disk_bytes(&self) -> u64 {
-        segments(&self.dir)
-            .map(|s| {
-                s.iter()
-                    .filter_map(|(_, p)| fs::metadata(p).ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
 }
 
 /// Reads back every record position in a WAL directory (for tests/tools).

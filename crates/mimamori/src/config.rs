@@ -190,8 +190,9 @@ impl Config {
     }
 
     /// Applies `MIMAMORI_API_LISTEN`, `MIMAMORI_API_TLS`,
-    /// `MIMAMORI_API_TLS_CERT`, `MIMAMORI_API_TLS_KEY` and
-    /// `MIMAMORI_DATABASE_URL`.
+    /// `MIMAMORI_API_TLS_CERT`, `MIMAMORI_API_TLS_KEY`, `MIMAMORI_DATABASE_URL`,
+    /// `MIMAMORI_SYSLOG_UDP`, `MIMAMORI_SYSLOG_TCP`, `MIMAMORI_SYSLOG_TLS` and
+    /// `MIMAMORI_INGEST_QUEUE_EVENTS`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("MIMAMORI_API_LISTEN") {
             self.api.listen = v.parse().with_context(|| {

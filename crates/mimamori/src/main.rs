@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod demo_feed;
 mod ingest_cmd;
+mod query_cmd;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,9 @@ enum Command {
     /// Load telemetry files (EVTX, Zeek, CloudTrail, syslog, …) into an
     /// org's archive. Stop `serve` first, or send to its HTTP endpoint.
     Ingest(ingest_cmd::IngestArgs),
+    /// Query archived telemetry with SQL (table `events`); one JSON object
+    /// per row on stdout.
+    Query(query_cmd::QueryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +88,7 @@ fn main() -> std::process::ExitCode {
             Command::Token(cmd) => admin::token(&cli.data_dir, cmd).await,
             Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,
             Command::Ingest(args) => ingest_cmd::run(&cli.data_dir, args).await,
+            Command::Query(args) => query_cmd::run(&cli.data_dir, args).await,
         }
     });
     match result {

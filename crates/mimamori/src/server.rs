@@ -36,7 +36,11 @@ impl Running {
     /// acknowledged event is flushed to the archive, the database closes.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let served = (&mut self.handle).await;
-        self.ingest = None;
+        // Syslog listeners and the demo feed hold handles too: stop the
+        // pipeline explicitly so the archive drains now.
+        if let Some(ingest) = self.ingest.take() {
+            ingest.shutdown();
+        }
         if let Some(threads) = self.ingest_threads.take() {
             tokio::task::spawn_blocking(move || threads.join()).await?;
         }
@@ -57,11 +61,7 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     for (proto, addr) in &running.syslog {
         println!("syslog {proto} listening on {addr}");
     }
-    running
-        .handle
-        .await
-        .context("the API server task failed")??;
-    running.store.close().await;
+    running.wait().await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -336,7 +336,11 @@ fn corpora() -> std::path::PathBuf {
         return p.into();
     }
     let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora");
-    assert!(beside.is_dir(), "test corpora not found at {} (set MIMAMORI_CORPORA)", beside.display());
+    assert!(
+        beside.is_dir(),
+        "test corpora not found at {} (set MIMAMORI_CORPORA)",
+        beside.display()
+    );
     beside
 }
 
@@ -348,10 +352,26 @@ fn ingest_files_from_the_corpora() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     run_ok(mimamori(&data).args(["init", "--json"]));
-    run_ok(mimamori(&data).args(["org", "add", "--parent", "soc", "--slug", "mof", "--name", "財務省"]));
+    run_ok(mimamori(&data).args([
+        "org",
+        "add",
+        "--parent",
+        "soc",
+        "--slug",
+        "mof",
+        "--name",
+        "財務省",
+    ]));
     let c = corpora();
-    let out = run_ok(mimamori(&data).args(["ingest", "--org", "mof", "--quiet"]).arg(c.join("evtx/attack-samples")));
-    assert!(out.contains("ingested 8255 events from 277 file(s) into mof"), "{out}");
+    let out = run_ok(
+        mimamori(&data)
+            .args(["ingest", "--org", "mof", "--quiet"])
+            .arg(c.join("evtx/attack-samples")),
+    );
+    assert!(
+        out.contains("ingested 8255 events from 277 file(s) into mof"),
+        "{out}"
+    );
     assert!(out.contains("0 record(s) rejected"), "{out}");
     let out = run_ok(
         mimamori(&data)
@@ -359,14 +379,33 @@ fn ingest_files_from_the_corpora() {
             .arg(c.join("zeek/wrccdc/zeek-json/dns.json.gz"))
             .arg(c.join("cloudtrail/otrf/collection")),
     );
-    assert!(out.contains("ingested 53718 events from 2 file(s)"), "{out}");
+    assert!(
+        out.contains("ingested 53718 events from 2 file(s)"),
+        "{out}"
+    );
     // Unknown org and unknown format are precise errors.
-    let err = run_err(mimamori(&data).args(["ingest", "--org", "nope"]).arg(c.join("cloudtrail/otrf/collection")));
+    let err = run_err(
+        mimamori(&data)
+            .args(["ingest", "--org", "nope"])
+            .arg(c.join("cloudtrail/otrf/collection")),
+    );
     assert!(err.contains("no org with slug or id \"nope\""), "{err}");
-    let err = run_err(mimamori(&data).args(["ingest", "--org", "mof", "--format", "pcap"]).arg(c.join("cloudtrail/otrf/collection")));
+    let err = run_err(
+        mimamori(&data)
+            .args(["ingest", "--org", "mof", "--format", "pcap"])
+            .arg(c.join("cloudtrail/otrf/collection")),
+    );
     assert!(err.contains("unknown --format \"pcap\""), "{err}");
     // A running server holds the ingest lock: the CLI says what to do.
-    let (_server, _) = spawn_until(mimamori(&data).args(["serve", "--listen", "127.0.0.1:0"]), "listening on", Duration::from_secs(30));
-    let err = run_err(mimamori(&data).args(["ingest", "--org", "mof"]).arg(c.join("cloudtrail/otrf/collection")));
+    let (_server, _) = spawn_until(
+        mimamori(&data).args(["serve", "--listen", "127.0.0.1:0"]),
+        "listening on",
+        Duration::from_secs(30),
+    );
+    let err = run_err(
+        mimamori(&data)
+            .args(["ingest", "--org", "mof"])
+            .arg(c.join("cloudtrail/otrf/collection")),
+    );
     assert!(err.contains("in use by another mimamori process"), "{err}");
 }

@@ -2,8 +2,8 @@
 //!
 //! Keys named like [`Normalized`]'s fields (`src_ip`, `dns_query`, …) fill
 //! those fields directly (validated: IPs must be IPs, ports `u16`), which is
-//! how mimamori's own generators and the protective DNS resolver send
-//! events. `source` and `class` keys set the source and class; an object in
+//! how mimamori's own generators (and later its protective DNS resolver)
+//! send events. `source` and `class` keys set the source and class; an object in
 //! the [`EventBody`] shape (`fields` and `raw` objects) is taken as such.
 
 use crate::{norm, timefmt, windows::kind};

@@ -226,7 +226,9 @@ fn hec(status: StatusCode, code: u32, text: &str) -> Response {
 }
 
 /// Per-channel acknowledgement ids. An id is issued only after its events
-/// are durable, so every issued id is acknowledged.
+/// are durable, so every issued id is acknowledged. The table is bounded:
+/// past 10,000 channels it starts afresh, and ids issued before that answer
+/// `false` (a client then resends, which at worst stores a batch twice).
 #[derive(Default)]
 pub struct HecAcks {
     next: Mutex<HashMap<String, u64>>,
@@ -483,7 +485,7 @@ pub async fn hec_health(State(state): State<AppState>) -> Response {
         None => hec(
             StatusCode::SERVICE_UNAVAILABLE,
             18,
-            "HEC is unhealthy, queues are full",
+            "HEC is unhealthy: ingestion is not running",
         ),
     }
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod identity;
 pub mod ingest;
 pub mod orgs;
+pub mod query;
 pub mod system;
 
 use crate::error::ApiError;

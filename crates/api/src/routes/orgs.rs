@@ -118,6 +118,13 @@ pub async fn update(
     ApiJson(patch): ApiJson<OrgPatch>,
 ) -> Result<Json<Org>, ApiError> {
     caller.require(Action::OrgUpdate)?;
+    if patch.networks.is_some() && caller.principal.role != mimamori_core::Role::SocAdmin {
+        // Declared networks decide which org syslog and DNS traffic is
+        // attributed to: an org must not be able to claim another's range.
+        return Err(ApiError::forbidden(
+            "only a soc-admin may change an org's declared networks (they decide which org telemetry is attributed to)",
+        ));
+    }
     let org = state
         .store
         .org_get(&caller.principal.scope(), &id)

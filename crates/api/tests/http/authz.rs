@@ -95,6 +95,7 @@ fn endpoints() -> Vec<Endpoint> {
             Target::Caller,
             200,
         ),
+        e(Method::POST, "/api/v1/query", READERS, Target::Caller, 200),
     ]
 }
 
@@ -272,6 +273,18 @@ async fn matrix(f: Fixture) {
             let allowed = ep.allowed.contains(&role);
             let (inside, outside) = f.targets(role);
             match ep.target {
+                Target::Caller if ep.path == "/api/v1/query" => {
+                    // Results are scoped by construction (see ingest::query_is_scoped…).
+                    let body = json!({"sql": "SELECT count(*) AS n FROM events"});
+                    let r =
+                        f.s.call(ep.method.clone(), ep.path, Some(&token), Some(body))
+                            .await;
+                    if allowed {
+                        assert_eq!(r.status, ep.ok, "{role} {}: {r:?}", ep.path);
+                    } else {
+                        problem(&r, 403);
+                    }
+                }
                 Target::Caller if ep.path == "/ingest/v1/events" => {
                     // The org comes from the token: there is no target to scope.
                     let body = format!(
@@ -538,6 +551,41 @@ async fn public_endpoints_and_sessions() {
         .unwrap()
         .iter()
         .all(|e| e["org_id"] == f.a2.id.as_str()));
+}
+
+#[tokio::test]
+async fn only_soc_admin_changes_declared_networks() {
+    let f = Fixture::new().await;
+    let admin = f.s.token(&f.a1, OrgAdmin).await;
+    let path = format!("/api/v1/orgs/{}", f.a1.id);
+    let r =
+        f.s.call(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"networks": ["10.0.0.0/8"]})),
+        )
+        .await;
+    assert!(problem(&r, 403).contains("declared networks"));
+    let r =
+        f.s.call(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"sector": "health"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let soc = f.s.token(&f.root, SocAdmin).await;
+    let r =
+        f.s.call(
+            Method::PATCH,
+            &path,
+            Some(&soc),
+            Some(json!({"networks": ["10.0.0.0/8"]})),
+        )
+        .await;
+    assert_eq!(r.body["networks"], json!(["10.0.0.0/8"]));
 }
 
 #[tokio::test]

@@ -151,10 +151,7 @@ async fn bad_tokens_are_refused_with_the_reason() {
         "Bearer realm=\"mimamori\""
     );
     let r = Server::read(raw).await;
-    assert_eq!(
-        problem(&r, 401),
-        "the Authorization header must be 'Bearer <token>'"
-    );
+    assert!(problem(&r, 401).starts_with("the Authorization header must be 'Bearer <token>'"));
 
     let soc = s.token(&s.root, Role::SocAdmin).await;
     let r = s

@@ -337,3 +337,113 @@ async fn elasticsearch_bulk() {
         .await;
     assert!(problem(&r, 400).contains("line 1"));
 }
+
+#[tokio::test]
+async fn query_is_scoped_limited_and_precise() {
+    let s = Server::start().await;
+    let sup = s.org(&s.root, "sup", OrgKind::Supervisor).await;
+    let a = s.org(&sup, "a", OrgKind::Member).await;
+    let b = s.org(&s.root, "b", OrgKind::Member).await;
+    for (org, n) in [(&a, 3), (&b, 2)] {
+        let sensor = s.token(org, Role::Sensor).await;
+        let body: String = (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"class\":\"dns_activity\",\"dns_query\":\"q{i}.{}.example\"}}\n",
+                    org.slug
+                )
+            })
+            .collect();
+        let r = s
+            .call_raw(
+                Method::POST,
+                "/ingest/v1/events",
+                Some(&sensor),
+                body.into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    archived(&s, a.id.as_str(), 3).await;
+    archived(&s, b.id.as_str(), 2).await;
+    let sql =
+        json!({"sql": "SELECT org_id, count(*) AS n FROM events GROUP BY org_id ORDER BY n DESC"});
+    let counts = |r: &super::Resp| -> Vec<(String, u64)> {
+        r.body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["org_id"].as_str().unwrap().to_string(),
+                    row["n"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let soc = s.token(&s.root, Role::SocAnalyst).await;
+    let r = s
+        .call(Method::POST, "/api/v1/query", Some(&soc), Some(sql.clone()))
+        .await;
+    assert_eq!(
+        counts(&r),
+        vec![(a.id.to_string(), 3), (b.id.to_string(), 2)],
+        "{r:?}"
+    );
+    let supervisor = s.token(&sup, Role::SupervisorAnalyst).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/query",
+            Some(&supervisor),
+            Some(sql.clone()),
+        )
+        .await;
+    assert_eq!(counts(&r), vec![(a.id.to_string(), 3)]);
+    let analyst_b = s.token(&b, Role::OrgAnalyst).await;
+    let r = s.call(Method::POST, "/api/v1/query", Some(&analyst_b), Some(json!({"sql": format!("SELECT count(*) AS n FROM events WHERE org_id = '{}'", a.id)}))).await;
+    assert_eq!(
+        r.body["rows"][0]["n"], 0,
+        "b cannot reach a's events by naming them"
+    );
+    assert_eq!(r.body["orgs_in_scope"], 1);
+
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/query",
+            Some(&soc),
+            Some(json!({"sql": "DROP TABLE events"})),
+        )
+        .await;
+    problem(&r, 422);
+    assert_eq!(r.body["field"], "sql");
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/query",
+            Some(&soc),
+            Some(json!({"sql": "SELECT missing_column FROM events"})),
+        )
+        .await;
+    assert!(problem(&r, 422).contains("missing_column"));
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/query",
+            Some(&soc),
+            Some(json!({"sql": "SELECT id FROM events", "max_rows": 2})),
+        )
+        .await;
+    assert_eq!(r.body["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["truncated"], true);
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/query",
+            Some(&soc),
+            Some(json!({"sql": "SELECT 1", "timeout_secs": 600})),
+        )
+        .await;
+    assert_eq!(r.body["field"], "timeout_secs");
+}
