@@ -1,36 +1,14 @@
 //! The `mimamori` binary driven as a user would: init, admin commands,
 //! serve (plain and TLS), and the demo.
 
+mod common;
+
+use common::{mimamori, run_err, run_ok};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn mimamori(data_dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mimamori"));
-    c.arg("--data-dir")
-        .arg(data_dir)
-        .env("MIMAMORI_LOG", "warn");
-    c
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(!out.status.success(), "{cmd:?} should have failed");
-    String::from_utf8(out.stderr).unwrap()
-}
 
 /// Kills the child when dropped, so a failed test leaves no server behind.
 struct Running(Child);

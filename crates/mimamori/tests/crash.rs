@@ -2,6 +2,9 @@
 //! `kill -9` under load loses nothing that was acknowledged, and an
 //! overloaded server answers 429 with bounded memory.
 
+mod common;
+
+use common::{mimamori, run_ok};
 use mimamori_ingest::{Ingest, IngestConfig};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -10,24 +13,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn mimamori(data_dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mimamori"));
-    c.arg("--data-dir")
-        .arg(data_dir)
-        .env("MIMAMORI_LOG", "warn");
-    c
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// An initialized data dir with org `a` and a sensor token for it.
 fn setup(data: &Path) -> String {
