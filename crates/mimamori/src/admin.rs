@@ -144,7 +144,7 @@ pub async fn open_store_with(data_dir: &Path, cfg: &Config) -> anyhow::Result<St
         .context("cannot open the database")
 }
 
-async fn root_scope(store: &Store) -> anyhow::Result<(Org, Scope)> {
+pub(crate) async fn root_scope(store: &Store) -> anyhow::Result<(Org, Scope)> {
     let root = store
         .root_org()
         .await?
@@ -153,7 +153,7 @@ async fn root_scope(store: &Store) -> anyhow::Result<(Org, Scope)> {
     Ok((root, scope))
 }
 
-async fn find_org(store: &Store, scope: &Scope, key: &str) -> anyhow::Result<Org> {
+pub(crate) async fn find_org(store: &Store, scope: &Scope, key: &str) -> anyhow::Result<Org> {
     store.org_find(scope, key).await.map_err(|e| match e {
         StoreError::NotFound => anyhow!("no org with slug or id {key:?} (see `mimamori org list`)"),
         other => other.into(),

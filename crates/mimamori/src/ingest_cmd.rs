@@ -1,9 +1,8 @@
 //! `mimamori ingest`: load telemetry files into an org's archive.
 
-use crate::admin::open_store;
+use crate::admin::{find_org, open_store, root_scope};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use mimamori_core::Scope;
 use mimamori_parse::Format;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -73,19 +72,8 @@ pub async fn run(data_dir: &Path, args: IngestArgs) -> anyhow::Result<()> {
         None => None,
     };
     let (cfg, store) = open_store(data_dir).await?;
-    let root = store
-        .root_org()
-        .await?
-        .ok_or_else(|| anyhow!("the database has no root org; run `mimamori init`"))?;
-    let org = store
-        .org_find(&Scope::Subtree(root.path.clone()), &args.org)
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "no org with slug or id {:?} (see `mimamori org list`)",
-                args.org
-            )
-        })?;
+    let (_, scope) = root_scope(&store).await?;
+    let org = find_org(&store, &scope, &args.org).await?;
     store.close().await;
     let files = expand(&args.paths)?;
     if files.is_empty() {

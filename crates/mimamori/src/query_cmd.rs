@@ -1,7 +1,6 @@
 //! `mimamori query`: SQL over the event archive, from the command line.
 
-use crate::admin::open_store;
-use anyhow::anyhow;
+use crate::admin::{find_org, open_store, root_scope};
 use clap::Args;
 use mimamori_core::Scope;
 use mimamori_query::QueryLimits;
@@ -29,17 +28,9 @@ pub struct QueryArgs {
 
 pub async fn run(data_dir: &Path, args: QueryArgs) -> anyhow::Result<()> {
     let (_, store) = open_store(data_dir).await?;
-    let root = store
-        .root_org()
-        .await?
-        .ok_or_else(|| anyhow!("the database has no root org; run `mimamori init`"))?;
-    let mut scope = Scope::Subtree(root.path.clone());
+    let (_, mut scope) = root_scope(&store).await?;
     if let Some(key) = &args.org {
-        let org = store
-            .org_find(&scope, key)
-            .await
-            .map_err(|_| anyhow!("no org with slug or id {key:?} (see `mimamori org list`)"))?;
-        scope = Scope::Subtree(org.path);
+        scope = Scope::Subtree(find_org(&store, &scope, key).await?.path);
     }
     let orgs: Vec<String> = store
         .org_all(&scope)
