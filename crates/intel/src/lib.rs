@@ -1,0 +1,17 @@
+//! Threat intelligence for mimamori: the indicator model, normalization,
+//! scoring, importers (STIX 2.1, MISP events and feeds, lists, reports),
+//! exporters (STIX, MISP feed, RPZ, plain lists) and the in-memory matcher
+//! index used by detection and Protective DNS.
+//!
+//! This crate does no network or database I/O; the only files it reads are
+//! the ones it is pointed at (STIX schemas, a MISP feed directory).
+
+pub mod model;
+pub mod normalize;
+pub mod score;
+pub mod stix;
+
+pub use model::{ImportBatch, Indicator, IndicatorKind, Kind, Provenance, Reject, Relation, Tlp};
+pub use normalize::{normalize, refang, NormError};
+pub use score::{score, ScoreConfig};
+pub use stix::{export_stix, import_stix, StixError, StixExportOptions, StixOptions, StixSchemas};
