@@ -4,7 +4,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
@@ -35,10 +34,26 @@ pub fn indicator_stix_id(kind: IndicatorKind, value: &str) -> String {
     format!("indicator--{}", Uuid::new_v5(&NAMESPACE, name.as_bytes()))
 }
 
-fn ts(t: OffsetDateTime) -> String {
-    t.to_offset(UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| TLP2_CREATED.to_owned())
+/// A STIX timestamp: UTC, `Z`, and at least millisecond precision (the
+/// schemas require `created`/`modified` to have it). Finer precision is
+/// kept, so that a time read back compares equal.
+pub(crate) fn ts(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    let nanos = t.nanosecond();
+    let frac = if nanos.is_multiple_of(1_000_000) {
+        format!("{:03}", nanos / 1_000_000)
+    } else {
+        format!("{nanos:09}").trim_end_matches('0').to_owned()
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{frac}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// A STIX string literal: `'` and `\` escaped.

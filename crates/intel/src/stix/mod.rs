@@ -131,9 +131,8 @@ pub fn import_stix(
             }
         }
     }
-    if opts.strict && !batch.rejects.is_empty() {
-        return Err(StixError::Strict(batch.rejects));
-    }
+    // Translate even when strict and something was already rejected, so the
+    // caller hears of every problem at once.
     translate(&mut batch, valid, opts);
     if opts.strict && !batch.rejects.is_empty() {
         return Err(StixError::Strict(batch.rejects));
