@@ -6,11 +6,15 @@
 //! This crate does no network or database I/O; the only files it reads are
 //! the ones it is pointed at (STIX schemas, a MISP feed directory).
 
+pub mod index;
+pub mod lists;
 pub mod model;
 pub mod normalize;
 pub mod score;
 pub mod stix;
 
+pub use index::IndicatorIndex;
+pub use lists::{export_plain, export_rpz, import_list, ListFormat, ListOptions, RpzOptions};
 pub use model::{ImportBatch, Indicator, IndicatorKind, Kind, Provenance, Reject, Relation, Tlp};
 pub use normalize::{normalize, refang, NormError};
 pub use score::{score, ScoreConfig};
