@@ -171,9 +171,9 @@ impl IndicatorIndex {
             }
         }
         ix.v4 = v4.into_iter().collect();
-        ix.v4.sort_by(|a, b| b.0.cmp(&a.0));
+        ix.v4.sort_by_key(|e| std::cmp::Reverse(e.0));
         ix.v6 = v6.into_iter().collect();
-        ix.v6.sort_by(|a, b| b.0.cmp(&a.0));
+        ix.v6.sort_by_key(|e| std::cmp::Reverse(e.0));
         ix.arena.shrink_to_fit();
         ix.domains.shrink_to_fit();
         ix.domain_table.shrink_to_fit(|&e| {
