@@ -7,15 +7,26 @@
 //! the ones it is pointed at (STIX schemas, a MISP feed directory).
 
 pub mod index;
+pub mod limits;
 pub mod lists;
+pub mod misp;
 pub mod model;
 pub mod normalize;
+pub mod report;
 pub mod score;
 pub mod stix;
 
 pub use index::IndicatorIndex;
+pub use limits::{inflate, InflateError, InflateLimits};
 pub use lists::{export_plain, export_rpz, import_list, ListFormat, ListOptions, RpzOptions};
+pub use misp::{
+    export_misp_feed, import_misp_event, import_misp_feed, import_misp_feed_dir, MispError,
+    MispFeedExport, MispOptions,
+};
 pub use model::{ImportBatch, Indicator, IndicatorKind, Kind, Provenance, Reject, Relation, Tlp};
 pub use normalize::{normalize, refang, NormError};
+pub use report::{
+    extract_proposals, html_to_text, report_from_html, report_from_text, Proposal, Report,
+};
 pub use score::{score, ScoreConfig};
 pub use stix::{export_stix, import_stix, StixError, StixExportOptions, StixOptions, StixSchemas};

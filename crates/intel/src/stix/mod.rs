@@ -1,7 +1,7 @@
 //! STIX 2.1: import of bundles (schema validation, pattern translation,
 //! relationship resolution, TLP markings) and export.
 
-mod export;
+pub(crate) mod export;
 pub mod pattern;
 mod schema;
 

@@ -1,0 +1,333 @@
+//! Threat reports (text and HTML): the indicators they mention, with
+//! context, as *proposals* for an analyst to accept. Nothing here imports
+//! anything: prose is too ambiguous (`1.2.3.4` may be a version,
+//! `readme.md` a file) to trust without a human.
+//!
+//! Pages are kept: text is split on form feeds (what `pdftotext` writes
+//! between pages), HTML is one page. PDF is not read here: the pure-Rust
+//! PDF crates either pull a large dependency tree or extract text poorly;
+//! a caller can run `pdftotext` and pass the text.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::model::IndicatorKind;
+use crate::normalize::{normalize, refang};
+
+/// Bytes of context kept on each side of an indicator.
+const CONTEXT: usize = 60;
+
+/// Top-level labels that are far more often file extensions than domains
+/// in prose. A defanged name (`evil[.]exe`) is still proposed: defanging
+/// says the author meant an indicator.
+const FILE_EXTENSIONS: [&str; 30] = [
+    "exe", "dll", "sys", "bat", "cmd", "ps1", "vbs", "js", "jar", "hta", "lnk", "txt", "log",
+    "json", "xml", "yml", "yaml", "ini", "cfg", "tmp", "dat", "bin", "doc", "docx", "xls", "xlsx",
+    "pdf", "png", "jpg", "html",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Occurrence {
+    /// 1-based page.
+    pub page: usize,
+    /// The text as the report wrote it (possibly defanged).
+    pub as_written: String,
+    /// The surrounding text, whitespace collapsed.
+    pub snippet: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Proposal {
+    pub kind: IndicatorKind,
+    pub value: String,
+    pub occurrences: Vec<Occurrence>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub pages: Vec<String>,
+    /// In order of first mention.
+    pub proposals: Vec<Proposal>,
+}
+
+/// A text report; form feeds separate pages.
+pub fn report_from_text(text: &str) -> Report {
+    let pages: Vec<String> = text.split('\x0c').map(str::to_owned).collect();
+    let proposals = extract_proposals(&pages);
+    Report { pages, proposals }
+}
+
+/// An HTML report, as one page of text.
+pub fn report_from_html(html: &str) -> Report {
+    let pages = vec![html_to_text(html)];
+    let proposals = extract_proposals(&pages);
+    Report { pages, proposals }
+}
+
+/// The indicators mentioned in the pages, de-duplicated, each with every
+/// place it occurs.
+pub fn extract_proposals(pages: &[String]) -> Vec<Proposal> {
+    let mut out: Vec<Proposal> = Vec::new();
+    let mut pos: HashMap<(IndicatorKind, String), usize> = HashMap::new();
+    for (p, page) in pages.iter().enumerate() {
+        for (start, token) in tokens(page) {
+            let Some((kind, value)) = candidate(token) else {
+                continue;
+            };
+            let occ = Occurrence {
+                page: p + 1,
+                as_written: token.to_owned(),
+                snippet: snippet(page, start, token.len()),
+            };
+            match pos.get(&(kind, value.clone())) {
+                Some(&i) => out[i].occurrences.push(occ),
+                None => {
+                    pos.insert((kind, value.clone()), out.len());
+                    out.push(Proposal {
+                        kind,
+                        value,
+                        occurrences: vec![occ],
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whitespace-separated words with the punctuation prose puts around
+/// them removed, and their byte offsets.
+fn tokens(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let base = text.as_ptr() as usize;
+    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>' | '`'))
+        .filter_map(move |w| {
+            let t = w
+                .trim_start_matches(['(', '\'', ',', ';', '*', '“', '‘', '«'])
+                .trim_end_matches([')', '\'', ',', ';', ':', '!', '?', '.', '*', '”', '’', '»']);
+            if t.len() < 4 {
+                return None;
+            }
+            // Unbalanced brackets at the ends belong to the prose.
+            let t = if t.ends_with(']') && !t.contains('[') {
+                &t[..t.len() - 1]
+            } else {
+                t
+            };
+            let t = if t.starts_with('[') && !t.contains(']') {
+                &t[1..]
+            } else {
+                t
+            };
+            Some((t.as_ptr() as usize - base, t))
+        })
+}
+
+fn candidate(token: &str) -> Option<(IndicatorKind, String)> {
+    let hexlike = matches!(token.len(), 32 | 40 | 64);
+    if !hexlike && !token.contains(['.', ':', '@', '[', '(']) {
+        return None;
+    }
+    let defanged = refang(token) != token;
+    let (kind, value) = normalize(None, token).ok()?;
+    match kind {
+        IndicatorKind::FileName => None,
+        IndicatorKind::Domain { .. } => {
+            let tld = value.rsplit('.').next().unwrap_or("");
+            let plausible =
+                tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+            if !plausible || (!defanged && FILE_EXTENSIONS.contains(&tld)) {
+                return None;
+            }
+            Some((kind, value))
+        }
+        _ => Some((kind, value)),
+    }
+}
+
+fn snippet(page: &str, start: usize, len: usize) -> String {
+    let mut a = start.saturating_sub(CONTEXT);
+    while !page.is_char_boundary(a) {
+        a -= 1;
+    }
+    let mut b = (start + len + CONTEXT).min(page.len());
+    while !page.is_char_boundary(b) {
+        b += 1;
+    }
+    page[a..b].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text of an HTML document: tags dropped (block elements become line
+/// breaks), `script` and `style` contents dropped, character references
+/// decoded. Written by hand because only the text is needed, not a DOM, and
+/// it must not fail on broken markup.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        decode_entities(&rest[..lt], &mut out);
+        rest = &rest[lt..];
+        let Some(gt) = rest.find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = rest[1..gt].trim().to_ascii_lowercase();
+        rest = &rest[gt + 1..];
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if (name == "script" || name == "style") && !tag.starts_with('/') {
+            let close = format!("</{name}");
+            let lower = rest.to_ascii_lowercase();
+            rest = match lower.find(&close) {
+                Some(i) => &rest[i..],
+                None => "",
+            };
+            continue;
+        }
+        if tag.starts_with("!--") {
+            // A comment may hold '>' before its end.
+            continue;
+        }
+        let block = matches!(
+            name.as_str(),
+            "p" | "br"
+                | "div"
+                | "li"
+                | "tr"
+                | "td"
+                | "th"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+                | "pre"
+                | "table"
+                | "ul"
+                | "ol"
+                | "section"
+                | "article"
+                | "blockquote"
+                | "code"
+                | "title"
+        );
+        out.push(if block { '\n' } else { ' ' });
+    }
+    decode_entities(rest, &mut out);
+    out
+}
+
+fn decode_entities(s: &str, out: &mut String) {
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let end = rest[..rest.len().min(12)].find(';');
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let ch = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            ch.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_report_with_pages_and_defanged_indicators() {
+        let text = "The actor used hxxp://evil[.]example/gate.php (see below).\n\
+            C2 at 203.0.113[.]7, mail from bad[at]evil.example.\x0c\
+            Page two: the dropper's SHA-256 is E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855.\n\
+            It also wrote readme.txt and config.json; see e.g. version 1.2 and evil[.]example again.";
+        let r = report_from_text(text);
+        assert_eq!(r.pages.len(), 2);
+        let got: Vec<(IndicatorKind, &str, usize)> = r
+            .proposals
+            .iter()
+            .map(|p| (p.kind, p.value.as_str(), p.occurrences.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (IndicatorKind::Url, "http://evil.example/gate.php", 1),
+                (IndicatorKind::Ipv4, "203.0.113.7", 1),
+                (IndicatorKind::Email, "bad@evil.example", 1),
+                (
+                    IndicatorKind::Sha256,
+                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    1
+                ),
+                (IndicatorKind::Domain { exact: true }, "evil.example", 1),
+            ]
+        );
+        let url = &r.proposals[0].occurrences[0];
+        assert_eq!(url.page, 1);
+        assert_eq!(url.as_written, "hxxp://evil[.]example/gate.php");
+        assert!(url.snippet.contains("The actor used"));
+        assert_eq!(r.proposals[3].occurrences[0].page, 2);
+    }
+
+    #[test]
+    fn html_report() {
+        let html = "<html><head><title>x</title><style>.a{color:red}</style>\
+            <script>var u = 'http://not-this.example/';</script></head>\
+            <body><p>Beacon to <code>update[.]bad-cdn.net</code> &amp; \
+            <a href=\"https://ignored.example/\">1.2.3.4</a>&#46;</p><!-- c -->\
+            <p>caf&eacute; &#x41;</p></body></html>";
+        let text = html_to_text(html);
+        assert!(!text.contains("not-this"));
+        assert!(text.contains("update[.]bad-cdn.net"));
+        assert!(text.contains("& "));
+        assert!(text.contains("&eacute;"));
+        assert!(text.contains('A'));
+        let r = report_from_html(html);
+        let values: Vec<&str> = r.proposals.iter().map(|p| p.value.as_str()).collect();
+        assert_eq!(values, vec!["update.bad-cdn.net", "1.2.3.4"]);
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        for s in [
+            "",
+            "&",
+            "&#xFFFFFFFF;",
+            "<",
+            "<script",
+            "é<é>é",
+            "a.b.c.d.e.f \u{0} ....",
+        ] {
+            let _ = report_from_html(s);
+            let _ = report_from_text(s);
+        }
+    }
+}
