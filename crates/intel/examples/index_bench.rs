@@ -1,8 +1,13 @@
 //! Measures the plain-list import and the matcher index at scale.
 //!
 //! ```sh
-//! cargo run --release -p mimamori-intel --example index_bench -- [DOMAINS]
+//! cargo run --release -p mimamori-intel --example index_bench -- [DOMAINS] [index-only]
 //! ```
+//!
+//! With `index-only`, the list import is skipped: each generated name is
+//! normalized and fed straight into the index, which shows the index at
+//! sizes (10M) where holding every `Indicator` struct as well would not
+//! fit beside the other builds on this machine.
 //!
 //! Writes DOMAINS (default 1,000,000) random domains to a list file in a
 //! temporary directory, then reports: reading + importing the list
@@ -56,6 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(1_000_000);
     const TLDS: [&str; 6] = ["com", "net", "org", "info", "xyz", "jp"];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    if std::env::args().nth(2).as_deref() == Some("index-only") {
+        return index_only(n, &mut rng, &TLDS);
+    }
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("domains.txt");
     {
@@ -154,6 +162,52 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lookups / secs / 1e6,
         hits / rounds,
         queries.len()
+    );
+    Ok(())
+}
+
+fn index_only(n: usize, rng: &mut Rng, tlds: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+    let rss_before = rss_kib();
+    let t = Instant::now();
+    let mut line = String::new();
+    let mut sample = Vec::new();
+    let index = IndicatorIndex::build((0..n).filter_map(|i| {
+        line.clear();
+        if rng.next().is_multiple_of(4) {
+            rng.label(&mut line);
+            line.push('.');
+        }
+        rng.label(&mut line);
+        line.push('.');
+        line.push_str(tlds[(rng.next() % tlds.len() as u64) as usize]);
+        let (kind, value) =
+            mimamori_intel::normalize(Some(mimamori_intel::Kind::Domain), &line).ok()?;
+        if i % 100 == 0 {
+            sample.push(value.clone());
+        }
+        Some((i as u32, kind, value))
+    }));
+    let secs = t.elapsed().as_secs_f64();
+    let delta_mb = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
+    println!(
+        "index-only: {} domains normalized and indexed in {:.2} s; RSS delta {:.0} MB ({:.1} MB per 1M)",
+        index.len(),
+        secs,
+        delta_mb,
+        delta_mb * 1e6 / index.len().max(1) as f64
+    );
+    let t = Instant::now();
+    let mut hits = 0usize;
+    for (i, s) in sample.iter().enumerate() {
+        hits += usize::from(index.match_domain(s).is_some());
+        hits += usize::from(index.match_domain(&format!("x{i}.{s}")).is_some());
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "match_domain: {} lookups ({} hits) at {:.2} M lookups/s (includes formatting the sub-domain queries)",
+        sample.len() * 2,
+        hits,
+        (sample.len() * 2) as f64 / secs / 1e6
     );
     Ok(())
 }

@@ -333,6 +333,18 @@ fn export_round_trips() {
             &export_opts,
         );
         assert_eq!(bundle, again, "{rel}");
+        // Every reference in the bundle points into it (or is a TLP marking).
+        let ids: std::collections::HashSet<&str> = bundle["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["id"].as_str())
+            .collect();
+        for o in bundle["objects"].as_array().unwrap() {
+            for r in o["object_refs"].as_array().into_iter().flatten() {
+                assert!(ids.contains(r.as_str().unwrap()), "{rel}: dangling {r}");
+            }
+        }
     }
 }
 

@@ -215,7 +215,29 @@ pub fn export_stix(
         out.push(marking_object(*t));
     }
     out.extend(ind_objects);
-    out.extend(kept.into_iter().cloned());
+    // Reports and groupings list their contents by id: point them at the
+    // exported indicator ids, and drop references to what stays home, so
+    // the bundle refers only to what it holds or to well-known markings.
+    // One that would be left with none is dropped (`object_refs` may not be
+    // empty).
+    out.extend(kept.into_iter().filter_map(|o| {
+        let mut o = o.clone();
+        if let Some(Value::Array(refs)) = o.get_mut("object_refs") {
+            refs.retain_mut(|r| match r.as_str() {
+                Some(id) => {
+                    if let Some(new) = remap.get(id) {
+                        *r = json!(new);
+                    }
+                    r.as_str().is_some_and(|id| present.contains(id))
+                }
+                None => false,
+            });
+            if refs.is_empty() {
+                return None;
+            }
+        }
+        Some(o)
+    }));
 
     let mut rels: Vec<(String, String, String)> = relations
         .iter()
