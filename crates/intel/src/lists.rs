@@ -574,4 +574,23 @@ mod tests {
 @ IN NS ns.rpz.example.\nevil.com CNAME .\n*.evil.com CNAME .\nhost.example CNAME .\n"
         );
     }
+
+    proptest::proptest! {
+        /// Any text: no panic, and every non-comment line is either kept
+        /// or rejected with its number.
+        #[test]
+        fn any_text_is_kept_or_rejected(s in "([a-z0-9.,#;:/\\[\\] \"-]{0,30}\n){0,8}") {
+            for f in [ListFormat::Plain, ListFormat::Hosts, ListFormat::Csv] {
+                let b = import_list(&s, f, &opts());
+                for r in &b.rejects {
+                    proptest::prop_assert!(r.path.starts_with("line ") || r.path == "header");
+                }
+            }
+            let b = import_list(&s, ListFormat::Plain, &opts());
+            let lines = s.lines().filter(|l| !strip_comment(l).is_empty()).count();
+            // Duplicates merge, so at most one indicator per line.
+            proptest::prop_assert!(b.indicators.len() + b.rejects.len() <= lines);
+            proptest::prop_assert!(b.rejects.len() <= lines);
+        }
+    }
 }

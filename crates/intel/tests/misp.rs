@@ -311,3 +311,18 @@ fn feed_directory_with_gzip_and_a_bomb() {
         Err(MispError::Inflate(_))
     ));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Mutated events never panic the importer.
+    #[test]
+    fn mutated_events_never_panic(pos in 0usize..100_000, byte in proptest::prelude::any::<u8>()) {
+        let mut bytes = std::fs::read(
+            corpora().join("misp/events/reportlab_testfiles/to_delete3.json"),
+        ).unwrap();
+        let i = pos % bytes.len();
+        bytes[i] = byte;
+        let _ = import_misp_event(&bytes, &opts());
+    }
+}

@@ -407,3 +407,24 @@ fn ics_attack_imports() {
     assert_eq!(b.objects.len(), 1826 - 1373);
     assert!(b.indicators.is_empty());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Mutated bundles never panic the importer; whatever it keeps passed
+    /// validation, so a strict import of the same bytes fails exactly when
+    /// something was rejected.
+    #[test]
+    fn mutated_bundles_never_panic(pos in 0usize..4000, byte in proptest::prelude::any::<u8>()) {
+        let mut bytes = std::fs::read(
+            corpora().join("stix/examples/indicators-for-C2-with-COA.json"),
+        ).unwrap();
+        let i = pos % bytes.len();
+        bytes[i] = byte;
+        let lax = import(&bytes);
+        let strict = import_stix(&bytes, schemas(), &StixOptions { strict: true, ..opts() });
+        if let Ok(b) = lax {
+            proptest::prop_assert_eq!(b.rejects.is_empty(), strict.is_ok());
+        }
+    }
+}

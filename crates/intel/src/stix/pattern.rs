@@ -599,4 +599,16 @@ mod tests {
         let deep = format!("{}[a:b = 1]{}", "(".repeat(100), ")".repeat(100));
         assert!(parse(&deep).unwrap_err().message.contains("nested deeper"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "[\\[\\]() a-zA-Z0-9:.'=!<>,_*-]{0,60}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in proptest::prelude::any::<String>()) {
+            let _ = parse(&s);
+        }
+    }
 }
