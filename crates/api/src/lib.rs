@@ -38,6 +38,11 @@ pub struct AppState {
     /// Telemetry ingestion, when this server runs it.
     pub ingest: Option<mimamori_ingest::Ingest>,
     pub hec_acks: Arc<routes::ingest::HecAcks>,
+    /// The threat-intel hub (import, matcher, retro-hunts).
+    pub intel: Option<Arc<mimamori_pipeline::hub::IntelHub>>,
+    pub taxii_statuses: Arc<routes::taxii::Statuses>,
+    /// Streaming detection's counters, when it runs.
+    pub detection: Option<Arc<mimamori_pipeline::DetectionStats>>,
 }
 
 impl AppState {
@@ -47,7 +52,20 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             ingest: None,
             hec_acks: Default::default(),
+            intel: None,
+            taxii_statuses: Default::default(),
+            detection: None,
         }
+    }
+
+    pub fn with_detection(mut self, stats: Arc<mimamori_pipeline::DetectionStats>) -> Self {
+        self.detection = Some(stats);
+        self
+    }
+
+    pub fn with_intel(mut self, hub: mimamori_pipeline::hub::IntelHub) -> Self {
+        self.intel = Some(Arc::new(hub));
+        self
     }
 
     pub fn with_ingest(mut self, ingest: mimamori_ingest::Ingest) -> Self {
@@ -58,7 +76,7 @@ impl AppState {
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
-    use routes::{audit, identity, ingest, orgs, query, system};
+    use routes::{alerts, audit, identity, ingest, intel, notify, orgs, query, system, taxii};
     let api = Router::new()
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route(
@@ -83,8 +101,49 @@ pub fn router(state: AppState) -> Router {
             get(identity::get_token).delete(identity::revoke_token),
         )
         .route("/audit", get(audit::list))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::get).patch(alerts::update))
+        .route("/alerts/{id}/comments", post(alerts::comment))
+        .route("/campaigns", get(alerts::campaigns))
+        .route("/campaigns/{id}", get(alerts::campaign))
+        .route("/suppressions", get(alerts::suppressions))
+        .route("/notify/channels", get(notify::list).post(notify::create))
+        .route(
+            "/notify/channels/{id}",
+            get(notify::get).delete(notify::delete),
+        )
+        .route("/notify/channels/{id}/test", post(notify::test))
+        .route("/indicators", get(intel::list))
+        .route("/indicators/{id}", get(intel::get))
+        .route("/intel/export", get(intel::export))
+        .route("/hunts", get(intel::hunts))
+        .route("/hunts/{id}", get(intel::hunt))
         .route("/query", post(query::query))
         .route("/openapi.json", get(system::openapi));
+    // Intel documents are larger than API requests in general.
+    let import = Router::new()
+        .route("/api/v1/intel/import", post(intel::import))
+        .route("/taxii2/", get(taxii::discovery))
+        .route("/taxii2/api/", get(taxii::api_root))
+        .route("/taxii2/api/collections/", get(taxii::collections))
+        .route("/taxii2/api/collections/{id}/", get(taxii::get_collection))
+        .route(
+            "/taxii2/api/collections/{id}/objects/",
+            get(taxii::objects).post(taxii::add_objects),
+        )
+        .route(
+            "/taxii2/api/collections/{id}/objects/{object_id}/",
+            get(taxii::object),
+        )
+        .route(
+            "/taxii2/api/collections/{id}/manifest/",
+            get(taxii::manifest),
+        )
+        .route("/taxii2/api/status/{id}/", get(taxii::status))
+        .layer(DefaultBodyLimit::max(routes::intel::MAX_IMPORT_BODY))
+        .layer(axum::Extension(error::BodyLimitHint(
+            routes::intel::MAX_IMPORT_BODY,
+        )));
     let ingest = Router::new()
         .route("/ingest/v1/events", post(ingest::events))
         .route("/services/collector", post(ingest::hec_event))
@@ -105,6 +164,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .merge(ingest)
+        .merge(import)
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

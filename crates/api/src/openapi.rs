@@ -4,7 +4,11 @@ use crate::error::Problem;
 use crate::routes::{self, List};
 use mimamori_core::org::Contact;
 use mimamori_core::{NewOrg, Org, OrgKind, OrgPatch, Role};
-use mimamori_store::{AuditEntry, IssuedToken, NewToken, NewUser, TokenInfo, User};
+use mimamori_store::{
+    Alert, AlertComment, AlertKind, AlertStatus, AuditEntry, Campaign, ChannelKind, IssuedToken,
+    NewChannel, NewToken, NewUser, NotifyChannel, Severity, StoredIndicator, Suppression,
+    TokenInfo, UpsertReport, User,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -18,13 +22,21 @@ use utoipa::{Modify, OpenApi};
         routes::identity::list_users, routes::identity::get_user, routes::identity::create_user, routes::identity::disable_user,
         routes::identity::list_tokens, routes::identity::get_token, routes::identity::create_token, routes::identity::revoke_token,
         routes::audit::list,
+        routes::alerts::list, routes::alerts::get, routes::alerts::update, routes::alerts::comment,
+        routes::alerts::campaigns, routes::alerts::campaign, routes::alerts::suppressions,
+        routes::notify::list, routes::notify::create, routes::notify::get, routes::notify::delete, routes::notify::test,
+        routes::intel::list, routes::intel::get, routes::intel::import, routes::intel::export, routes::intel::hunts, routes::intel::hunt,
         routes::ingest::events,
         routes::query::query,
     ),
     components(schemas(Problem, Org, OrgKind, NewOrg, OrgPatch, Contact, Role, User, NewUser, TokenInfo, NewToken, IssuedToken, AuditEntry,
         List<Org>, List<User>, List<TokenInfo>, List<AuditEntry>, routes::identity::WhoAmI, routes::identity::LoginRequest,
         routes::ingest::IngestResult, routes::ingest::RejectInfo,
-        routes::query::QueryRequest, routes::query::QueryResponse)),
+        routes::query::QueryRequest, routes::query::QueryResponse,
+        Alert, AlertStatus, AlertKind, Severity, AlertComment, Campaign, Suppression, List<Alert>, List<Campaign>, List<Suppression>,
+        routes::alerts::AlertDetail, routes::alerts::AlertPatch, routes::alerts::NewComment,
+        NotifyChannel, NewChannel, ChannelKind, List<NotifyChannel>,
+        StoredIndicator, List<StoredIndicator>, UpsertReport, routes::intel::ImportResult)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

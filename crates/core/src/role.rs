@@ -51,6 +51,16 @@ pub enum Action {
     Ingest,
     /// Query archived telemetry (SQL over the event archive).
     EventRead,
+    /// Read alerts, campaigns and suppressions.
+    AlertRead,
+    /// Work alerts: status, assignee, comments, suppressions.
+    AlertTriage,
+    /// Read and change where an org's alerts are delivered.
+    NotifyManage,
+    /// Read threat intelligence (as TLP allows the caller's org).
+    IntelRead,
+    /// Contribute threat intelligence (owned by an org in scope).
+    IntelWrite,
 }
 
 impl Role {
@@ -89,7 +99,10 @@ impl Role {
         match self {
             Role::SocAdmin => action != Ingest,
             Role::SocAnalyst | Role::SupervisorAnalyst | Role::OrgAnalyst => {
-                matches!(action, OrgRead | EventRead)
+                matches!(
+                    action,
+                    OrgRead | EventRead | AlertRead | AlertTriage | IntelRead | IntelWrite
+                )
             }
             Role::OrgAdmin => matches!(
                 action,
@@ -101,6 +114,11 @@ impl Role {
                     | TokenManage
                     | AuditRead
                     | EventRead
+                    | AlertRead
+                    | AlertTriage
+                    | NotifyManage
+                    | IntelRead
+                    | IntelWrite
             ),
             Role::Sensor => action == Ingest,
         }

@@ -200,7 +200,12 @@ impl Archive {
 
     /// Writes `events` (covering WAL positions `from..to`) as part files,
     /// then moves the checkpoint to `to`.
-    pub fn flush(&self, events: &[Event], from: u64, to: u64) -> io::Result<usize> {
+    pub fn flush<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+        from: u64,
+        to: u64,
+    ) -> io::Result<usize> {
         let mut groups: BTreeMap<(String, String, OcsfClass), Vec<&Event>> = BTreeMap::new();
         for e in events {
             groups
@@ -296,12 +301,160 @@ impl Archive {
     }
 }
 
+/// What [`Archive::apply_retention`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// `(org id, date)` partitions removed.
+    pub removed: Vec<(String, String)>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Archive {
+    /// Deletes the date partitions older than each org's retention:
+    /// `retention_days(org_id)` gives the number of days to keep (`None`
+    /// keeps everything). Partitions are by event time, so an old log
+    /// ingested today is as old as its events say. `today` is
+    /// `YYYY-MM-DD` (UTC); a partition is kept while `date > today - days`.
+    pub fn apply_retention(
+        &self,
+        today_ms: i64,
+        retention_days: impl Fn(&str) -> Option<u32>,
+    ) -> io::Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        for org_entry in fs::read_dir(&self.dir)? {
+            let org_entry = org_entry?;
+            let name = org_entry.file_name().to_string_lossy().to_string();
+            let Some(org) = name.strip_prefix("org=") else {
+                continue;
+            };
+            let Some(days) = retention_days(org) else {
+                continue;
+            };
+            let cutoff = date_of(today_ms - i64::from(days) * 86_400_000);
+            for date_entry in fs::read_dir(org_entry.path())? {
+                let date_entry = date_entry?;
+                let dname = date_entry.file_name().to_string_lossy().to_string();
+                let Some(date) = dname.strip_prefix("date=") else {
+                    continue;
+                };
+                // ISO dates compare as strings; "invalid-date" sorts after
+                // digits and is kept (its events had no usable time).
+                if date >= cutoff.as_str() || !date.starts_with(|c: char| c.is_ascii_digit()) {
+                    continue;
+                }
+                let (files, bytes) = dir_size(&date_entry.path())?;
+                fs::remove_dir_all(date_entry.path())?;
+                tracing::info!(
+                    org,
+                    date,
+                    files,
+                    bytes,
+                    "retention: removed an archive partition"
+                );
+                report.removed.push((org.to_string(), date.to_string()));
+                report.files += files;
+                report.bytes += bytes;
+            }
+        }
+        report.removed.sort();
+        Ok(report)
+    }
+}
+
+fn dir_size(dir: &Path) -> io::Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files += 1;
+                bytes += entry.metadata()?.len();
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
 fn part_range(name: &str) -> Option<(u64, u64)> {
     let rest = name.strip_prefix("part-")?;
     let mut it = rest.split('-');
     let from = it.next()?.parse().ok()?;
     let to = it.next()?.parse().ok()?;
     Some((from, to))
+}
+
+/// What [`Archive::scan`] covered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    pub files: u64,
+    pub events: u64,
+    pub bytes: u64,
+}
+
+impl Archive {
+    /// The part files of `orgs` (all when `None`) in date partitions on or
+    /// after `since_ms` (by event date), with their sizes: what a scan will
+    /// read, for progress reporting.
+    pub fn part_files_since(
+        &self,
+        orgs: Option<&[String]>,
+        since_ms: i64,
+    ) -> io::Result<Vec<(PathBuf, u64)>> {
+        let since = date_of(since_ms);
+        let mut out = vec![];
+        for path in self.part_files_of(orgs)? {
+            if path.extension().is_some_and(|e| e == "tmp") {
+                continue;
+            }
+            let date = path
+                .ancestors()
+                .filter_map(|a| a.file_name())
+                .find_map(|n| n.to_str().and_then(|n| n.strip_prefix("date=")))
+                .unwrap_or("");
+            if date >= since.as_str() {
+                out.push((path.clone(), fs::metadata(&path)?.len()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Streams every archived event of `orgs` in date partitions on or
+    /// after `since_ms` to `f`, one part file at a time (memory holds one
+    /// file's events, not the archive). `progress` is called after each
+    /// file with the running totals. For retro-hunting.
+    pub fn scan(
+        &self,
+        orgs: Option<&[String]>,
+        since_ms: i64,
+        mut f: impl FnMut(&Event),
+        mut progress: impl FnMut(&ScanReport),
+    ) -> io::Result<ScanReport> {
+        let mut report = ScanReport::default();
+        let mut buf = vec![];
+        for (path, size) in self.part_files_since(orgs, since_ms)? {
+            buf.clear();
+            match read_part(&path, &mut buf) {
+                Ok(()) => {}
+                // Retention may delete a partition while we read it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            for e in &buf {
+                if e.time() >= since_ms {
+                    f(e);
+                    report.events += 1;
+                }
+            }
+            report.files += 1;
+            report.bytes += size;
+            progress(&report);
+        }
+        Ok(report)
+    }
 }
 
 fn read_part(path: &Path, out: &mut Vec<Event>) -> io::Result<()> {

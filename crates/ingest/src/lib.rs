@@ -3,8 +3,8 @@
 //! ```text
 //! sources ──submit──▶ [bounded queue] ──▶ WAL thread ──fsync──▶ ack
 //!                                              │
-//!                                              ▼ (bounded)
-//!                                        archive thread ──▶ Parquet + checkpoint
+//!                                              ├──(bounded)──▶ archive thread ──▶ Parquet + checkpoint
+//!                                              └──(bounded)──▶ consumer threads ──▶ detection, … + checkpoint
 //! ```
 //!
 //! Invariants:
@@ -14,7 +14,10 @@
 //!   [`Ingest::try_submit`] refuses more (HTTP answers 429), and
 //!   [`Ingest::submit`] waits (file and TCP sources slow down instead).
 //! - Every acknowledged event reaches the archive exactly once, across
-//!   crashes (see [`archive`]).
+//!   crashes (see [`archive`]), and every [`Consumer`] at least once, in WAL
+//!   order: a WAL segment is deleted only when the archive and every
+//!   consumer have checkpointed past it, and a restart replays each of them
+//!   from its own checkpoint.
 //! - Ids and org are assigned here, never taken from the payload.
 
 pub mod archive;
@@ -94,6 +97,25 @@ struct Submission {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A durable reader of acknowledged events besides the archive: streaming
+/// detection is one.
+///
+/// Each consumer runs on its own thread behind a bounded channel, so a slow
+/// consumer slows ingestion down (the queue fills and sources get 429)
+/// instead of growing memory. After [`Consumer::consume`] returns, the
+/// consumer's checkpoint (`consumers/<name>.checkpoint` in the ingest
+/// directory) moves past the batch; on restart the WAL after that checkpoint
+/// is replayed to it. Delivery is therefore at least once: a crash between
+/// `consume` and the checkpoint write hands the same events over again, so
+/// consumers must tolerate repeats (event ids are stable across replays).
+pub trait Consumer: Send + 'static {
+    /// Stable name: it names the checkpoint file. Letters, digits, `-`, `_`.
+    fn name(&self) -> &str;
+    /// Handles a batch of events, in WAL order. Must not return before its
+    /// effects are as durable as the consumer needs them to be.
+    fn consume(&mut self, events: &[Event]);
+}
+
 /// Counters exposed as metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -104,6 +126,8 @@ pub struct Stats {
     pub overloaded: AtomicU64,
     pub wal_position: AtomicU64,
     pub archive_checkpoint: AtomicU64,
+    /// Events handed to consumers (summed over consumers).
+    pub events_consumed: AtomicU64,
 }
 
 /// The handle sources submit through. Cheap to clone.
@@ -120,6 +144,7 @@ pub struct Ingest {
 pub struct IngestThreads {
     wal: std::thread::JoinHandle<()>,
     archive: std::thread::JoinHandle<()>,
+    consumers: Vec<std::thread::JoinHandle<()>>,
     /// Held (with its exclusive lock) until the threads are joined.
     _lock: std::fs::File,
 }
@@ -129,6 +154,9 @@ impl IngestThreads {
     pub fn join(self) {
         let _ = self.wal.join();
         let _ = self.archive.join();
+        for c in self.consumers {
+            let _ = c.join();
+        }
     }
 }
 
@@ -136,6 +164,16 @@ impl Ingest {
     /// Recovers the archive and WAL in `cfg.dir` (replaying what the
     /// archive lacks) and starts the WAL and archive threads.
     pub fn start(cfg: IngestConfig) -> Result<(Ingest, IngestThreads), IngestError> {
+        Self::start_with(cfg, vec![])
+    }
+
+    /// Like [`Ingest::start`], with consumers that receive every
+    /// acknowledged event (see [`Consumer`]). Before this returns, each
+    /// consumer has been handed the WAL records after its checkpoint.
+    pub fn start_with(
+        cfg: IngestConfig,
+        consumers: Vec<Box<dyn Consumer>>,
+    ) -> Result<(Ingest, IngestThreads), IngestError> {
         std::fs::create_dir_all(&cfg.dir)?;
         let lock_path = cfg.dir.join("LOCK");
         let lock = std::fs::OpenOptions::new()
@@ -147,19 +185,38 @@ impl Ingest {
             return Err(IngestError::Locked(cfg.dir.display().to_string()));
         }
         let (archive, checkpoint) = Archive::recover(&cfg.dir.join("archive"))?;
-        let mut replayed: Vec<Event> = vec![];
+        let consumer_dir = cfg.dir.join("consumers");
+        std::fs::create_dir_all(&consumer_dir)?;
+        let mut consumers: Vec<(Box<dyn Consumer>, ConsumerCheckpoint)> = consumers
+            .into_iter()
+            .map(|c| {
+                let cp = ConsumerCheckpoint::open(&consumer_dir, c.name(), checkpoint)?;
+                Ok((c, cp))
+            })
+            .collect::<Result<_, IngestError>>()?;
+        // Consumers that have a checkpoint but are not running now (a
+        // `mimamori ingest` run without detection, say) still hold the WAL
+        // they have not consumed, so they miss nothing when they return.
+        // Deleting `consumers/<name>.checkpoint` retires one for good.
+        let absent_floor = absent_consumers(&consumer_dir, &consumers)?;
+        let replay_from = consumers
+            .iter()
+            .map(|(_, cp)| cp.position)
+            .chain(absent_floor)
+            .fold(checkpoint, u64::min);
+        let mut replayed: Vec<(u64, Vec<Event>)> = vec![];
         let mut replay_end = checkpoint;
         let mut bad = 0usize;
         let wal = wal::Wal::open(
             &cfg.dir.join("wal"),
             cfg.segment_bytes,
-            checkpoint,
+            replay_from,
             |end, payload| {
                 match decode_batch(payload) {
-                    Ok(evs) => replayed.extend(evs),
+                    Ok(evs) => replayed.push((end, evs)),
                     Err(_) => bad += 1,
                 }
-                replay_end = end;
+                replay_end = replay_end.max(end);
             },
         )?;
         if bad > 0 {
@@ -168,10 +225,30 @@ impl Ingest {
                 "WAL records that passed their checksum but do not decode were skipped"
             );
         }
-        if !replayed.is_empty() {
-            tracing::info!(events = replayed.len(), "replayed the WAL into the archive");
-            archive.flush(&replayed, checkpoint, replay_end)?;
+        let for_archive = replayed
+            .iter()
+            .filter(|(end, _)| *end > checkpoint)
+            .flat_map(|(_, evs)| evs);
+        if replay_end > checkpoint {
+            let n = for_archive.clone().count();
+            tracing::info!(events = n, "replayed the WAL into the archive");
+            archive.flush(for_archive, checkpoint, replay_end)?;
         }
+        for (consumer, cp) in &mut consumers {
+            let mut n = 0;
+            let from = cp.position;
+            for (end, evs) in replayed.iter().filter(|(end, _)| *end > from) {
+                consumer.consume(evs);
+                n += evs.len();
+                cp.position = *end;
+            }
+            if n > 0 {
+                tracing::info!(consumer = consumer.name(), events = n, "replayed the WAL");
+            }
+            cp.position = cp.position.max(replay_end);
+            cp.store()?;
+        }
+        drop(replayed);
         let stats = Arc::new(Stats::default());
         stats.wal_position.store(wal.position(), Ordering::Relaxed);
         stats
@@ -180,14 +257,33 @@ impl Ingest {
         let (tx, rx) = mpsc::unbounded_channel();
         // Bounded hand-off to the archive: when it lags, the WAL thread
         // waits, the queue fills, and sources get 429 / slow down.
-        let (arch_tx, arch_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<Event>)>(64);
+        let (arch_tx, arch_rx) = std::sync::mpsc::sync_channel::<(u64, Batch)>(64);
         let released = Arc::new(AtomicU64::new(0));
+        let mut outlets = vec![Outlet {
+            tx: arch_tx,
+            released: released.clone(),
+        }];
+        let mut consumer_threads = vec![];
+        for (consumer, cp) in consumers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Batch)>(16);
+            let released = Arc::new(AtomicU64::new(cp.position));
+            outlets.push(Outlet {
+                tx,
+                released: released.clone(),
+            });
+            let stats = stats.clone();
+            consumer_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("mimamori-{}", consumer.name()))
+                    .spawn(move || consumer_loop(consumer, cp, rx, released, stats))?,
+            );
+        }
         let wal_thread = {
             let stats = stats.clone();
-            let released = released.clone();
+            let floor = absent_floor.unwrap_or(u64::MAX);
             std::thread::Builder::new()
                 .name("mimamori-wal".into())
-                .spawn(move || wal_loop(wal, rx, arch_tx, stats, released))?
+                .spawn(move || wal_loop(wal, rx, outlets, floor, stats))?
         };
         let archive_thread = {
             let stats = stats.clone();
@@ -209,6 +305,7 @@ impl Ingest {
             IngestThreads {
                 wal: wal_thread,
                 archive: archive_thread,
+                consumers: consumer_threads,
                 _lock: lock,
             },
         ))
@@ -305,12 +402,22 @@ impl Ingest {
 /// Most events written between two fsyncs.
 const GROUP_EVENTS: usize = 100_000;
 
+/// Events of one WAL record, shared by the archive and the consumers.
+type Batch = Arc<Vec<Event>>;
+
+/// Where the WAL thread hands acknowledged batches, and how far that reader
+/// has made them durable (WAL segments before the minimum are deleted).
+struct Outlet {
+    tx: std::sync::mpsc::SyncSender<(u64, Batch)>,
+    released: Arc<AtomicU64>,
+}
+
 fn wal_loop(
     mut wal: wal::Wal,
     mut rx: mpsc::UnboundedReceiver<Msg>,
-    arch_tx: std::sync::mpsc::SyncSender<(u64, Vec<Event>)>,
+    mut outlets: Vec<Outlet>,
+    floor: u64,
     stats: Arc<Stats>,
-    released: Arc<AtomicU64>,
 ) {
     let mut broken: Option<String> = None;
     let mut buf = Vec::with_capacity(1 << 20);
@@ -407,11 +514,24 @@ fn wal_loop(
                 wal_position: end,
             }));
             drop(permit);
-            if arch_tx.send((end, events)).is_err() {
-                tracing::error!("the archive thread is gone");
-            }
+            let batch = Arc::new(events);
+            outlets.retain(|o| {
+                // A reader whose thread died (a panicking consumer) is
+                // dropped; its checkpoint stays put, so the next start
+                // replays to it what it missed.
+                let alive = o.tx.send((end, batch.clone())).is_ok();
+                if !alive {
+                    tracing::error!("an archive or consumer thread is gone");
+                }
+                alive
+            });
         }
-        let rel = released.load(Ordering::Relaxed);
+        let rel = outlets
+            .iter()
+            .map(|o| o.released.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+            .min(floor);
         if rel > 0 {
             if let Err(e) = wal.release_before(rel) {
                 tracing::warn!(error = %e, "could not delete archived WAL segments");
@@ -422,28 +542,30 @@ fn wal_loop(
 
 fn archive_loop(
     archive: Archive,
-    rx: std::sync::mpsc::Receiver<(u64, Vec<Event>)>,
+    rx: std::sync::mpsc::Receiver<(u64, Batch)>,
     cfg: IngestConfig,
     stats: Arc<Stats>,
     released: Arc<AtomicU64>,
     mut from: u64,
 ) {
-    let mut buffer: Vec<Event> = vec![];
+    let mut buffer: Vec<Batch> = vec![];
+    let mut buffered = 0usize;
     let mut to = from;
     let mut oldest: Option<Instant> = None;
-    let flush = |buffer: &mut Vec<Event>, from: &mut u64, to: u64| {
+    let flush = |buffer: &mut Vec<Batch>, buffered: &mut usize, from: &mut u64, to: u64| {
         if buffer.is_empty() {
             return;
         }
-        match archive.flush(buffer, *from, to) {
+        match archive.flush(buffer.iter().flat_map(|b| b.iter()), *from, to) {
             Ok(_) => {
                 stats
                     .events_archived
-                    .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+                    .fetch_add(*buffered as u64, Ordering::Relaxed);
                 stats.archive_checkpoint.store(to, Ordering::Relaxed);
                 released.store(to, Ordering::Relaxed);
                 *from = to;
                 buffer.clear();
+                *buffered = 0;
             }
             // The events stay buffered and in the WAL; the next flush
             // retries. Part files this attempt did write are removed first,
@@ -465,23 +587,151 @@ fn archive_loop(
         match rx.recv_timeout(wait) {
             Ok((end, events)) => {
                 oldest.get_or_insert_with(Instant::now);
-                buffer.extend(events);
+                buffered += events.len();
+                buffer.push(events);
                 to = end;
-                if buffer.len() >= cfg.flush_events {
-                    flush(&mut buffer, &mut from, to);
+                if buffered >= cfg.flush_events {
+                    flush(&mut buffer, &mut buffered, &mut from, to);
                     oldest = (!buffer.is_empty()).then(Instant::now);
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                flush(&mut buffer, &mut from, to);
+                flush(&mut buffer, &mut buffered, &mut from, to);
                 oldest = (!buffer.is_empty()).then(Instant::now);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                flush(&mut buffer, &mut from, to);
+                flush(&mut buffer, &mut buffered, &mut from, to);
                 return;
             }
         }
     }
+}
+
+/// A consumer's durable position: the WAL position it has consumed up to.
+struct ConsumerCheckpoint {
+    path: PathBuf,
+    position: u64,
+}
+
+impl ConsumerCheckpoint {
+    /// Reads `<dir>/<name>.checkpoint`; a consumer seen for the first time
+    /// starts at `fresh` (the archive's checkpoint: it is not handed the
+    /// history, which retro-hunting covers).
+    fn open(dir: &Path, name: &str, fresh: u64) -> Result<Self, IngestError> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(IngestError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("consumer name {name:?} must be letters, digits, '-' or '_'"),
+            )));
+        }
+        let path = dir.join(format!("{name}.checkpoint"));
+        let position = match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("bad consumer checkpoint {s:?} in {}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fresh,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(ConsumerCheckpoint { path, position })
+    }
+
+    fn store(&self) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, self.position.to_string())?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+fn consumer_loop(
+    mut consumer: Box<dyn Consumer>,
+    mut cp: ConsumerCheckpoint,
+    rx: std::sync::mpsc::Receiver<(u64, Batch)>,
+    released: Arc<AtomicU64>,
+    stats: Arc<Stats>,
+) {
+    // The checkpoint is written at most every CHECKPOINT_EVERY (and at the
+    // end): a crash in between only means some batches are handed over again.
+    const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+    let mut stored = cp.position;
+    let mut last_store = Instant::now();
+    let store = |cp: &ConsumerCheckpoint, stored: &mut u64| {
+        if cp.position == *stored {
+            return;
+        }
+        match cp.store() {
+            Ok(()) => {
+                *stored = cp.position;
+                released.store(cp.position, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(consumer = consumer_name(&cp.path), error = %e, "cannot store the consumer checkpoint; will retry")
+            }
+        }
+    };
+    loop {
+        match rx.recv_timeout(CHECKPOINT_EVERY) {
+            Ok((end, batch)) => {
+                consumer.consume(&batch);
+                stats
+                    .events_consumed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                cp.position = end;
+                if last_store.elapsed() >= CHECKPOINT_EVERY {
+                    store(&cp, &mut stored);
+                    last_store = Instant::now();
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                store(&cp, &mut stored);
+                last_store = Instant::now();
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                store(&cp, &mut stored);
+                return;
+            }
+        }
+    }
+}
+
+/// The lowest checkpoint of the consumers in `dir` that are not among
+/// `running`, with a warning for each.
+fn absent_consumers(
+    dir: &Path,
+    running: &[(Box<dyn Consumer>, ConsumerCheckpoint)],
+) -> Result<Option<u64>, IngestError> {
+    let mut floor: Option<u64> = None;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "checkpoint")
+            || running.iter().any(|(_, cp)| cp.path == path)
+        {
+            continue;
+        }
+        let name = consumer_name(&path);
+        let cp = ConsumerCheckpoint::open(dir, &name, 0)?;
+        tracing::warn!(
+            consumer = %name,
+            position = cp.position,
+            "a consumer is not running; the WAL after its checkpoint is kept for it (delete {} to retire it)",
+            path.display()
+        );
+        floor = Some(floor.map_or(cp.position, |f| f.min(cp.position)));
+    }
+    Ok(floor)
+}
+
+fn consumer_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// A WAL record: the batch's events as NDJSON.
@@ -622,6 +872,140 @@ mod tests {
             .read_events(Some(&["org-c".into()]))
             .unwrap()
             .is_empty());
+    }
+
+    /// Records the ids it is handed.
+    struct Recorder {
+        name: &'static str,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Consumer for Recorder {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn consume(&mut self, events: &[Event]) {
+            let mut seen = self.seen.lock().unwrap();
+            seen.extend(events.iter().map(|e| e.id.clone()));
+        }
+    }
+
+    #[tokio::test]
+    async fn consumers_get_every_acked_event_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(vec![]));
+        let mut acked = vec![];
+        // A consumer that exists from the start sees everything, once per
+        // clean run.
+        for round in 0..3 {
+            let recorder = Recorder {
+                name: "detect",
+                seen: seen.clone(),
+            };
+            let (ingest, threads) =
+                Ingest::start_with(cfg(dir.path()), vec![Box::new(recorder)]).unwrap();
+            for i in 0..10 {
+                let ack = ingest
+                    .submit("org-a", vec![body(&format!("c{round}-{i}.example")); 3])
+                    .await
+                    .unwrap();
+                acked.extend(ack.ids);
+            }
+            drop(ingest);
+            threads.join();
+        }
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        acked.sort();
+        assert_eq!(got, acked);
+        assert!(dir.path().join("consumers/detect.checkpoint").exists());
+
+        // Events in the WAL that a consumer has not checkpointed (the
+        // process died first) are replayed to it on start, even when the
+        // archive already holds them.
+        let before =
+            std::fs::read_to_string(dir.path().join("consumers/detect.checkpoint")).unwrap();
+        let (ingest, threads) = Ingest::start(cfg(dir.path())).unwrap();
+        let late = ingest
+            .submit("org-a", vec![body("late.example"); 4])
+            .await
+            .unwrap();
+        drop(ingest);
+        threads.join();
+        // The archive is past `late`, the consumer is not; its WAL is kept.
+        let seen2 = Arc::new(std::sync::Mutex::new(vec![]));
+        let (ingest, threads) = Ingest::start_with(
+            cfg(dir.path()),
+            vec![Box::new(Recorder {
+                name: "detect",
+                seen: seen2.clone(),
+            })],
+        )
+        .unwrap();
+        drop(ingest);
+        threads.join();
+        let mut replayed = seen2.lock().unwrap().clone();
+        replayed.sort();
+        let mut want = late.ids.clone();
+        want.sort();
+        assert_eq!(replayed, want, "checkpoint was {before}");
+        // The archive did not store the replayed events a second time.
+        let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
+        assert_eq!(archive.read_events(None).unwrap().len(), acked.len() + 4);
+    }
+
+    #[test]
+    fn retention_removes_old_partitions_per_org() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
+        let day = 86_400_000i64;
+        let today = 1_764_115_200_000; // 2025-11-26T00:00:00Z
+        let ev = |org: &str, t: i64, n: usize| Event {
+            id: format!("{org}-{n}"),
+            org_id: org.into(),
+            received: today,
+            body: EventBody {
+                time: Some(t),
+                ..body("r.example")
+            },
+        };
+        let events = vec![
+            ev("org-a", today, 0),
+            ev("org-a", today - day, 1),
+            ev("org-a", today - 5 * day, 2),
+            ev("org-b", today - 5 * day, 3),
+        ];
+        archive.flush(&events, 0, 10).unwrap();
+        let report = archive
+            .apply_retention(today + 3_600_000, |org| (org == "org-a").then_some(2))
+            .unwrap();
+        assert_eq!(
+            report.removed,
+            vec![("org-a".to_string(), "2025-11-21".to_string())]
+        );
+        assert_eq!(report.files, 1);
+        assert!(report.bytes > 0);
+        let mut left: Vec<String> = archive
+            .read_events(None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["org-a-0", "org-a-1", "org-b-3"]);
+    }
+
+    #[test]
+    fn consumer_names_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = Recorder {
+            name: "../x",
+            seen: Default::default(),
+        };
+        let err = Ingest::start_with(cfg(dir.path()), vec![Box::new(bad)])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("consumer name"), "{err}");
     }
 
     #[test]

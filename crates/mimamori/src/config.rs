@@ -33,6 +33,102 @@ pub struct Config {
     pub ingest: IngestSection,
     #[serde(default)]
     pub syslog: SyslogSection,
+    #[serde(default)]
+    pub detection: DetectionSection,
+    #[serde(default)]
+    pub notify: NotifySection,
+    #[serde(default)]
+    pub intel: IntelSection,
+}
+
+/// `[intel]`: the threat-intelligence hub.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntelSection {
+    /// The `schemas/` folder of oasis-open/cti-stix2-json-schemas: STIX
+    /// imports (API, CLI, TAXII) are validated against it. Without it STIX
+    /// import is refused with a message saying so; lists and MISP work.
+    #[serde(default)]
+    pub stix_schemas: Option<std::path::PathBuf>,
+}
+
+/// `[detection]`: streaming detection on ingested events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSection {
+    /// Run detection in `serve`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Sigma rule folders (`.yml` files, searched recursively).
+    #[serde(default)]
+    pub sigma_rules: Vec<std::path::PathBuf>,
+    /// Detections of one rule on one entity in one org within this many
+    /// minutes are one alert.
+    #[serde(default = "default_group_minutes")]
+    pub group_minutes: u32,
+    /// The same indicator or rule at this many distinct orgs…
+    #[serde(default = "default_campaign_orgs")]
+    pub campaign_min_orgs: usize,
+    /// …within this many hours is one campaign.
+    #[serde(default = "default_campaign_hours")]
+    pub campaign_window_hours: u32,
+    /// Days of archived events retro-hunted when new indicators arrive.
+    #[serde(default = "default_retro_days")]
+    pub retro_hunt_days: u32,
+}
+
+fn default_group_minutes() -> u32 {
+    60
+}
+fn default_campaign_orgs() -> usize {
+    3
+}
+fn default_campaign_hours() -> u32 {
+    7 * 24
+}
+fn default_retro_days() -> u32 {
+    30
+}
+
+impl Default for DetectionSection {
+    fn default() -> Self {
+        DetectionSection {
+            enabled: true,
+            sigma_rules: vec![],
+            group_minutes: default_group_minutes(),
+            campaign_min_orgs: default_campaign_orgs(),
+            campaign_window_hours: default_campaign_hours(),
+            retro_hunt_days: default_retro_days(),
+        }
+    }
+}
+
+/// `[notify]`: delivery of alert notifications to orgs' channels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// SMTP relay for e-mail channels: `smtp://host:port`,
+    /// `smtp+starttls://host:port` or `smtps://host:port`.
+    #[serde(default)]
+    pub smtp_url: Option<String>,
+    #[serde(default = "default_from")]
+    pub smtp_from: String,
+}
+
+fn default_from() -> String {
+    "mimamori@localhost".into()
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        NotifySection {
+            enabled: true,
+            smtp_url: None,
+            smtp_from: default_from(),
+        }
+    }
 }
 
 /// `[syslog]`: syslog receivers (off unless an address is given). Senders
@@ -86,6 +182,14 @@ pub struct IngestSection {
     /// archive, in milliseconds.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    /// Days of events kept in the archive (by event date); 0 keeps
+    /// everything.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Per-org exceptions to `retention_days`, by org slug (that org only,
+    /// not its sub-tree): `retention_by_org = { mof = 365 }`.
+    #[serde(default)]
+    pub retention_by_org: std::collections::BTreeMap<String, u32>,
 }
 
 fn yes() -> bool {
@@ -97,6 +201,9 @@ fn default_queue_events() -> usize {
 fn default_flush_ms() -> u64 {
     2000
 }
+fn default_retention_days() -> u32 {
+    90
+}
 
 impl Default for IngestSection {
     fn default() -> Self {
@@ -104,6 +211,8 @@ impl Default for IngestSection {
             enabled: true,
             queue_events: default_queue_events(),
             flush_interval_ms: default_flush_ms(),
+            retention_days: default_retention_days(),
+            retention_by_org: Default::default(),
         }
     }
 }

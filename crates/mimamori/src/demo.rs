@@ -140,9 +140,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let store = Store::open(&cfg.database_url(&dir)).await?;
     let orgs = build_tree(&store).await?;
     let tokens = issue_tokens(&store, &orgs).await?;
+    let seeded = seed_intel(&store).await?;
     store.close().await;
 
     let mut cfg = cfg;
+    // SigmaHQ's rules and the OASIS STIX schemas, where this machine has
+    // them (the shared corpora beside the repository): detection then runs
+    // the whole rule tree, and STIX imports are validated.
+    let corpora = corpora_dir();
+    if let Some(c) = &corpora {
+        let rules = c.join("sigma/rules");
+        if rules.is_dir() {
+            cfg.detection.sigma_rules = vec![rules];
+        }
+        let schemas = c.join("stix/schemas");
+        if schemas.is_dir() {
+            cfg.intel.stix_schemas = Some(schemas);
+        }
+    }
     cfg.api.listen = SocketAddr::from(([127, 0, 0, 1], args.port));
     let running = match crate::server::start(&dir, &cfg, crate::server::shutdown_signal()).await {
         Ok(r) => r,
@@ -207,11 +222,70 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("      curl -s -H 'Authorization: Bearer {}' --data-binary '{{\"dns_query\":\"example.com\",\"class\":\"dns_activity\"}}' {url}/ingest/v1/events",
         tokens.iter().find(|(l, _)| l.starts_with("sensor")).map(|(_, s)| s.as_str()).unwrap_or("TOKEN"));
     println!();
-    println!("  not in this demo yet: detection, alerts, campaigns, Protective DNS (see the open issues).");
+    println!();
+    println!(
+        "  detection: {seeded} demo indicators (the C2 domain and its address) from the central SOC's feed,"
+    );
+    match cfg.detection.sigma_rules.first() {
+        Some(r) => println!("    and the Sigma rules in {}.", r.display()),
+        None => println!("    no Sigma rules (set MIMAMORI_CORPORA to a folder with sigma/rules)."),
+    }
+    let soc_analyst = tokens
+        .iter()
+        .find(|(l, _)| l.starts_with("soc-analyst"))
+        .map(|(_, s)| s.as_str())
+        .unwrap_or("TOKEN");
+    println!(
+        "    Within seconds: alerts per org, and one campaign (the C2 domain at three ministries):"
+    );
+    println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' {url}/api/v1/alerts");
+    println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' {url}/api/v1/campaigns");
+    println!("    An org's own analyst sees only its org's alerts; the supervisor its sub-tree.");
+    println!("    Add intel (a retro-hunt over the archive follows):");
+    println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' --data-binary 'evil.example' '{url}/api/v1/intel/import?format=plain&subdomains=true'");
+    println!();
+    println!("  not in this demo yet: Protective DNS, attack surface, cloud configuration (see the open issues).");
     if let Some(ingest) = running.ingest.clone() {
         tokio::spawn(crate::demo_feed::run(ingest, orgs.clone()));
     }
     running.wait().await
+}
+
+/// The shared test corpora, when present: `$MIMAMORI_CORPORA`, else
+/// `../shared/corpora` from the current directory (the repository root).
+fn corpora_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MIMAMORI_CORPORA") {
+        return Some(PathBuf::from(p));
+    }
+    let p = PathBuf::from("../shared/corpora");
+    p.is_dir().then_some(p)
+}
+
+/// The central SOC's demo feed: the campaign's C2 domain (and everything
+/// under it) and the address it resolves to and serves the payload from.
+async fn seed_intel(store: &Store) -> anyhow::Result<usize> {
+    use mimamori_intel::{import_list, ListFormat, ListOptions, Provenance, Tlp};
+    let root = store
+        .root_org()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no root org"))?;
+    let mut prov = Provenance::new("demo C2 feed", time::OffsetDateTime::now_utc());
+    prov.tlp = Tlp::Amber;
+    prov.confidence = 90;
+    let mut opts = ListOptions::new(prov);
+    opts.subdomains = true;
+    let text = format!("{}\n192.0.2.66\n", crate::demo_feed::C2_DOMAIN);
+    let batch = import_list(&text, ListFormat::Plain, &opts);
+    let r = store
+        .intel_upsert(
+            &mimamori_store::AuditActor::local_operator(),
+            &root,
+            &batch.indicators,
+            &[],
+            "demo C2 feed",
+        )
+        .await?;
+    Ok(r.inserted)
 }
 
 async fn build_tree(store: &Store) -> anyhow::Result<Vec<Org>> {

@@ -109,6 +109,7 @@ fn records(org: &Org, tick: u64, rng: &mut Rng) -> Vec<Value> {
     for _ in 0..3 {
         let (name, cmd) = rng.pick(BENIGN_PROCESSES);
         out.push(json!({"time": now, "class": "process_activity", "source": "windows.sysmon",
+            "Channel": "Microsoft-Windows-Sysmon/Operational",
             "hostname": host(rng), "process_name": name, "process_cmdline": cmd, "user": format!("{}\\user{}", org.slug.to_uppercase(), rng.next() % 50),
             "EventID": 1, "Image": format!("C:\\Windows\\{name}"), "CommandLine": cmd}));
     }
@@ -120,6 +121,7 @@ fn records(org: &Org, tick: u64, rng: &mut Rng) -> Vec<Value> {
             "meti" => {
                 let cmd = "powershell.exe -NoP -W Hidden -Enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA";
                 out.push(json!({"time": now, "class": "process_activity", "source": "windows.sysmon",
+                    "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "meti-pc042",
                     "hostname": "meti-pc042", "process_name": "powershell.exe", "process_cmdline": cmd, "parent_process_name": "WINWORD.EXE",
                     "user": "METI\\user7", "EventID": 1, "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
                     "ParentImage": "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", "CommandLine": cmd}));

@@ -74,14 +74,23 @@ pub async fn run(data_dir: &Path, args: IngestArgs) -> anyhow::Result<()> {
     let (cfg, store) = open_store(data_dir).await?;
     let (_, scope) = root_scope(&store).await?;
     let org = find_org(&store, &scope, &args.org).await?;
-    store.close().await;
     let files = expand(&args.paths)?;
     if files.is_empty() {
         bail!("no files found under the given paths");
     }
+    // Detection runs here as in `serve`: what is loaded from files is
+    // matched against the intel and rules like live telemetry.
+    let mut consumers: Vec<Box<dyn mimamori_ingest::Consumer>> = vec![];
+    let mut detection = None;
+    if cfg.detection.enabled {
+        let matcher = crate::detection::matcher(&store).await?;
+        let consumer = crate::detection::consumer(&cfg, &store, &matcher).await?;
+        detection = Some(consumer.stats());
+        consumers.push(Box::new(consumer));
+    }
     let icfg = cfg.ingest.to_config(data_dir);
     let (ingest, threads) =
-        tokio::task::spawn_blocking(move || mimamori_ingest::Ingest::start(icfg))
+        tokio::task::spawn_blocking(move || mimamori_ingest::Ingest::start_with(icfg, consumers))
             .await?
             .context("cannot start ingestion")?;
 
@@ -141,9 +150,18 @@ pub async fn run(data_dir: &Path, args: IngestArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     drop(ingest);
     tokio::task::spawn_blocking(move || threads.join()).await?;
+    store.close().await;
     let secs = started.elapsed().as_secs_f64();
+    let alerts = match &detection {
+        Some(d) => format!(
+            "; detection: {} alert(s) opened, {} grouped",
+            d.alerts_opened.load(std::sync::atomic::Ordering::Relaxed),
+            d.alerts_grouped.load(std::sync::atomic::Ordering::Relaxed)
+        ),
+        None => String::new(),
+    };
     println!(
-        "ingested {accepted} events from {} file(s) into {} in {secs:.1} s ({:.0} events/s); {rejected} record(s) rejected{}",
+        "ingested {accepted} events from {} file(s) into {} in {secs:.1} s ({:.0} events/s); {rejected} record(s) rejected{}{alerts}",
         files.len() - failed_files as usize,
         org.slug,
         accepted as f64 / secs.max(1e-3),

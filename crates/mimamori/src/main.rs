@@ -5,7 +5,9 @@ mod admin;
 mod config;
 mod demo;
 mod demo_feed;
+mod detection;
 mod ingest_cmd;
+mod intel_cmd;
 mod query_cmd;
 mod server;
 
@@ -58,6 +60,9 @@ enum Command {
     /// Query archived telemetry with SQL (table `events`); one JSON object
     /// per row on stdout.
     Query(query_cmd::QueryArgs),
+    /// Import and export threat intelligence (STIX, MISP, lists, RPZ).
+    #[command(subcommand)]
+    Intel(intel_cmd::IntelCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +93,7 @@ fn main() -> std::process::ExitCode {
             Command::Token(cmd) => admin::token(&cli.data_dir, cmd).await,
             Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,
             Command::Ingest(args) => ingest_cmd::run(&cli.data_dir, args).await,
+            Command::Intel(cmd) => intel_cmd::run(&cli.data_dir, cmd).await,
             Command::Query(args) => query_cmd::run(&cli.data_dir, args).await,
         }
     });

@@ -29,6 +29,10 @@ pub struct Running {
     pub syslog: Vec<(&'static str, SocketAddr)>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     ingest_threads: Option<mimamori_ingest::IngestThreads>,
+    notifier: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Running {
@@ -43,6 +47,11 @@ impl Running {
         }
         if let Some(threads) = self.ingest_threads.take() {
             tokio::task::spawn_blocking(move || threads.join()).await?;
+        }
+        // Detection has written its last alerts: deliver what is due, stop.
+        if let Some((stop, task)) = self.notifier.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
         self.store.close().await;
         served.context("the API server task failed")??;
@@ -88,13 +97,22 @@ pub async fn start(
     })?;
     let api_addr = listener.local_addr()?;
     let mut state = mimamori_api::AppState::new(store.clone());
+    let mut consumers: Vec<Box<dyn mimamori_ingest::Consumer>> = vec![];
+    let mut detection = None;
+    let matcher = crate::detection::matcher(&store).await?;
+    if cfg.ingest.enabled && cfg.detection.enabled {
+        let consumer = crate::detection::consumer(cfg, &store, &matcher).await?;
+        detection = Some(consumer.stats());
+        consumers.push(Box::new(consumer));
+    }
     let (ingest, ingest_threads) = if cfg.ingest.enabled {
         let icfg = cfg.ingest.to_config(data_dir);
         // Recovery replays the WAL: blocking work, done before serving.
-        let (ingest, threads) =
-            tokio::task::spawn_blocking(move || mimamori_ingest::Ingest::start(icfg))
-                .await?
-                .context("cannot start ingestion")?;
+        let (ingest, threads) = tokio::task::spawn_blocking(move || {
+            mimamori_ingest::Ingest::start_with(icfg, consumers)
+        })
+        .await?
+        .context("cannot start ingestion")?;
         state = state.with_ingest(ingest.clone());
         (Some(ingest), Some(threads))
     } else {
@@ -103,6 +121,36 @@ pub async fn start(
     let syslog = match &ingest {
         Some(ingest) => start_syslog(data_dir, cfg, &store, ingest).await?,
         None => vec![],
+    };
+    if let Some(ingest) = &ingest {
+        spawn_retention(cfg, &store, ingest.archive().clone());
+    }
+    if let Some(d) = detection {
+        state = state.with_detection(d);
+    }
+    state = state.with_intel(crate::detection::hub(
+        cfg,
+        &store,
+        matcher,
+        ingest.as_ref().map(|i| i.archive().clone()),
+    )?);
+    let notifier = if cfg.notify.enabled {
+        let notifier = mimamori_notify::Notifier::new(
+            store.clone(),
+            mimamori_notify::NotifyConfig {
+                smtp_url: cfg.notify.smtp_url.clone(),
+                smtp_from: cfg.notify.smtp_from.clone(),
+                ..Default::default()
+            },
+        )
+        .context("cannot set up notifications")?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(notifier.run(async move {
+            let _ = stopped.changed().await;
+        }));
+        Some((stop, task))
+    } else {
+        None
     };
     let router = mimamori_api::router(state);
     let is_tls = tls.is_some();
@@ -115,7 +163,79 @@ pub async fn start(
         syslog,
         handle,
         ingest_threads,
+        notifier,
     })
+}
+
+/// Applies archive retention now and then every hour: `retention_days`
+/// for every org, `retention_by_org` (by slug) where given.
+fn spawn_retention(
+    cfg: &Config,
+    store: &mimamori_store::Store,
+    archive: mimamori_ingest::archive::Archive,
+) {
+    let default_days = cfg.ingest.retention_days;
+    let by_slug = cfg.ingest.retention_by_org.clone();
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let by_id = match retention_by_id(&store, &by_slug).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(error = %e, "retention: cannot read the org tree; skipped");
+                    continue;
+                }
+            };
+            let archive = archive.clone();
+            let now = mimamori_core::now_millis();
+            let result = tokio::task::spawn_blocking(move || {
+                archive.apply_retention(now, |org| {
+                    let days = by_id.get(org).copied().unwrap_or(default_days);
+                    (days > 0).then_some(days)
+                })
+            })
+            .await;
+            match result {
+                Ok(Ok(r)) if !r.removed.is_empty() => tracing::info!(
+                    partitions = r.removed.len(),
+                    files = r.files,
+                    bytes = r.bytes,
+                    "retention: removed expired archive partitions"
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+                Err(e) => tracing::error!(error = %e, "retention task failed"),
+            }
+        }
+    });
+}
+
+/// `retention_by_org` keyed by org id; unknown slugs are reported.
+async fn retention_by_id(
+    store: &mimamori_store::Store,
+    by_slug: &std::collections::BTreeMap<String, u32>,
+) -> anyhow::Result<std::collections::HashMap<String, u32>> {
+    let mut out = std::collections::HashMap::new();
+    if by_slug.is_empty() {
+        return Ok(out);
+    }
+    let Some(root) = store.root_org().await? else {
+        return Ok(out);
+    };
+    let orgs = store
+        .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
+        .await?;
+    for (slug, days) in by_slug {
+        match orgs.iter().find(|o| &o.slug == slug) {
+            Some(o) => {
+                out.insert(o.id.to_string(), *days);
+            }
+            None => tracing::warn!(slug, "retention_by_org names an org that does not exist"),
+        }
+    }
+    Ok(out)
 }
 
 /// The (network, org id) table syslog attribution uses.

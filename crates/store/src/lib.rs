@@ -14,14 +14,28 @@
 //! The SQL is written once for both databases: `$n` placeholders (SQLite
 //! accepts them too), TEXT ids, BIGINT times, JSON as TEXT.
 
+mod alerts;
 mod audit;
 mod identity;
+mod intel;
 mod migrate;
+mod notify;
 mod orgs;
 pub mod secret;
 
+pub use alerts::{
+    Alert, AlertChange, AlertComment, AlertFilter, AlertKind, AlertStatus, Campaign,
+    CampaignPolicy, CampaignUpdate, Detection, Recorded, Severity, Suppression, MAX_ALERT_EVENTS,
+    MAX_COMMENT_CHARS,
+};
 pub use audit::{AuditActor, AuditEntry};
 pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
+pub use intel::{
+    tlp_str, ActiveIndicator, IndicatorFilter, StoredIndicator, UpsertReport, MAX_IMPORT,
+};
+pub use notify::{
+    validate_target, ChannelKind, NewChannel, NotifyChannel, OutboxItem, MAX_ATTEMPTS,
+};
 pub use orgs::OrgFilter;
 
 use mimamori_core::InvalidInput;

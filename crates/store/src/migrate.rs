@@ -9,8 +9,15 @@ use sqlx::AnyPool;
 
 /// The embedded migrations, in order. Append only; never edit one that has
 /// shipped.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "spine", include_str!("../migrations/0001_spine.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "spine", include_str!("../migrations/0001_spine.sql")),
+    (
+        2,
+        "detection",
+        include_str!("../migrations/0002_detection.sql"),
+    ),
+    (3, "intel", include_str!("../migrations/0003_intel.sql")),
+];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {
     sqlx::query(

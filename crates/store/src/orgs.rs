@@ -149,6 +149,17 @@ impl Store {
         Ok(page.finish(items, |o| o.id.as_str()))
     }
 
+    /// `(count, newest update)` of the whole org tree: cheap change
+    /// detection for caches of it (the indicator matcher's org paths).
+    pub async fn org_version(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at) AS m FROM orgs")
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        let m: Option<i64> = row.try_get("m")?;
+        Ok((n, m.unwrap_or(0)))
+    }
+
     /// Every org in `scope` (for tree views and small exports).
     pub async fn org_all(&self, scope: &Scope) -> Result<Vec<Org>> {
         let (pred, bound) = scope.sql_predicate("path", 1);
@@ -268,7 +279,27 @@ impl Store {
                 org.slug
             )));
         }
-        for table in ["tokens", "users"] {
+        // The org's detection results go with it (the audit log keeps the
+        // record of the deletion); comments first, for their foreign key.
+        sqlx::query(
+            "DELETE FROM alert_comments WHERE alert_id IN (SELECT id FROM alerts WHERE org_id = $1)",
+        )
+        .bind(org.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM notify_outbox WHERE channel_id IN (SELECT id FROM notify_channels WHERE org_id = $1)",
+        )
+        .bind(org.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for table in [
+            "alerts",
+            "suppressions",
+            "notify_channels",
+            "tokens",
+            "users",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
                 .bind(org.id.as_str())
                 .execute(&mut *tx)

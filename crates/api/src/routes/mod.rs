@@ -1,11 +1,15 @@
 //! Route handlers, one module per resource.
 
+pub mod alerts;
 pub mod audit;
 pub mod identity;
 pub mod ingest;
+pub mod intel;
+pub mod notify;
 pub mod orgs;
 pub mod query;
 pub mod system;
+pub mod taxii;
 
 use crate::error::ApiError;
 use base64::Engine;
@@ -66,6 +70,16 @@ pub struct List<T: ToSchema> {
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> From<Vec<T>> for List<T> {
+    /// A listing that fits in one page.
+    fn from(items: Vec<T>) -> Self {
+        List {
+            items,
+            next_cursor: None,
+        }
+    }
 }
 
 impl<T: ToSchema> From<Page<T>> for List<T> {

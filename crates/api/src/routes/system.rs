@@ -91,7 +91,58 @@ fn ingest_metrics(state: &AppState) -> Vec<(&'static str, &'static str, u64)> {
                 "WAL position the archive holds",
                 s.archive_checkpoint.load(Relaxed),
             ),
+            (
+                "ingest_events_consumed",
+                "Events handed to consumers such as detection (summed over consumers)",
+                s.events_consumed.load(Relaxed),
+            ),
         ]);
+    }
+    if let Some(d) = &state.detection {
+        v.extend([
+            (
+                "detection_events_evaluated",
+                "Events run through the detection engines",
+                d.events_evaluated.load(Relaxed),
+            ),
+            (
+                "detection_findings",
+                "Rule and indicator matches",
+                d.findings.load(Relaxed),
+            ),
+            (
+                "detection_alerts_opened",
+                "Alerts opened",
+                d.alerts_opened.load(Relaxed),
+            ),
+            (
+                "detection_alerts_grouped",
+                "Detections folded into an open alert",
+                d.alerts_grouped.load(Relaxed),
+            ),
+            (
+                "detection_suppressed",
+                "Detections dropped by a suppression",
+                d.suppressed.load(Relaxed),
+            ),
+            (
+                "detection_campaigns_formed",
+                "Campaigns formed across orgs",
+                d.campaigns_formed.load(Relaxed),
+            ),
+            (
+                "detection_store_retries",
+                "Retries of alert writes after database errors",
+                d.store_retries.load(Relaxed),
+            ),
+        ]);
+    }
+    if let Some(h) = &state.intel {
+        v.push((
+            "intel_matcher_indicators",
+            "Distinct indicator values in the detection matcher",
+            h.matcher.snapshot().len() as u64,
+        ));
     }
     v
 }

@@ -36,6 +36,10 @@ enum Target {
     Caller,
     /// An org, or something belonging to an org, given by the target org.
     Org,
+    /// Something the caller's own org owns (inside), or another org owns
+    /// (outside): threat intel, where visibility is by org and TLP rather
+    /// than by sub-tree.
+    Own,
 }
 
 struct Endpoint {
@@ -96,6 +100,108 @@ fn endpoints() -> Vec<Endpoint> {
             200,
         ),
         e(Method::POST, "/api/v1/query", READERS, Target::Caller, 200),
+        e(Method::GET, "/api/v1/alerts", READERS, Target::List, 200),
+        e(
+            Method::GET,
+            "/api/v1/alerts/{id}",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::PATCH,
+            "/api/v1/alerts/{id}",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/alerts/{id}/comments",
+            READERS,
+            Target::Org,
+            201,
+        ),
+        e(Method::GET, "/api/v1/campaigns", READERS, Target::List, 200),
+        e(
+            Method::GET,
+            "/api/v1/campaigns/{id}",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/suppressions",
+            READERS,
+            Target::List,
+            200,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/indicators",
+            READERS,
+            Target::List,
+            200,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/indicators/{id}",
+            READERS,
+            Target::Own,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/intel/import",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/intel/export",
+            READERS,
+            Target::Caller,
+            200,
+        ),
+        e(Method::GET, "/api/v1/hunts", READERS, Target::List, 200),
+        e(Method::GET, "/api/v1/hunts/{id}", READERS, Target::Org, 200),
+        e(
+            Method::GET,
+            "/api/v1/notify/channels",
+            ADMINS,
+            Target::List,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/notify/channels",
+            ADMINS,
+            Target::Org,
+            201,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/notify/channels/{id}",
+            ADMINS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::DELETE,
+            "/api/v1/notify/channels/{id}",
+            ADMINS,
+            Target::Org,
+            204,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/notify/channels/{id}/test",
+            ADMINS,
+            Target::Org,
+            202,
+        ),
     ]
 }
 
@@ -159,6 +265,103 @@ impl Fixture {
         }
     }
 
+    /// A fresh alert in `org`, in a campaign of its own: (alert id,
+    /// campaign id).
+    async fn alert(&self, org: &Org, n: u32) -> (String, String) {
+        let d = mimamori_store::Detection {
+            org_id: org.id.to_string(),
+            kind: mimamori_store::AlertKind::Indicator,
+            rule_id: format!("domain:bad{n}.example"),
+            title: format!("Indicator match: bad{n}.example"),
+            severity: mimamori_store::Severity::Medium,
+            entity: format!("bad{n}.example"),
+            attack: vec![],
+            context: json!({}),
+            event_ids: vec![format!("event-{n}")],
+            time: mimamori_core::now_millis(),
+            retro: false,
+            campaign_key: Some(format!("indicator:domain:bad{n}.example")),
+        };
+        let policy = mimamori_store::CampaignPolicy {
+            min_orgs: 1,
+            window_ms: 3_600_000,
+        };
+        let (rec, camp) = self
+            .s
+            .store
+            .alert_record(&d, 3_600_000, &policy)
+            .await
+            .unwrap();
+        (
+            rec.alert_id().unwrap().to_string(),
+            camp.unwrap().campaign_id,
+        )
+    }
+
+    /// A fresh AMBER indicator owned by `org` (shared with nobody); its id.
+    async fn indicator(&self, org: &Org, n: u32) -> String {
+        let mut ind = mimamori_intel::Indicator::new(
+            mimamori_intel::IndicatorKind::Domain { exact: false },
+            format!("owned{n}.example"),
+            time::OffsetDateTime::now_utc(),
+        );
+        ind.tlp = mimamori_intel::Tlp::Amber;
+        let r = self
+            .s
+            .store
+            .intel_upsert(
+                &mimamori_store::AuditActor::local_operator(),
+                org,
+                &[ind],
+                &[],
+                "matrix",
+            )
+            .await
+            .unwrap();
+        r.changed_ids[0].clone()
+    }
+
+    /// A fresh notification channel of `org`; its id.
+    async fn channel(&self, org: &Org) -> String {
+        let new = mimamori_store::NewChannel {
+            org_id: org.id.to_string(),
+            kind: mimamori_store::ChannelKind::Syslog,
+            target: "udp://127.0.0.1:5514".into(),
+            secret: None,
+            min_severity: mimamori_store::Severity::Medium,
+            subtree: false,
+        };
+        self.s
+            .store
+            .channel_create(&mimamori_store::AuditActor::local_operator(), org, &new)
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Sends a request built by [`Fixture::request`]: JSON, except the
+    /// intel import, whose body is a raw list.
+    async fn send(
+        &self,
+        ep: &Endpoint,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> super::Resp {
+        match (ep.path, body) {
+            ("/api/v1/intel/import", Some(Value::String(text))) => {
+                self.s
+                    .call_raw(ep.method.clone(), path, Some(token), text.into_bytes())
+                    .await
+            }
+            (_, body) => {
+                self.s
+                    .call(ep.method.clone(), path, Some(token), body)
+                    .await
+            }
+        }
+    }
+
     fn next(&self) -> u32 {
         self.counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -212,6 +415,20 @@ impl Fixture {
                     .token_id
                     .to_string()
             }
+            (p, Some(o)) if p.starts_with("/api/v1/notify/channels/") => self.channel(o).await,
+            (p, Some(o)) if p.starts_with("/api/v1/indicators/") => self.indicator(o, n).await,
+            (p, Some(o)) if p.starts_with("/api/v1/hunts/") => {
+                self.s
+                    .hub
+                    .hunts
+                    .begin(&mimamori_pipeline::retro::HuntRequest {
+                        what: "matrix".into(),
+                        org_ids: Some(vec![o.id.to_string()]),
+                        since: 0,
+                    })
+            }
+            (p, Some(o)) if p.starts_with("/api/v1/alerts/") => self.alert(o, n).await.0,
+            (p, Some(o)) if p.starts_with("/api/v1/campaigns/") => self.alert(o, n).await.1,
             (p, _) => panic!("no target rule for {p}"),
         };
         let target_org_id = org
@@ -221,15 +438,31 @@ impl Fixture {
             ("POST", "/api/v1/orgs") => Some(
                 json!({"parent_id": target_org_id, "slug": format!("new{n}"), "name": "新しい組織"}),
             ),
+            ("PATCH", "/api/v1/alerts/{id}") => {
+                Some(json!({"status": "acknowledged", "assignee": "analyst"}))
+            }
+            ("POST", "/api/v1/alerts/{id}/comments") => Some(json!({"body": "looked at it"})),
             ("PATCH", _) => Some(json!({"sector": "health"})),
             ("POST", "/api/v1/users") => Some(
                 json!({"org_id": target_org_id, "username": format!("nu{n}"), "role": "org-analyst", "password": "a long enough password"}),
+            ),
+            ("POST", "/api/v1/notify/channels") => Some(
+                json!({"org_id": target_org_id, "kind": "syslog", "target": "udp://127.0.0.1:5514"}),
             ),
             ("POST", "/api/v1/tokens") => {
                 Some(json!({"org_id": target_org_id, "name": "sensor", "role": "sensor"}))
             }
             _ => None,
         };
+        if ep.path == "/api/v1/intel/import" {
+            // A list in the body; the owner in the query.
+            let path = format!(
+                "{}?format=plain&retro=false&org_id={target_org_id}",
+                ep.path
+            );
+            let body = Some(Value::String(format!("matrix{n}.example\n")));
+            return (path, body, target_org_id);
+        }
         let path = ep.path.replace("{id}", &id);
         // The id that would appear in a 404 detail.
         let named = if ep.path.contains("{id}") {
@@ -300,6 +533,21 @@ async fn matrix(f: Fixture) {
                         problem(&r, 403);
                     }
                 }
+                Target::Caller if ep.path == "/api/v1/intel/export" => {
+                    let r =
+                        f.s.call(
+                            ep.method.clone(),
+                            "/api/v1/intel/export?format=plain",
+                            Some(&token),
+                            None,
+                        )
+                        .await;
+                    if allowed {
+                        assert_eq!(r.status, ep.ok, "{role} {}: {r:?}", ep.path);
+                    } else {
+                        problem(&r, 403);
+                    }
+                }
                 Target::Caller => {
                     let r =
                         f.s.call(ep.method.clone(), ep.path, Some(&token), None)
@@ -325,16 +573,42 @@ async fn matrix(f: Fixture) {
                     let items = r.body["items"].as_array().unwrap();
                     let vis = visible(&f, role);
                     for item in items {
-                        let org_of = item
-                            .get("org_id")
-                            .or_else(|| item.get("id"))
-                            .and_then(Value::as_str)
-                            .unwrap();
-                        assert!(
-                            f.may_see(role, org_of).await,
-                            "{role} {}: listed {org_of} outside its scope",
-                            ep.path
-                        );
+                        // Intel is visible by org and TLP: the caller's own
+                        // org's, or CLEAR/GREEN (none are shared here).
+                        if let Some(owner) = item.get("owner_org_id") {
+                            let tlp = &item["indicator"]["tlp"];
+                            assert!(
+                                owner == f.anchor(role).id.as_str()
+                                    || tlp == "clear"
+                                    || tlp == "green",
+                                "{role}: listed {item}"
+                            );
+                            continue;
+                        }
+                        // A campaign names its orgs (a hunt over every org
+                        // names none); everything else is of one org (or
+                        // is one).
+                        let orgs: Vec<&str> = match item.get("org_ids") {
+                            Some(Value::Null) => vec![],
+                            Some(ids) => ids
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|v| v.as_str().unwrap())
+                                .collect(),
+                            None => vec![item
+                                .get("org_id")
+                                .or_else(|| item.get("id"))
+                                .and_then(Value::as_str)
+                                .unwrap()],
+                        };
+                        for org_of in orgs {
+                            assert!(
+                                f.may_see(role, org_of).await,
+                                "{role} {}: listed {org_of} outside its scope",
+                                ep.path
+                            );
+                        }
                     }
                     if ep.path == "/api/v1/orgs" {
                         let listed: BTreeSet<String> = items
@@ -344,9 +618,13 @@ async fn matrix(f: Fixture) {
                         assert!(vis.is_subset(&listed), "{role}: missing visible orgs");
                     }
                 }
-                Target::Org => {
+                Target::Org | Target::Own => {
+                    let inside = match ep.target {
+                        Target::Own => f.anchor(role),
+                        _ => inside,
+                    };
                     let (path, body, _) = f.request(&ep, Some(inside)).await;
-                    let r = f.s.call(ep.method.clone(), &path, Some(&token), body).await;
+                    let r = f.send(&ep, &path, &token, body).await;
                     if allowed {
                         assert_eq!(r.status, ep.ok, "{role} {} {path}: {r:?}", ep.method);
                     } else {
@@ -354,13 +632,11 @@ async fn matrix(f: Fixture) {
                     }
                     if let Some(out) = outside {
                         let (path, body, named) = f.request(&ep, Some(out)).await;
-                        let r = f.s.call(ep.method.clone(), &path, Some(&token), body).await;
+                        let r = f.send(&ep, &path, &token, body).await;
                         if allowed {
                             let detail = problem(&r, 404);
                             let (mpath, mbody, mnamed) = f.request(&ep, None).await;
-                            let m =
-                                f.s.call(ep.method.clone(), &mpath, Some(&token), mbody)
-                                    .await;
+                            let m = f.send(&ep, &mpath, &token, mbody).await;
                             let mdetail = problem(&m, 404);
                             assert_eq!(
                                 detail.replace(&named, "ID"),

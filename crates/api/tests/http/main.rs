@@ -2,6 +2,7 @@
 //! HTTP client, real JSON. One test binary (link time on 2 cores matters).
 
 mod authz;
+mod detection;
 mod errors;
 mod ingest;
 mod isolation;
@@ -20,6 +21,7 @@ pub struct Server {
     pub store: Store,
     pub root: Org,
     pub ingest: mimamori_ingest::Ingest,
+    pub hub: mimamori_pipeline::hub::IntelHub,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -48,10 +50,44 @@ impl Server {
             flush_interval: std::time::Duration::from_millis(100),
             ..mimamori_ingest::IngestConfig::new(dir.path().join("ingest"))
         };
+        // Streaming detection as `serve` runs it: indicator matching, with
+        // campaigns at 3 orgs, and the matcher reloaded on intel changes.
+        let config = mimamori_pipeline::DetectionConfig::default();
+        let matcher = mimamori_pipeline::intel::IntelMatcher::new(
+            mimamori_pipeline::intel::IntelSnapshot::load(&store)
+                .await
+                .unwrap(),
+        );
+        mimamori_pipeline::intel::watch(
+            matcher.clone(),
+            store.clone(),
+            std::time::Duration::from_millis(200),
+        );
+        let consumer = mimamori_pipeline::DetectionConsumer::new(
+            vec![Box::new(matcher.engine())],
+            store.clone(),
+            tokio::runtime::Handle::current(),
+            config,
+        );
         // The threads stop when the last handle (the router's) is dropped.
-        let (ingest, _threads) = mimamori_ingest::Ingest::start(icfg).unwrap();
+        let (ingest, _threads) =
+            mimamori_ingest::Ingest::start_with(icfg, vec![Box::new(consumer)]).unwrap();
+        let schemas = corpora().map(|c| {
+            std::sync::Arc::new(mimamori_intel::StixSchemas::load(&c.join("stix/schemas")).unwrap())
+        });
+        let hub = mimamori_pipeline::hub::IntelHub {
+            store: store.clone(),
+            matcher,
+            hunts: Default::default(),
+            archive: Some(ingest.archive().clone()),
+            schemas,
+            config,
+            retro_days: 30,
+        };
         let router = mimamori_api::router(
-            mimamori_api::AppState::new(store.clone()).with_ingest(ingest.clone()),
+            mimamori_api::AppState::new(store.clone())
+                .with_ingest(ingest.clone())
+                .with_intel(hub.clone()),
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(mimamori_api::serve(listener, router, None, async move {
@@ -63,6 +99,7 @@ impl Server {
             store,
             root,
             ingest,
+            hub,
             _dir: dir,
             _shutdown: tx,
         }
@@ -180,6 +217,16 @@ impl Server {
             .unwrap()
             .id
     }
+}
+
+/// The shared test corpora (`$MIMAMORI_CORPORA`, else `shared/corpora`
+/// beside the repository), if present.
+pub fn corpora() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("MIMAMORI_CORPORA") {
+        return Some(p.into());
+    }
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora");
+    p.is_dir().then_some(p)
 }
 
 pub fn profile(name: &str) -> OrgProfile {

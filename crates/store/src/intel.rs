@@ -1,0 +1,476 @@
+//! Threat-intelligence storage: indicators owned by orgs, shared by TLP.
+//!
+//! Visibility (what an org may read, export or receive over TAXII) is the
+//! TLP 2.0 rule, checked in SQL for the viewer's org:
+//! - CLEAR and GREEN: every org;
+//! - AMBER and AMBER+STRICT: the owner and the orgs it was shared with
+//!   (`indicator_shares`);
+//! - RED: the owner only.
+//!
+//! Protection is a separate question: detection and Protective DNS apply an
+//! org's own indicators and its ancestors' (the central SOC's and the
+//! supervisor's intel protects everyone below them) plus what is visible to
+//! it. [`Store::intel_active`] returns what they need for that
+//! (`owner_path`, `shared_with`), and alerts reveal an indicator's details
+//! only where it is visible.
+
+use crate::audit::{self, AuditActor, AuditRecord};
+use crate::{from_json_text, json_text, Page, PageRequest, Result, Store, StoreError};
+use mimamori_core::{new_id, now_millis, InvalidInput, Org, UnixMillis};
+use mimamori_intel::{Indicator, Tlp};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// The stored spelling of a TLP label.
+pub fn tlp_str(t: Tlp) -> &'static str {
+    match t {
+        Tlp::Clear => "clear",
+        Tlp::Green => "green",
+        Tlp::Amber => "amber",
+        Tlp::AmberStrict => "amber-strict",
+        Tlp::Red => "red",
+    }
+}
+
+fn ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// An indicator as stored: who owns it, with whom it is shared, how often
+/// it was sighted.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StoredIndicator {
+    pub id: String,
+    pub owner_org_id: String,
+    #[schema(value_type = Object)]
+    pub indicator: Indicator,
+    /// Orgs an AMBER indicator is shared with (only shown to its owner).
+    pub shared_with: Vec<String>,
+    pub sightings: i64,
+    pub sighting_orgs: Vec<String>,
+    pub last_sighting: Option<UnixMillis>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// What detection and Protective DNS need of an active indicator.
+#[derive(Debug, Clone)]
+pub struct ActiveIndicator {
+    pub id: String,
+    pub owner_org_id: String,
+    pub owner_path: String,
+    pub indicator: Indicator,
+    pub shared_with: Vec<String>,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct UpsertReport {
+    pub inserted: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Ids of the rows inserted or changed (what a retro-hunt should look for).
+    pub changed_ids: Vec<String>,
+}
+
+/// Narrowing of an indicator listing.
+#[derive(Debug, Clone, Default)]
+pub struct IndicatorFilter {
+    /// The kind's stable name (`domain`, `ipv4`, `sha256`, …).
+    pub kind: Option<String>,
+    /// Substring of the value.
+    pub contains: Option<String>,
+    /// Only indicators that match now (not revoked, not expired, used for
+    /// detection).
+    pub active_only: bool,
+}
+
+/// Largest import accepted in one call.
+pub const MAX_IMPORT: usize = 5_000_000;
+
+fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator> {
+    let body: String = row.try_get("body")?;
+    let orgs: String = row.try_get("sighting_orgs")?;
+    Ok(StoredIndicator {
+        id: row.try_get("id")?,
+        owner_org_id: row.try_get("owner_org_id")?,
+        indicator: from_json_text("body", &body)?,
+        shared_with: shares,
+        sightings: row.try_get("sightings")?,
+        sighting_orgs: from_json_text("sighting_orgs", &orgs)?,
+        last_sighting: row.try_get("last_sighting")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The SQL condition "indicator `i` is visible to org `$n`".
+fn visible_to(n: usize) -> String {
+    format!(
+        "(i.owner_org_id = ${n} OR i.tlp IN ('clear', 'green') OR (i.tlp IN ('amber', 'amber-strict') AND EXISTS (SELECT 1 FROM indicator_shares s WHERE s.indicator_id = i.id AND s.org_id = ${n})))"
+    )
+}
+
+impl Store {
+    /// Imports indicators owned by `owner`, merging each into the owner's
+    /// existing row of the same kind and value, and shares AMBER ones with
+    /// `share_with`. All or nothing: one transaction.
+    pub async fn intel_upsert(
+        &self,
+        actor: &AuditActor,
+        owner: &Org,
+        indicators: &[Indicator],
+        share_with: &[String],
+        source: &str,
+    ) -> Result<UpsertReport> {
+        if indicators.len() > MAX_IMPORT {
+            return Err(StoreError::Invalid(InvalidInput::new(
+                "indicators",
+                format!(
+                    "{} indicators in one import; the most is {MAX_IMPORT}",
+                    indicators.len()
+                ),
+            )));
+        }
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        for org in share_with {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE id = $1")
+                .bind(org)
+                .fetch_one(&mut *tx)
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Invalid(InvalidInput::new(
+                    "share_with",
+                    format!("no org {org}"),
+                )));
+            }
+        }
+        // The owner's existing rows for these values, in chunks (a bound
+        // parameter list per chunk keeps under every driver's limit).
+        let mut existing: HashMap<(String, String), (String, Indicator)> = HashMap::new();
+        let keyed: Vec<(String, &Indicator)> =
+            indicators.iter().map(|i| (kind_key(i), i)).collect();
+        for chunk in keyed.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id, kind_key, value, body FROM indicators WHERE owner_org_id = $1 AND value IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(owner.id.as_str());
+            for (_, ind) in chunk {
+                q = q.bind(ind.value.as_str());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let body: String = row.try_get("body")?;
+                existing.insert(
+                    (row.try_get("kind_key")?, row.try_get("value")?),
+                    (row.try_get("id")?, from_json_text("body", &body)?),
+                );
+            }
+        }
+        let mut report = UpsertReport::default();
+        let mut fresh: Vec<(String, &str, Indicator)> = vec![];
+        for (key, ind) in keyed {
+            match existing.get_mut(&(key.clone(), ind.value.clone())) {
+                Some((id, old)) => {
+                    let before = old.clone();
+                    old.merge(ind.clone());
+                    if *old == before {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE indicators SET kind = $1, tlp = $2, detection = $3, revoked = $4, confidence = $5, first_seen = $6, last_seen = $7, valid_until = $8, body = $9, updated_at = $10 WHERE id = $11",
+                    )
+                    .bind(old.kind.name())
+                    .bind(tlp_str(old.tlp))
+                    .bind(i64::from(old.detection))
+                    .bind(i64::from(old.revoked))
+                    .bind(i64::from(old.confidence))
+                    .bind(ms(old.first_seen))
+                    .bind(ms(old.last_seen))
+                    .bind(old.valid_until.map(ms))
+                    .bind(json_text(old)?)
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    report.updated += 1;
+                    report.changed_ids.push(id.clone());
+                }
+                None => {
+                    let id = new_id();
+                    existing.insert((key.clone(), ind.value.clone()), (id.clone(), ind.clone()));
+                    fresh.push((id, kind_key_static(ind), ind.clone()));
+                }
+            }
+        }
+        // New rows, many per statement.
+        const COLS: usize = 19;
+        for chunk in fresh.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO indicators (id, owner_org_id, owner_path, kind, kind_key, value, tlp, detection, revoked, confidence, first_seen, last_seen, valid_until, body, sightings, sighting_orgs, last_sighting, created_at, updated_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, key, ind) in chunk {
+                q = q
+                    .bind(id.as_str())
+                    .bind(owner.id.as_str())
+                    .bind(owner.path.as_str())
+                    .bind(ind.kind.name())
+                    .bind(*key)
+                    .bind(ind.value.as_str())
+                    .bind(tlp_str(ind.tlp))
+                    .bind(i64::from(ind.detection))
+                    .bind(i64::from(ind.revoked))
+                    .bind(i64::from(ind.confidence))
+                    .bind(ms(ind.first_seen))
+                    .bind(ms(ind.last_seen))
+                    .bind(ind.valid_until.map(ms))
+                    .bind(json_text(ind)?)
+                    .bind(0i64)
+                    .bind("[]")
+                    .bind(None::<i64>)
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+            report.inserted += chunk.len();
+            report
+                .changed_ids
+                .extend(chunk.iter().map(|(id, ..)| id.clone()));
+        }
+        if !share_with.is_empty() {
+            for id in &report.changed_ids {
+                for org in share_with {
+                    sqlx::query(
+                        "INSERT INTO indicator_shares (indicator_id, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(org)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        audit::write(
+            &mut tx,
+            actor,
+            AuditRecord {
+                org_id: owner.id.as_str(),
+                org_path: &owner.path,
+                action: "intel.import",
+                target_type: "indicators",
+                target_id: None,
+                detail: json!({"source": source, "inserted": report.inserted, "updated": report.updated,
+                    "unchanged": report.unchanged, "share_with": share_with}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Indicators visible to the org `viewer_org_id`, newest change first.
+    pub async fn intel_list(
+        &self,
+        viewer_org_id: &str,
+        filter: &IndicatorFilter,
+        page: &PageRequest,
+    ) -> Result<Page<StoredIndicator>> {
+        let mut sql = format!(
+            "SELECT i.* FROM indicators i WHERE {} AND i.id < $2",
+            visible_to(1)
+        );
+        let mut binds: Vec<String> = vec![];
+        if let Some(k) = &filter.kind {
+            binds.push(k.clone());
+            sql.push_str(&format!(" AND i.kind = ${}", binds.len() + 3));
+        }
+        if let Some(c) = &filter.contains {
+            binds.push(format!("%{}%", c.to_lowercase().replace(['%', '_'], "")));
+            sql.push_str(&format!(" AND i.value LIKE ${}", binds.len() + 3));
+        }
+        if filter.active_only {
+            binds.push(now_millis().to_string());
+            let n = binds.len() + 3;
+            // Compared as a number on both databases.
+            sql.push_str(&format!(
+                " AND i.detection = 1 AND i.revoked = 0 AND (i.valid_until IS NULL OR i.valid_until > CAST(${n} AS BIGINT))"
+            ));
+        }
+        sql.push_str(" ORDER BY i.id DESC LIMIT $3");
+        let mut q = sqlx::query(&sql)
+            .bind(viewer_org_id)
+            .bind(page.after.as_deref().unwrap_or("~"))
+            .bind(page.limit() + 1);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut items = vec![];
+        for row in &rows {
+            items.push(self.with_shares(viewer_org_id, row).await?);
+        }
+        Ok(page.finish(items, |i| &i.id))
+    }
+
+    /// One indicator, if visible to `viewer_org_id`.
+    pub async fn intel_get(&self, viewer_org_id: &str, id: &str) -> Result<StoredIndicator> {
+        let row = sqlx::query(&format!(
+            "SELECT i.* FROM indicators i WHERE i.id = $2 AND {}",
+            visible_to(1)
+        ))
+        .bind(viewer_org_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => self.with_shares(viewer_org_id, &row).await,
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Visible indicators changed after `after_ms` (exclusive), oldest
+    /// change first, at most `limit`: the TAXII `added_after` feed.
+    pub async fn intel_changed_after(
+        &self,
+        viewer_org_id: &str,
+        after_ms: i64,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredIndicator>> {
+        let rows = sqlx::query(&format!(
+            "SELECT i.* FROM indicators i WHERE {} AND (i.updated_at > $2 OR (i.updated_at = $2 AND i.id > $3)) ORDER BY i.updated_at, i.id LIMIT $4",
+            visible_to(1)
+        ))
+        .bind(viewer_org_id)
+        .bind(after_ms)
+        .bind(after_id.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = vec![];
+        for row in &rows {
+            out.push(self.with_shares(viewer_org_id, row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn with_shares(&self, viewer_org_id: &str, row: &AnyRow) -> Result<StoredIndicator> {
+        let owner: String = row.try_get("owner_org_id")?;
+        let id: String = row.try_get("id")?;
+        // Who else may see it is the owner's business.
+        let shares = if owner == viewer_org_id {
+            sqlx::query_scalar(
+                "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 ORDER BY org_id",
+            )
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            vec![]
+        };
+        stored_from_row(row, shares)
+    }
+
+    /// Every indicator that can match now (used for detection, not revoked,
+    /// not expired), with owner and sharing: what the detection engine and
+    /// Protective DNS load. Unscoped by design: they decide per event org.
+    pub async fn intel_active(&self) -> Result<Vec<ActiveIndicator>> {
+        let now = now_millis();
+        let rows = sqlx::query(
+            "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE detection = 1 AND revoked = 0 AND (valid_until IS NULL OR valid_until > $1) ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let shares = sqlx::query("SELECT indicator_id, org_id FROM indicator_shares")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &shares {
+            by_ind
+                .entry(s.try_get("indicator_id")?)
+                .or_default()
+                .push(s.try_get("org_id")?);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let body: String = row.try_get("body")?;
+            let id: String = row.try_get("id")?;
+            out.push(ActiveIndicator {
+                shared_with: by_ind.remove(&id).unwrap_or_default(),
+                id,
+                owner_org_id: row.try_get("owner_org_id")?,
+                owner_path: row.try_get("owner_path")?,
+                indicator: from_json_text("body", &body)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest change to any indicator (ms), for cheap change polling.
+    pub async fn intel_version(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at) AS m FROM indicators")
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        let m: Option<i64> = row.try_get("m")?;
+        Ok((n, m.unwrap_or(0)))
+    }
+
+    /// Records sightings: the indicators matched in `org_id`'s telemetry at
+    /// `time`. A sighting extends nothing by itself; callers decide.
+    pub async fn intel_sighted(&self, ids: &[String], org_id: &str, time: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            let row = sqlx::query("SELECT sighting_orgs FROM indicators WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { continue };
+            let orgs: String = row.try_get("sighting_orgs")?;
+            let mut orgs: Vec<String> = from_json_text("sighting_orgs", &orgs)?;
+            if !orgs.iter().any(|o| o == org_id) {
+                orgs.push(org_id.to_string());
+            }
+            sqlx::query(
+                "UPDATE indicators SET sightings = sightings + 1, sighting_orgs = $1, last_sighting = CASE WHEN last_sighting IS NULL OR last_sighting < $2 THEN $2 ELSE last_sighting END WHERE id = $3",
+            )
+            .bind(json_text(&orgs)?)
+            .bind(time)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn kind_key(i: &Indicator) -> String {
+    kind_key_static(i).to_string()
+}
+
+/// The kind without the exact flag, as stored in `kind_key`: two reports of
+/// one domain, one exact, are one row.
+fn kind_key_static(i: &Indicator) -> &'static str {
+    use mimamori_intel::IndicatorKind as K;
+    match i.kind {
+        K::Domain { .. } => "domain",
+        other => other.name(),
+    }
+}
