@@ -358,7 +358,8 @@ impl Store {
         ))
         .bind(viewer_org_id)
         .bind(after_ms)
-        .bind(after_id.unwrap_or(""))
+        // Without an id, strictly after the time: "~" sorts after every id.
+        .bind(after_id.unwrap_or("~"))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -6,6 +6,7 @@ mod detection;
 mod errors;
 mod ingest;
 mod isolation;
+mod taxii;
 
 use mimamori_core::org::OrgProfile;
 use mimamori_core::{NewOrg, Org, OrgKind, Role, Validated};

@@ -146,8 +146,16 @@ async fn members_read_and_contribute_over_taxii_within_tlp() {
     // added_after: nothing is newer than the newest.
     let (_, m, headers) = get(&s, &format!("{COLLECTION}/manifest/"), &a_t).await;
     assert_eq!(m["objects"].as_array().unwrap().len(), 3);
-    let last = headers["x-taxii-date-added-last"].to_str().unwrap().to_string();
-    let (_, after, _) = get(&s, &format!("{COLLECTION}/objects/?added_after={last}"), &a_t).await;
+    let last = headers["x-taxii-date-added-last"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (_, after, _) = get(
+        &s,
+        &format!("{COLLECTION}/objects/?added_after={last}"),
+        &a_t,
+    )
+    .await;
     assert_eq!(after["objects"], json!([]));
     assert_eq!(after["more"], false);
     // One object by id; an unknown collection; a bad parameter.
@@ -157,7 +165,12 @@ async fn members_read_and_contribute_over_taxii_within_tlp() {
     assert_eq!(one["objects"][0]["id"], id);
     let (st, _, _) = get(&s, "/taxii2/api/collections/nope/objects/", &a_t).await;
     assert_eq!(st, 404);
-    let (st, e, _) = get(&s, &format!("{COLLECTION}/objects/?added_after=yesterday"), &a_t).await;
+    let (st, e, _) = get(
+        &s,
+        &format!("{COLLECTION}/objects/?added_after=yesterday"),
+        &a_t,
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(e["description"].as_str().unwrap().contains("added_after"));
     // Clients that do not accept TAXII are told so.
