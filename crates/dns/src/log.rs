@@ -1,0 +1,96 @@
+//! The query log: one record per query on a bounded channel the caller
+//! drains. A full channel drops the record and counts it; the answer path
+//! never waits for the log.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How the query arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// Which policy rule rewrote the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedBy {
+    /// The zone (RPZ zone name, or list name).
+    pub zone: Arc<str>,
+    /// The trigger, e.g. `*.evil.example` or `rpz-client-ip 192.0.2.0/24`.
+    pub rule: String,
+    /// `nxdomain`, `nodata`, `drop`, `tcp-only`, `local-data`.
+    pub action: &'static str,
+}
+
+/// One answered (or dropped) query.
+#[derive(Debug, Clone)]
+pub struct QueryLogEntry {
+    pub time: SystemTime,
+    pub client: SocketAddr,
+    /// The org the client's address belongs to.
+    pub org: Option<Arc<str>>,
+    /// Lower case, no trailing dot.
+    pub name: String,
+    pub qtype: u16,
+    /// `None` when no answer was sent (DROP).
+    pub rcode: Option<u8>,
+    /// A short form of the answer records, e.g. `A 192.0.2.1, CNAME x.example`.
+    pub answer: Arc<str>,
+    pub latency: Duration,
+    pub blocked_by: Option<BlockedBy>,
+    pub transport: Transport,
+    pub cache_hit: bool,
+    pub stale: bool,
+}
+
+/// The sending side, held by the resolver.
+#[derive(Clone)]
+pub struct QueryLog {
+    tx: SyncSender<QueryLogEntry>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// A query log with room for `capacity` records, and its receiver.
+pub fn query_log(capacity: usize) -> (QueryLog, Receiver<QueryLogEntry>) {
+    let (tx, rx) = sync_channel(capacity);
+    (
+        QueryLog {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        rx,
+    )
+}
+
+impl QueryLog {
+    /// Queues a record or, when the queue is full or nobody drains it, counts
+    /// a drop.
+    pub fn log(&self, entry: QueryLogEntry) {
+        match self.tx.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
