@@ -137,6 +137,9 @@ struct Answer {
     drop: bool,
     tc: bool,
     stale: bool,
+    /// AA on the answer: set for query-time rewrites, not for response-IP
+    /// ones (what Unbound does, and its replay tests check).
+    aa: bool,
 }
 
 impl Answer {
@@ -154,6 +157,7 @@ impl Answer {
             drop: false,
             tc: false,
             stale: false,
+            aa: !matches!(hit.trigger, Trigger::ResponseIp(_)),
         }
     }
 }
@@ -566,7 +570,7 @@ impl Engine {
                 &q,
                 Synth::Empty {
                     rcode: 0,
-                    aa: true,
+                    aa: ans.aa,
                     tc: true,
                 },
                 0,
@@ -607,7 +611,7 @@ impl Engine {
         m.metadata.recursion_desired = q.rd();
         m.metadata.checking_disabled = q.cd();
         m.metadata.recursion_available = true;
-        m.metadata.authoritative = ans.blocked.is_some();
+        m.metadata.authoritative = ans.aa;
         m.metadata.response_code = ResponseCode::from(0, ans.rcode);
         m.add_queries(req.queries);
         m.add_answers(ans.records.iter().cloned());
@@ -734,6 +738,7 @@ impl Engine {
                 drop: false,
                 tc: false,
                 stale,
+                aa: false,
             };
             if !apply_policy {
                 return Ok(ans);
@@ -782,6 +787,7 @@ impl Engine {
                                 drop: false,
                                 tc: false,
                                 stale,
+                                aa: sub.aa,
                             };
                             out.records.extend(sub_records(&sub)?);
                             return Ok(out);
@@ -818,9 +824,7 @@ impl Engine {
                         Answer::rewritten(0, recs, &hit, &wname)
                     }
                 };
-                if let Trigger::ResponseIp(_) = hit.trigger {
-                    a.stale = stale;
-                }
+                a.stale = stale;
                 return Ok(a);
             }
             ans.records = msg.answers;

@@ -423,6 +423,12 @@ impl Zone {
                 if let Some(a) = self.wild.get(suffix) {
                     return Some((a, Trigger::Wildcard { at: at as u8 }));
                 }
+                // RFC 4592: a wildcard does not reach below an existing
+                // name; `*.a` does not match `x.b.a` when `b.a` has its own
+                // trigger (Unbound's rpz_qname scenario checks this).
+                if self.exact.get(suffix).is_some() {
+                    return None;
+                }
             }
         }
         None
