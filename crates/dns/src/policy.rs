@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::{Name, RData};
 use ipnet::IpNet;
 
-use crate::table::{IpTable, NameTable};
+use crate::table::{IpTable, NameTable, NONE};
 use crate::wire::{self, EDE_BLOCKED};
 
 /// What a trigger does (the RPZ "policy actions").
@@ -126,13 +126,16 @@ pub struct Zone {
     name: Arc<str>,
     /// The RFC 8914 info code sent on answers this zone rewrites.
     ede: u16,
-    exact: NameTable,
-    /// Keyed by the name under the `*.` (the wildcard `*.x` is stored as `x`).
-    wild: NameTable,
+    /// Name triggers; a wildcard `*.x` is stored as the wildcard slot of `x`.
+    names: NameTable,
     client_ip: IpTable<u32>,
     resp_ip: IpTable<u32>,
     actions: Vec<Action>,
     stats: LoadStats,
+    /// RPZ policy override: every trigger of the zone takes this action.
+    override_action: Option<Action>,
+    /// A disabled zone matches nothing (Unbound's `disabled` override).
+    disabled: bool,
 }
 
 impl std::fmt::Debug for Zone {
@@ -192,8 +195,7 @@ impl Zone {
         Self {
             name: Arc::from(name.trim_end_matches('.')),
             ede: EDE_BLOCKED,
-            exact: NameTable::new(),
-            wild: NameTable::new(),
+            names: NameTable::new(),
             client_ip: IpTable::default(),
             resp_ip: IpTable::default(),
             actions: vec![
@@ -204,7 +206,23 @@ impl Zone {
                 Action::TcpOnly,
             ],
             stats: LoadStats::default(),
+            override_action: None,
+            disabled: false,
         }
+    }
+
+    /// Overrides the action of every trigger in the zone (RPZ "policy
+    /// override", Unbound's `rpz-action-override`): e.g. run a feed in
+    /// PASSTHRU to observe it before enforcing it.
+    pub fn with_action_override(mut self, action: Action) -> Self {
+        self.override_action = Some(action);
+        self
+    }
+
+    /// Disables the zone: it matches nothing and later zones decide.
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -259,17 +277,20 @@ impl Zone {
     }
 
     fn add_wire(&mut self, name: &[u8], wild: bool, action: Action) {
-        let table = if wild { &self.wild } else { &self.exact };
-        if let Some(existing) = table.get(name) {
+        let existing = self
+            .names
+            .get(name)
+            .map(|s| if wild { s.wild } else { s.exact })
+            .filter(|&v| v != NONE);
+        if let Some(existing) = existing {
             self.merge_local(existing, action);
             return;
         }
         let idx = self.action_index(action);
+        self.names.insert_if_absent(name, wild, idx);
         if wild {
-            self.wild.insert_if_absent(name, idx);
             self.stats.wildcard_triggers += 1;
         } else {
-            self.exact.insert_if_absent(name, idx);
             self.stats.qname_triggers += 1;
         }
     }
@@ -320,8 +341,7 @@ impl Zone {
     }
 
     fn finish(mut self) -> Self {
-        self.exact.shrink();
-        self.wild.shrink();
+        self.names.shrink();
         self
     }
 
@@ -406,11 +426,13 @@ impl Zone {
     /// then the most specific `*.` wildcard. No allocation.
     #[inline]
     pub fn check_qname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
-        if let Some(a) = self.exact.get(name) {
-            return Some((a, Trigger::Qname));
-        }
-        if self.wild.is_empty() {
+        if self.names.is_empty() {
             return None;
+        }
+        if let Some(s) = self.names.get(name) {
+            if s.exact != NONE {
+                return Some((s.exact, Trigger::Qname));
+            }
         }
         // Suffixes strictly below the name, longest first, down to the root.
         let mut at = 0usize;
@@ -419,22 +441,26 @@ impl Zone {
                 break;
             }
             at += 1 + len as usize;
-            if let Some(suffix) = name.get(at..) {
-                if let Some(a) = self.wild.get(suffix) {
-                    return Some((a, Trigger::Wildcard { at: at as u8 }));
-                }
-                // RFC 4592: a wildcard does not reach below an existing
-                // name; `*.a` does not match `x.b.a` when `b.a` has its own
-                // trigger (Unbound's rpz_qname scenario checks this).
-                if self.exact.get(suffix).is_some() {
-                    return None;
-                }
+            let Some(s) = name.get(at..).and_then(|suffix| self.names.get(suffix)) else {
+                continue;
+            };
+            if s.wild != NONE {
+                return Some((s.wild, Trigger::Wildcard { at: at as u8 }));
+            }
+            // RFC 4592: a wildcard does not reach below an existing name;
+            // `*.a` does not match `x.b.a` when `b.a` has its own trigger
+            // (Unbound's rpz_qname scenario checks this).
+            if s.exact != NONE {
+                return None;
             }
         }
         None
     }
 
     fn action(&self, idx: u32) -> &Action {
+        if let Some(a) = &self.override_action {
+            return a;
+        }
         // Indexes come from `action_index` of this zone; fall back to the
         // safe reading of a trigger (NXDOMAIN) rather than panic.
         self.actions.get(idx as usize).unwrap_or(&Action::NxDomain)
@@ -590,6 +616,7 @@ impl Policy {
             .flat_map(|o| o.zones.iter())
             .chain(self.zones.iter())
             .map(|z| &**z)
+            .filter(|z| !z.disabled)
     }
 
     /// Query-time triggers: per zone in order, the client IP then the QNAME

@@ -11,7 +11,8 @@
 //! Accepted master-file syntax (RFC 1035 §5.1): `$ORIGIN`, `$TTL`, `@`,
 //! relative and absolute names, a blank owner (the previous one), optional
 //! TTL and class in either order, `;` comments, quoted strings and
-//! parentheses across lines. `$INCLUDE` is refused.
+//! parentheses across lines. `$INCLUDE` is refused. The apex is the owner
+//! of the first SOA, or the configured zone name when there is none.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -92,6 +93,7 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
         format!("{origin}.")
     };
     text_to_wire(&o, &[0], &mut origin_w).ok_or_else(|| PolicyError::ZoneName(origin.into()))?;
+    let initial_origin = origin_w.clone();
     let mut zone = Zone::from_parts_for_parser(&o);
     let mut apex: Option<Vec<u8>> = None;
     let mut default_ttl: u32 = 3600;
@@ -170,9 +172,9 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
             }
             continue;
         }
-        let Some(apex_w) = apex.as_deref() else {
-            return Err(err(lineno, "record before the SOA".into()));
-        };
+        // A zone without SOA (Unbound accepts those) has the configured
+        // name as its apex.
+        let apex_w = apex.as_deref().unwrap_or(&initial_origin);
         // The owner relative to the apex, label-aligned.
         let rel = match relative(&owner, apex_w) {
             Some(r) => r,
@@ -235,9 +237,6 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
     }
     if depth != 0 {
         return Err(err(first_line, "unclosed '('".into()));
-    }
-    if apex.is_none() {
-        return Err(err(0, "no SOA record".into()));
     }
     Ok(zone)
 }
@@ -434,7 +433,8 @@ ns.example.rpz-nsdname CNAME .
 
     #[test]
     fn rejects_garbage() {
-        assert!(parse(".", "x CNAME .\n").is_err(), "record before the SOA");
+        assert!(parse(".", "x CNAME\n").is_err(), "CNAME without target");
+        assert!(parse(".", "x A 1.2.3\n").is_err(), "bad address");
         assert!(parse(".", "@ SOA a. b. 1 2 3 4 5\nx CNAME\n").is_err());
         assert!(parse(".", "@ SOA a. b. ( 1 2 3 4 5\n").is_err());
         assert!(parse(".", "$INCLUDE /etc/passwd\n").is_err());

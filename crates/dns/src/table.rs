@@ -8,14 +8,26 @@ use std::net::IpAddr;
 use hashbrown::HashTable;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// A map from lower-case wire-format names to a `u32`, built for millions of
-/// entries: the names live back to back in one arena (`[len][wire name]`),
-/// and the hash table holds only `(arena offset, value)`, 8 bytes a name. A
-/// `HashMap<Box<[u8]>, u32>` would cost a heap allocation and ~60 bytes per
-/// name, which for the 2M-entry benchmark zone is the whole RSS budget.
+/// No value in a [`Slot`] field.
+pub const NONE: u32 = u32::MAX;
+
+/// The two values a name can carry: its own trigger and its `*.` wildcard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub exact: u32,
+    pub wild: u32,
+}
+
+/// A map from lower-case wire-format names to a [`Slot`], built for millions
+/// of entries: the names live back to back in one arena (`[len][wire
+/// name]`), and the hash table holds only `(arena offset, slot)`, 12 bytes a
+/// name. A `HashMap<Box<[u8]>, _>` would cost a heap allocation and ~60
+/// bytes per name, which for the 1M-name benchmark zone is most of the RSS
+/// budget. A name and its wildcard share one entry, so checking a suffix is
+/// one probe (one likely cache miss), not two.
 pub struct NameTable {
     arena: Vec<u8>,
-    table: HashTable<(u32, u32)>,
+    table: HashTable<(u32, Slot)>,
     // Seeded per table: names come from clients, so a fixed hash would let
     // them aim at one probe sequence.
     hasher: foldhash::fast::RandomState,
@@ -50,9 +62,9 @@ impl NameTable {
         &arena[off + 1..off + 1 + len]
     }
 
-    /// The value stored for `name`.
+    /// The slot stored for `name`.
     #[inline]
-    pub fn get(&self, name: &[u8]) -> Option<u32> {
+    pub fn get(&self, name: &[u8]) -> Option<Slot> {
         if self.table.is_empty() {
             return None;
         }
@@ -62,22 +74,42 @@ impl NameTable {
             .map(|&(_, v)| v)
     }
 
-    /// Inserts `name` unless present; returns the value now stored.
-    pub fn insert_if_absent(&mut self, name: &[u8], value: u32) -> u32 {
+    /// Sets the exact (or wildcard) value of `name` unless already set;
+    /// returns the value now stored.
+    pub fn insert_if_absent(&mut self, name: &[u8], wild: bool, value: u32) -> u32 {
         debug_assert!(name.len() <= crate::wire::MAX_NAME);
         let h = self.hasher.hash_one(name);
         let arena = &self.arena;
-        if let Some(&(_, v)) = self
+        if let Some((_, slot)) = self
             .table
-            .find(h, |&(off, _)| Self::key(arena, off) == name)
+            .find_mut(h, |&(off, _)| Self::key(arena, off) == name)
         {
-            return v;
+            let field = if wild {
+                &mut slot.wild
+            } else {
+                &mut slot.exact
+            };
+            if *field == NONE {
+                *field = value;
+            }
+            return *field;
         }
         let off = self.arena.len() as u32;
         self.arena.push(name.len() as u8);
         self.arena.extend_from_slice(name);
+        let slot = if wild {
+            Slot {
+                exact: NONE,
+                wild: value,
+            }
+        } else {
+            Slot {
+                exact: value,
+                wild: NONE,
+            }
+        };
         let (arena, hasher) = (&self.arena, &self.hasher);
-        self.table.insert_unique(h, (off, value), |&(o, _)| {
+        self.table.insert_unique(h, (off, slot), |&(o, _)| {
             hasher.hash_one(Self::key(arena, o))
         });
         value
@@ -93,7 +125,7 @@ impl NameTable {
 
     /// Bytes held (for load reports).
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.table.capacity() * 9
+        self.arena.capacity() + self.table.capacity() * 13
     }
 }
 
@@ -232,18 +264,25 @@ mod tests {
     #[test]
     fn name_table_first_insert_wins() {
         let mut t = NameTable::new();
-        assert_eq!(t.insert_if_absent(b"\x01a\x00", 1), 1);
-        assert_eq!(t.insert_if_absent(b"\x01a\x00", 2), 1);
-        assert_eq!(t.insert_if_absent(b"\x01b\x00", 3), 3);
-        assert_eq!(t.get(b"\x01a\x00"), Some(1));
-        assert_eq!(t.get(b"\x01b\x00"), Some(3));
+        assert_eq!(t.insert_if_absent(b"\x01a\x00", false, 1), 1);
+        assert_eq!(t.insert_if_absent(b"\x01a\x00", false, 2), 1);
+        assert_eq!(t.insert_if_absent(b"\x01a\x00", true, 5), 5);
+        assert_eq!(t.insert_if_absent(b"\x01b\x00", true, 3), 3);
+        assert_eq!(t.get(b"\x01a\x00"), Some(Slot { exact: 1, wild: 5 }));
+        assert_eq!(
+            t.get(b"\x01b\x00"),
+            Some(Slot {
+                exact: NONE,
+                wild: 3
+            })
+        );
         assert_eq!(t.get(b"\x01c\x00"), None);
         for i in 0..10_000u32 {
             let name = format!("\x05{i:05}\x00");
-            t.insert_if_absent(name.as_bytes(), i);
+            t.insert_if_absent(name.as_bytes(), false, i);
         }
         t.shrink();
-        assert_eq!(t.get(b"\x0500042\x00"), Some(42));
+        assert_eq!(t.get(b"\x0500042\x00").map(|s| s.exact), Some(42));
         assert_eq!(t.len(), 10_002);
     }
 
