@@ -3,7 +3,7 @@
 //! ```text
 //! pdns --listen ADDR:PORT --upstream ADDR:PORT [--upstream ...]
 //!      [--rpz FILE[=ORIGIN] ...] [--blocklist FILE ...] [--allowlist FILE ...]
-//!      [--threads N] [--query-log FILE|-]
+//!      [--threads N] [--query-log FILE|-] [--no-query-log]
 //! ```
 //!
 //! Zones are checked in the order given. The query log is drained by a
@@ -30,11 +30,12 @@ struct Args {
     sources: Vec<Source>,
     threads: usize,
     log: Option<String>,
+    no_log: bool,
 }
 
 fn usage() -> String {
     "usage: pdns --listen ADDR:PORT --upstream ADDR:PORT [--rpz FILE[=ORIGIN]]... \
-     [--blocklist FILE]... [--allowlist FILE]... [--threads N] [--query-log FILE|-]"
+     [--blocklist FILE]... [--allowlist FILE]... [--threads N] [--query-log FILE|-] [--no-query-log]"
         .to_string()
 }
 
@@ -45,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
     let mut sources = Vec::new();
     let mut threads = 0;
     let mut log = None;
+    let mut no_log = false;
     while let Some(a) = it.next() {
         let mut val = || {
             it.next()
@@ -65,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
             "--allowlist" => sources.push(Source::List(val()?.into(), Action::Passthru)),
             "--threads" => threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--query-log" => log = Some(val()?),
+            "--no-query-log" => no_log = true,
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
@@ -75,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         sources,
         threads,
         log,
+        no_log,
     })
 }
 
@@ -119,10 +123,10 @@ fn main() -> ExitCode {
         }
     }
     eprintln!("policy loaded in {:.3} s", t0.elapsed().as_secs_f64());
-    let (log, rx) = query_log(65_536);
+    let (log, rx) = query_log(16_384);
     let mut cfg = PdnsConfig::new(args.listen, args.upstreams);
     cfg.udp_threads = args.threads;
-    cfg.query_log = Some(log);
+    cfg.query_log = (!args.no_log).then_some(log);
     let handle = match mimamori_dns::start(cfg, PolicyHandle::new(Policy::new(zones))) {
         Ok(h) => h,
         Err(e) => {

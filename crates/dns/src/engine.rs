@@ -282,7 +282,7 @@ impl Engine {
                 time: SystemTime::now(),
                 client,
                 org: org.cloned(),
-                name: wire::name_to_string(q.name()),
+                name: crate::log::LogName::from_wire(q.name()),
                 qtype: q.qtype,
                 rcode,
                 answer,

@@ -44,8 +44,9 @@ pub struct QueryLogEntry {
     pub client: SocketAddr,
     /// The org the client's address belongs to.
     pub org: Option<Arc<str>>,
-    /// Lower case, no trailing dot.
-    pub name: String,
+    /// The query name (lower case); `name.to_string()` gives
+    /// `www.example.com`.
+    pub name: LogName,
     pub qtype: u16,
     /// `None` when no answer was sent (DROP).
     pub rcode: Option<u8>,
@@ -56,6 +57,49 @@ pub struct QueryLogEntry {
     pub transport: Transport,
     pub cache_hit: bool,
     pub stale: bool,
+}
+
+/// A query name kept inline in wire form: the answer path formats nothing
+/// and allocates nothing for it, and the drain side frees nothing (a string
+/// freed on another thread costs glibc an arena lock).
+#[derive(Clone, Copy)]
+pub struct LogName {
+    len: u8,
+    wire: [u8; crate::wire::MAX_NAME],
+}
+
+impl LogName {
+    pub fn from_wire(wire: &[u8]) -> Self {
+        let len = wire.len().min(crate::wire::MAX_NAME);
+        let mut n = LogName {
+            len: len as u8,
+            wire: [0; crate::wire::MAX_NAME],
+        };
+        n.wire[..len].copy_from_slice(&wire[..len]);
+        n
+    }
+    /// The lower-case wire form.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire[..self.len as usize]
+    }
+}
+
+impl std::fmt::Display for LogName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::wire::name_to_string(self.wire()))
+    }
+}
+
+impl std::fmt::Debug for LogName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl PartialEq<&str> for LogName {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string() == *other
+    }
 }
 
 /// The sending side, held by the resolver.
