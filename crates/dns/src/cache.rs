@@ -264,6 +264,12 @@ impl Cache {
         m.get(key).cloned()
     }
 
+    /// Runs `f` on the entry for `key` while holding its shard's lock.
+    pub fn with<R>(&self, key: &[u8], f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let m = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        m.get(key).map(|e| f(e))
+    }
+
     pub fn insert(&self, key: Key, entry: Entry) -> std::sync::Arc<Entry> {
         let entry = std::sync::Arc::new(entry);
         let mut m = self.shard(&key).lock().unwrap_or_else(|e| e.into_inner());

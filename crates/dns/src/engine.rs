@@ -400,28 +400,37 @@ impl Engine {
             }
         }
         cache::key_into(&mut scratch.key, q.name(), q.qtype, q.qclass, q.dnssec_ok());
-        let Some(entry) = self.cache.get(&scratch.key) else {
-            return Fast::Defer;
-        };
-        let now = Instant::now();
-        if !entry.is_fresh(now) {
-            return Fast::Defer;
-        }
-        if !exempt
-            && (entry
-                .cname_targets
-                .iter()
-                .any(|t| policy.check_name(org, t).is_some())
-                || policy.check_response_ips(org, &entry.addrs).is_some())
-        {
-            return Fast::Defer;
-        }
+        // One clock read serves the latency and the TTL arithmetic.
+        let now = start;
         let limit = if transport == Transport::Udp {
             q.udp_limit()
         } else {
             65535
         };
-        entry.write_answer(out, pkt, &q, now, None, limit);
+        // Under the shard lock: no reference count traffic on the entry,
+        // which both receive threads would otherwise bounce between cores.
+        let hit = self.cache.with(&scratch.key, |entry| {
+            if !entry.is_fresh(now) {
+                return None;
+            }
+            if !exempt
+                && (entry
+                    .cname_targets
+                    .iter()
+                    .any(|t| policy.check_name(org, t).is_some())
+                    || policy.check_response_ips(org, &entry.addrs).is_some())
+            {
+                return None;
+            }
+            entry.write_answer(out, pkt, &q, now, None, limit);
+            Some((
+                entry.rcode,
+                self.log.is_some().then(|| entry.summary.clone()),
+            ))
+        });
+        let Some(Some((rcode, summary))) = hit else {
+            return Fast::Defer;
+        };
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         self.log(
@@ -429,8 +438,8 @@ impl Engine {
             client,
             policy.org_name(org),
             &q,
-            Some(entry.rcode),
-            entry.summary.clone(),
+            Some(rcode),
+            summary.unwrap_or_default(),
             None,
             transport,
             true,

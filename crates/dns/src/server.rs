@@ -276,6 +276,30 @@ impl Batch {
     }
 }
 
+/// The send side of a batch: each answer is written straight into its own
+/// buffer (no copy), then one `sendmmsg` sends them all.
+struct TxBatch {
+    outs: Vec<Vec<u8>>,
+    addrs: Box<[libc::sockaddr_storage; BATCH]>,
+    iov: Box<[libc::iovec; BATCH]>,
+    hdrs: Box<[libc::mmsghdr; BATCH]>,
+}
+
+impl TxBatch {
+    fn new() -> TxBatch {
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let zero_addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let zero_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let zero_hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        TxBatch {
+            outs: (0..BATCH).map(|_| Vec::with_capacity(BUF)).collect(),
+            addrs: Box::new(zero_addrs),
+            iov: Box::new(zero_iov),
+            hdrs: Box::new(zero_hdrs),
+        }
+    }
+}
+
 fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     // SAFETY: `ss` is a sockaddr_storage the kernel filled with `len` bytes;
     // SockAddr only reads it as the family it says it is.
@@ -305,8 +329,7 @@ fn udp_loop(
 ) {
     let fd = sock.as_raw_fd();
     let mut rx = Batch::new();
-    let mut tx = Batch::new();
-    let mut out = Vec::with_capacity(BUF);
+    let mut tx = TxBatch::new();
     let mut scratch = Scratch::default();
     while !stop.load(Ordering::Relaxed) {
         rx.arm();
@@ -341,14 +364,13 @@ fn udp_loop(
                 continue;
             };
             let pkt = &rx.bufs[i][..len];
-            match engine.answer_fast(pkt, client, Transport::Udp, &mut out, &mut scratch) {
+            let out = &mut tx.outs[nsend];
+            match engine.answer_fast(pkt, client, Transport::Udp, out, &mut scratch) {
                 Fast::Reply => {
-                    let l = out.len().min(BUF);
-                    tx.bufs[nsend][..l].copy_from_slice(&out[..l]);
                     tx.addrs[nsend] = rx.addrs[i];
                     tx.iov[nsend] = libc::iovec {
-                        iov_base: tx.bufs[nsend].as_mut_ptr().cast(),
-                        iov_len: l,
+                        iov_base: out.as_mut_ptr().cast(),
+                        iov_len: out.len(),
                     };
                     let h = &mut tx.hdrs[nsend].msg_hdr;
                     h.msg_name = (&mut tx.addrs[nsend] as *mut libc::sockaddr_storage).cast();
@@ -378,7 +400,8 @@ fn udp_loop(
         }
         let mut sent = 0usize;
         while sent < nsend {
-            // SAFETY: headers [sent..nsend) point into `tx`, alive for the call.
+            // SAFETY: headers [sent..nsend) point into `tx` (its buffers are
+            // not touched until the next batch), alive for the call.
             let r = unsafe {
                 libc::sendmmsg(fd, tx.hdrs[sent..].as_mut_ptr(), (nsend - sent) as u32, 0)
             };
