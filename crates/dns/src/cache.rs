@@ -229,12 +229,14 @@ fn sep(s: &str) -> &'static str {
     }
 }
 
+type Shard = Mutex<HashMap<Key, std::sync::Arc<Entry>>>;
+
 /// A sharded map from key to entry. A lookup locks one shard briefly and
 /// clones an `Arc`; inserts replace. When a shard is full an arbitrary entry
 /// is evicted (a bound, not an LRU: fine for a protective resolver whose
 /// working set is small next to the bound).
 pub struct Cache {
-    shards: Box<[Mutex<HashMap<Key, std::sync::Arc<Entry>>>]>,
+    shards: Box<[Shard]>,
     per_shard: usize,
     hasher: foldhash::fast::RandomState,
     /// How long past expiry an entry may still be served stale.
@@ -252,7 +254,7 @@ impl Cache {
         }
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Key, std::sync::Arc<Entry>>> {
+    fn shard(&self, key: &[u8]) -> &Shard {
         let h = self.hasher.hash_one(key);
         &self.shards[(h as usize) % self.shards.len()]
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record};
 
 use crate::cache::{self, Cache, Entry};
 use crate::log::{BlockedBy, QueryLog, QueryLogEntry, Transport};
@@ -920,7 +920,7 @@ fn summarize(records: &[Record]) -> Arc<str> {
             RData::CNAME(c) => {
                 s.push_str(&format!("CNAME {}", c.0.to_ascii().trim_end_matches('.')))
             }
-            other => s.push_str(&format!("{}", RecordType::from(other.record_type()))),
+            other => s.push_str(&format!("{}", other.record_type())),
         }
     }
     s.into()

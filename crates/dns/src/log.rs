@@ -98,7 +98,8 @@ impl std::fmt::Debug for LogName {
 
 impl PartialEq<&str> for LogName {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        let mut w = Vec::with_capacity(other.len() + 2);
+        crate::policy::text_to_wire(other, &[0], &mut w).is_some() && w == self.wire()
     }
 }
 

@@ -177,7 +177,7 @@ impl<T> IpTable<T> {
                 None => {
                     v.push((len, HashMap::new()));
                     // Longest prefix first, so the first hit is the best.
-                    v.sort_by(|a, b| b.0.cmp(&a.0));
+                    v.sort_by_key(|e| std::cmp::Reverse(e.0));
                     v.iter().position(|(l, _)| *l == len).unwrap_or(0)
                 }
             };

@@ -7,7 +7,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use mimamori_dns::cache::Entry;
 use mimamori_dns::{
-    wire, Engine, EngineConfig, Fast, Forwarder, Policy, PolicyHandle, Scratch, Transport, Zone,
+    wire, Engine, EngineConfig, Forwarder, Policy, PolicyHandle, Scratch, Transport, Zone,
 };
 use proptest::prelude::*;
 
