@@ -12,6 +12,7 @@
 //! - Every query is reported on a bounded [`log::query_log`] channel.
 
 pub mod cache;
+pub mod doh;
 pub mod engine;
 pub mod log;
 pub mod policy;

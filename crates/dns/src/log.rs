@@ -14,6 +14,7 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    Https,
 }
 
 impl Transport {
@@ -22,6 +23,7 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Https => "https",
         }
     }
 }

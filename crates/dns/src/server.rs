@@ -27,6 +27,9 @@ pub struct PdnsConfig {
     pub listen: SocketAddr,
     /// DNS over TLS (RFC 7858) listener and its server config.
     pub tls_listen: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    /// DNS over HTTPS (RFC 8484) listener: with a TLS config it serves
+    /// HTTPS, without one plain HTTP (for a TLS-terminating proxy in front).
+    pub doh_listen: Option<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
     /// Upstream resolvers, tried in order.
     pub upstreams: Vec<SocketAddr>,
     /// Per-upstream timeout.
@@ -48,6 +51,7 @@ impl PdnsConfig {
         Self {
             listen,
             tls_listen: None,
+            doh_listen: None,
             upstreams,
             upstream_timeout: Duration::from_millis(1500),
             udp_threads: 0,
@@ -74,6 +78,7 @@ pub struct Handle {
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    doh_addr: Option<SocketAddr>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -89,6 +94,9 @@ impl Handle {
     }
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+    pub fn doh_addr(&self) -> Option<SocketAddr> {
+        self.doh_addr
     }
     /// The live policy: `handle.policy().set(new)` swaps it.
     pub fn policy(&self) -> &PolicyHandle {
@@ -218,11 +226,32 @@ pub fn start_with_upstream(
             stop.clone(),
         ));
     }
+    let mut doh_addr = None;
+    if let Some((addr, tls)) = cfg.doh_listen.clone() {
+        let l = {
+            let _g = runtime.enter();
+            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
+            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
+            TcpListener::from_std(std_l).map_err(bind_err(addr))?
+        };
+        doh_addr = Some(l.local_addr().map_err(bind_err(addr))?);
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
+        runtime.spawn(crate::doh::serve(
+            l,
+            acceptor,
+            engine.clone(),
+            limit,
+            cfg.tcp_idle,
+            stop.clone(),
+        ));
+    }
     tracing::info!(%udp_addr, threads = n, "protective DNS listening");
     Ok(Handle {
         udp_addr,
         tcp_addr,
         tls_addr,
+        doh_addr,
         engine,
         stop,
         threads,

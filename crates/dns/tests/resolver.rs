@@ -384,3 +384,80 @@ fn malformed_packets_get_formerr_or_nothing() {
     let m = udp_ask(h.udp_addr(), "allowed.test.", RecordType::A);
     assert_eq!(a_records(&m), vec!["192.0.2.1"]);
 }
+
+/// One HTTP/1.1 exchange over `s`; returns (status, content-type, body).
+fn http<S: std::io::Read + std::io::Write>(
+    s: &mut S,
+    head: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let headers = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = headers[9..12].parse().unwrap();
+    let ct = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    (status, ct, buf[split + 4..].to_vec())
+}
+
+#[test]
+fn dns_over_https_get_and_post() {
+    use base64::Engine as _;
+    use hickory_proto::op::Message;
+    let u = upstream();
+    let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);
+    cfg.doh_listen = Some(("127.0.0.1:0".parse().unwrap(), None));
+    let h = mimamori_dns::start(cfg, PolicyHandle::new(base_policy())).unwrap();
+    let addr = h.doh_addr().unwrap();
+
+    let q = query("evil.test.", RecordType::A, true);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&q);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "GET /dns-query?dns={b64} HTTP/1.1\r\nHost: x\r\nAccept: application/dns-message\r\nConnection: close\r\n\r\n"
+    );
+    let (status, ct, body) = http(&mut s, &head, b"");
+    assert_eq!(status, 200);
+    assert_eq!(ct, "application/dns-message");
+    let m = Message::from_vec(&body).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(ede(&m), Some(15));
+
+    let q = query("allowed.test.", RecordType::A, false);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        q.len()
+    );
+    let (status, _, body) = http(&mut s, &head, &q);
+    assert_eq!(status, 200);
+    let m = Message::from_vec(&body).unwrap();
+    assert_eq!(a_records(&m), vec!["192.0.2.1"]);
+
+    // Wrong media type: 415; no dns parameter: 400.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        q.len()
+    );
+    assert_eq!(http(&mut s, &head, &q).0, 415);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let (status, _, _) = http(
+        &mut s,
+        "GET /dns-query HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"",
+    );
+    assert_eq!(status, 400);
+}
