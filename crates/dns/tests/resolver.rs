@@ -461,3 +461,37 @@ fn dns_over_https_get_and_post() {
     );
     assert_eq!(status, 400);
 }
+
+#[test]
+fn tcp_connection_limit_queues_extra_clients() {
+    let u = upstream();
+    let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);
+    cfg.max_tcp_connections = 1;
+    let h = mimamori_dns::start(cfg, PolicyHandle::new(base_policy())).unwrap();
+    let mut a = std::net::TcpStream::connect(h.tcp_addr()).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let m = stream_ask(&mut a, &query("evil.test.", RecordType::A, true));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // A second connection waits in the backlog while the first holds the
+    // only slot...
+    let mut b = std::net::TcpStream::connect(h.tcp_addr()).unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let q = query("evil.test.", RecordType::A, true);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    std::io::Write::write_all(&mut b, &framed).unwrap();
+    let mut len = [0u8; 2];
+    assert!(
+        std::io::Read::read_exact(&mut b, &mut len).is_err(),
+        "served past the limit"
+    );
+    // ...and is served once the first closes.
+    drop(a);
+    b.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    std::io::Read::read_exact(&mut b, &mut len).expect("answer after the slot frees");
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    std::io::Read::read_exact(&mut b, &mut buf).unwrap();
+    let m = hickory_proto::op::Message::from_vec(&buf).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
