@@ -34,6 +34,22 @@ pub struct EngineConfig {
     pub stale_ttl: u32,
     /// TTL of synthesized block answers.
     pub block_ttl: u32,
+    /// Per-client UDP rate limit; `None` disables it.
+    pub rate_limit: Option<RateLimit>,
+    /// Cache misses being resolved at once; past this, a miss is answered
+    /// SERVFAIL at once instead of queueing without bound.
+    pub max_inflight: usize,
+}
+
+/// A per-client token bucket for UDP queries: `qps` sustained, `burst` at
+/// once. Over the limit a query is dropped, except every `slip`-th one,
+/// which gets an empty TC=1 answer so a real client can retry over TCP
+/// (the BIND RRL "slip"); `slip` 0 drops all.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub qps: u32,
+    pub burst: u32,
+    pub slip: u32,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +61,8 @@ impl Default for EngineConfig {
             serve_stale_for: Duration::from_secs(86_400),
             stale_ttl: 30,
             block_ttl: 300,
+            rate_limit: None,
+            max_inflight: 10_000,
         }
     }
 }
@@ -61,6 +79,7 @@ pub struct Stats {
     pub servfail: AtomicU64,
     pub dropped: AtomicU64,
     pub malformed: AtomicU64,
+    pub rate_limited: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -75,6 +94,7 @@ pub struct StatsSnapshot {
     pub servfail: u64,
     pub dropped: u64,
     pub malformed: u64,
+    pub rate_limited: u64,
     pub log_dropped: u64,
 }
 
@@ -123,6 +143,59 @@ pub struct Engine {
     cfg: EngineConfig,
     stats: Stats,
     log: Option<QueryLog>,
+    limiter: Option<Limiter>,
+    inflight: std::sync::atomic::AtomicUsize,
+}
+
+/// Token buckets per client address, in shards; a shard that grows past
+/// its bound forgets everyone (a bound on memory under spoofed floods,
+/// at worst a short amnesty).
+struct Limiter {
+    rl: RateLimit,
+    shards: Box<[std::sync::Mutex<std::collections::HashMap<IpAddr, (f32, Instant, u32)>>]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Limiter {
+    const SHARD_MAX: usize = 16_384;
+
+    fn new(rl: RateLimit) -> Self {
+        Self {
+            rl,
+            shards: (0..16).map(|_| Default::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// `Ok(())` to answer, `Err(true)` to answer TC=1, `Err(false)` to drop.
+    fn check(&self, ip: IpAddr, now: Instant) -> Result<(), bool> {
+        use std::hash::BuildHasher;
+        let shard = &self.shards[(self.hasher.hash_one(ip) as usize) % self.shards.len()];
+        let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::SHARD_MAX && !m.contains_key(&ip) {
+            m.clear();
+        }
+        let burst = self.rl.burst.max(1) as f32;
+        let b = m.entry(ip).or_insert((burst, now, 0));
+        let dt = now.saturating_duration_since(b.1).as_secs_f32();
+        b.0 = (b.0 + dt * self.rl.qps as f32).min(burst);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            return Ok(());
+        }
+        b.2 = b.2.wrapping_add(1);
+        Err(self.rl.slip > 0 && b.2 % self.rl.slip == 0)
+    }
+}
+
+/// Holds one in-flight miss; see [`Engine::begin_miss`].
+pub struct InflightGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The answer to one name while resolving with policy (slow path).
@@ -232,14 +305,24 @@ impl Engine {
             policy,
             cache: Cache::new(cfg.cache_entries, cfg.serve_stale_for),
             upstream,
+            limiter: cfg.rate_limit.map(Limiter::new),
             cfg,
             stats: Stats::default(),
             log,
+            inflight: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     pub fn policy(&self) -> &PolicyHandle {
         &self.policy
+    }
+
+    /// Claims a slot for resolving a miss; `None` when `max_inflight`
+    /// misses are already being resolved.
+    pub fn begin_miss(&self) -> Option<InflightGuard<'_>> {
+        let n = self.inflight.fetch_add(1, Ordering::Relaxed);
+        let guard = InflightGuard(&self.inflight);
+        (n < self.cfg.max_inflight).then_some(guard)
     }
 
     pub fn cache_len(&self) -> usize {
@@ -259,6 +342,7 @@ impl Engine {
             servfail: g(&s.servfail),
             dropped: g(&s.dropped),
             malformed: g(&s.malformed),
+            rate_limited: g(&s.rate_limited),
             log_dropped: self.log.as_ref().map_or(0, QueryLog::dropped),
         }
     }
@@ -361,6 +445,21 @@ impl Engine {
         let Ok(q) = wire::parse_query(pkt) else {
             return Fast::Defer;
         };
+        if let (Some(l), Transport::Udp) = (&self.limiter, transport) {
+            if let Err(slip) = l.check(client.ip(), start) {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                if !slip {
+                    return Fast::Drop;
+                }
+                let tc = Synth::Empty {
+                    rcode: wire::RCODE_NOERROR,
+                    aa: false,
+                    tc: true,
+                };
+                wire::synth(out, pkt, &q, tc, 0, None);
+                return Fast::Reply;
+            }
+        }
         if q.qclass != wire::CLASS_IN || q.edns.is_some_and(|e| e.version != 0) {
             return Fast::Defer;
         }

@@ -22,7 +22,7 @@ pub mod table;
 pub mod upstream;
 pub mod wire;
 
-pub use engine::{Engine, EngineConfig, Fast, Scratch, StatsSnapshot};
+pub use engine::{Engine, EngineConfig, Fast, RateLimit, Scratch, StatsSnapshot};
 pub use log::{query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, Transport};
 pub use policy::{
     Action, Hit, LoadStats, LocalData, OrgPolicy, Policy, PolicyError, PolicyHandle, Trigger, Zone,

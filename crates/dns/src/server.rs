@@ -413,9 +413,21 @@ fn udp_loop(
                 }
                 Fast::Drop => {}
                 Fast::Defer => {
+                    if engine.begin_miss().is_none() {
+                        // Too many misses in flight (an upstream outage
+                        // under load): say so at once rather than queue.
+                        if let Some(r) = crate::wire::error_reply(pkt, crate::wire::RCODE_SERVFAIL)
+                        {
+                            let _ = sock.send_to(&r, client);
+                        }
+                        continue;
+                    }
                     let pkt = pkt.to_vec();
                     let (engine, sock) = (engine.clone(), sock.clone());
                     rt.spawn(async move {
+                        let Some(_slot) = engine.begin_miss() else {
+                            return;
+                        };
                         if let Some(resp) = engine.resolve(&pkt, client, Transport::Udp).await {
                             // The socket is shared with the receive thread;
                             // a datagram send does not block for long.

@@ -495,3 +495,48 @@ fn tcp_connection_limit_queues_extra_clients() {
     let m = hickory_proto::op::Message::from_vec(&buf).unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
 }
+
+#[test]
+fn per_client_rate_limit_drops_and_slips() {
+    let u = upstream();
+    let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);
+    cfg.engine.rate_limit = Some(mimamori_dns::RateLimit {
+        qps: 10,
+        burst: 5,
+        slip: 2,
+    });
+    let h = mimamori_dns::start(cfg, PolicyHandle::new(base_policy())).unwrap();
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    for _ in 0..40 {
+        s.send_to(&query("evil.test.", RecordType::A, true), h.udp_addr())
+            .unwrap();
+    }
+    let (mut full, mut tc) = (0, 0);
+    let mut buf = [0u8; 1500];
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation {
+            tc += 1;
+        } else {
+            full += 1;
+        }
+    }
+    assert!((5..=7).contains(&full), "burst of 5 (+ refill): {full}");
+    assert!(
+        (14..=18).contains(&tc),
+        "every 2nd limited query slips: {tc}"
+    );
+    assert!(h.stats().rate_limited >= 33);
+    // Another client has its own bucket.
+    let m = udp_ask_from(
+        "127.0.0.2:0",
+        h.udp_addr(),
+        &query("evil.test.", RecordType::A, true),
+        Duration::from_secs(2),
+    )
+    .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(!m.metadata.truncation);
+}
