@@ -147,12 +147,15 @@ pub struct Engine {
     inflight: std::sync::atomic::AtomicUsize,
 }
 
+/// Per client: tokens, last refill, queries refused so far.
+type BucketShard = std::sync::Mutex<std::collections::HashMap<IpAddr, (f32, Instant, u32)>>;
+
 /// Token buckets per client address, in shards; a shard that grows past
 /// its bound forgets everyone (a bound on memory under spoofed floods,
 /// at worst a short amnesty).
 struct Limiter {
     rl: RateLimit,
-    shards: Box<[std::sync::Mutex<std::collections::HashMap<IpAddr, (f32, Instant, u32)>>]>,
+    shards: Box<[BucketShard]>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -185,7 +188,7 @@ impl Limiter {
             return Ok(());
         }
         b.2 = b.2.wrapping_add(1);
-        Err(self.rl.slip > 0 && b.2 % self.rl.slip == 0)
+        Err(self.rl.slip > 0 && b.2.is_multiple_of(self.rl.slip))
     }
 }
 
