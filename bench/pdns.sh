@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Protective DNS benchmark: mimamori-dns (examples/pdns, release) against Unbound, the same
+# 1M-domain RPZ zone, the same upstream stand-in, the same dnsperf query mix. Follows
+# ../shared/bench/pdns/README.md. Prints CPU µs per query (utime+stime from /proc/PID/stat over
+# the measured run ÷ queries completed), queries/s, lost, RSS, zone load time, and the ratios.
+#
+#   bash bench/pdns.sh                 # full run (1M domains, ~3 minutes after the build)
+#   N_BLOCK=100000 bash bench/pdns.sh  # smaller zone
+#
+# Env: DIR (inputs, default /tmp/pdns-bench), HARNESS (default ../shared/bench/pdns beside the
+# repo), LEN (measured seconds, default 20), CLIENTS (dnsperf -c, default 8), THREADS (our UDP
+# threads, default: one per core).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+HARNESS=${HARNESS:-$repo/../shared/bench/pdns}
+DIR=${DIR:-/tmp/pdns-bench}
+LEN=${LEN:-20}
+CLIENTS=${CLIENTS:-8}
+UPORT=${UPORT:-5300}; UBPORT=${UBPORT:-5301}; MPORT=${MPORT:-5302}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/wt-pdns-target}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need unbound || ! need dnsperf || ! need dig || ! need bc; then
+  apt-get install -y unbound dnsperf bind9-dnsutils bc >/dev/null
+fi
+
+if [ ! -s "$DIR/rpz.zone" ] || [ "${REGEN:-0}" = 1 ]; then
+  echo "generating inputs in $DIR (N_BLOCK=${N_BLOCK:-1000000})"
+  python3 "$HARNESS/gen.py" "$DIR"
+fi
+
+(cd "$repo" && cargo build --release -q -p mimamori-dns --example pdns)
+PDNS="$CARGO_TARGET_DIR/release/examples/pdns"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+echo "== starting Unbound (upstream stand-in :$UPORT, filtering resolver :$UBPORT)"
+# To a file, not a pipe: the Unbound processes keep their stdout open, and a command
+# substitution would wait for them to exit.
+PORT=$UBPORT UPORT=$UPORT bash "$HARNESS/unbound-run.sh" "$DIR" > "$DIR/unbound-run.log" 2>&1
+ub_ready=$(grep -E 'ready after|not ready' "$DIR/unbound-run.log" | tail -1)
+pids+=("$(cat "$DIR/upstream.pid2")" "$(cat "$DIR/pdns.pid2")")
+echo "unbound: $ub_ready"
+UB_PID=$(cat "$DIR/pdns.pid2")
+
+allowed=$(sed -n 2p "$DIR/allowed.txt")
+blocked=$(head -1 "$DIR/blocked.txt")
+wait_ready() { # port -> seconds until an allowed name answers and a blocked one is NXDOMAIN
+  local port=$1 start; start=$(date +%s.%N)
+  for _ in $(seq 1 600); do
+    if dig +short +time=1 +tries=1 -p "$port" @127.0.0.1 "$allowed" A 2>/dev/null | grep -q '^192\.0\.2\.' && \
+       [ "$(dig +time=1 +tries=1 -p "$port" @127.0.0.1 "www.$blocked" A 2>/dev/null | grep -c NXDOMAIN)" = 1 ]; then
+      echo "$(echo "$(date +%s.%N) - $start" | bc)"; return 0; fi
+    sleep 0.1
+  done
+  echo "not ready" >&2; return 1
+}
+
+echo "== starting mimamori pdns on :$MPORT"
+start=$(date +%s.%N)
+"$PDNS" --listen 127.0.0.1:$MPORT --upstream 127.0.0.1:$UPORT --rpz "$DIR/rpz.zone=rpz.bench." \
+  ${THREADS:+--threads $THREADS} > /dev/null 2> "$DIR/mimamori.log" &
+M_PID=$!; pids+=("$M_PID")
+wait_ready $MPORT >/dev/null
+m_ready=$(echo "$(date +%s.%N) - $start" | bc)
+echo "mimamori: ready after $m_ready s ($(grep 'policy loaded' "$DIR/mimamori.log"))"
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+measure() { # name pid port
+  local name=$1 pid=$2 port=$3 c0 c1 out q qps lost rss us
+  dnsperf -s 127.0.0.1 -p "$port" -d "$DIR/queries.txt" -l 10 -c "$CLIENTS" >/dev/null 2>&1
+  c0=$(cpu "$pid")
+  out=$(dnsperf -s 127.0.0.1 -p "$port" -d "$DIR/queries.txt" -l "$LEN" -c "$CLIENTS" 2>&1)
+  c1=$(cpu "$pid")
+  q=$(echo "$out" | awk '/Queries completed:/ {print $3}')
+  lost=$(echo "$out" | awk '/Queries lost:/ {print $3}')
+  qps=$(echo "$out" | awk '/Queries per second:/ {print $4}')
+  rss=$(ps -o rss= -p "$pid" | tr -d ' ')
+  us=$(echo "scale=2; ($c1 - $c0) * 1000000 / $ticks / $q" | bc)
+  echo "$name $us $qps $lost $q $rss"
+}
+# A correctness spot check before measuring: blocked names NXDOMAIN, allowed ones answered.
+for port in $UBPORT $MPORT; do
+  r1=$(dig +short -p $port @127.0.0.1 "$allowed" A); r2=$(dig -p $port @127.0.0.1 "x.$blocked" A | grep -c NXDOMAIN)
+  echo "check :$port allowed -> $r1, x.$blocked NXDOMAIN=$r2"
+done
+
+echo "== measuring (dnsperf -c $CLIENTS, warm 10 s, measured $LEN s), one server at a time"
+ub=$(measure unbound "$UB_PID" $UBPORT)
+mm=$(measure mimamori "$M_PID" $MPORT)
+ub_load=$(echo "$ub_ready" | awk '{print $3}')
+printf "\n%-10s %12s %12s %8s %12s %10s %10s\n" server "CPU us/q" "q/s" lost completed "RSS MB" "load s"
+read -r n us qps lost q rss <<<"$ub"; printf "%-10s %12s %12s %8s %12s %10s %10s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$ub_load"
+ub_us=$us; ub_qps=$qps
+read -r n us qps lost q rss <<<"$mm"; printf "%-10s %12s %12s %8s %12s %10s %10s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$m_ready"
+echo
+echo "ratio CPU/query mimamori/unbound: $(echo "scale=3; $us / $ub_us" | bc) (goal <= 0.67)"
+echo "ratio q/s mimamori/unbound:       $(echo "scale=3; $qps / $ub_qps" | bc) (goal >= 1.0, none lost)"
+grep -E 'loaded' "$DIR/mimamori.log" | head -3

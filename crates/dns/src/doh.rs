@@ -1,0 +1,162 @@
+//! DNS over HTTPS (RFC 8484): `GET /dns-query?dns=BASE64URL` and
+//! `POST /dns-query` with `application/dns-message`, over HTTP/1.1 or
+//! HTTP/2 (hyper's automatic protocol detection; over TLS the caller's
+//! rustls config should offer ALPN `h2` and `http/1.1`), through the same
+//! [`Engine`] as UDP and TCP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::Service;
+
+use crate::engine::{Engine, Fast, Scratch};
+use crate::log::Transport;
+use crate::wire;
+
+const MEDIA: &str = "application/dns-message";
+
+/// The DoH routes over `engine`.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/dns-query", get(doh_get).post(doh_post))
+        .with_state(engine)
+}
+
+async fn doh_get(
+    State(engine): State<Arc<Engine>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(dns) = q.get("dns") else {
+        return (StatusCode::BAD_REQUEST, "missing dns parameter").into_response();
+    };
+    // RFC 8484 §4.1: base64url without padding; accept padding anyway.
+    let Ok(pkt) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(dns.trim_end_matches('='))
+    else {
+        return (StatusCode::BAD_REQUEST, "dns parameter is not base64url").into_response();
+    };
+    answer(&engine, &pkt, peer).await
+}
+
+async fn doh_post(
+    State(engine): State<Arc<Engine>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.eq_ignore_ascii_case(MEDIA) {
+        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+    }
+    answer(&engine, &body, peer).await
+}
+
+async fn answer(engine: &Engine, pkt: &[u8], peer: SocketAddr) -> Response {
+    if pkt.len() > 65535 {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let mut out = Vec::with_capacity(512);
+    let resp = match engine.answer_fast(
+        pkt,
+        peer,
+        Transport::Https,
+        &mut out,
+        &mut Scratch::default(),
+    ) {
+        Fast::Reply => Some(out),
+        Fast::Drop => None,
+        Fast::Defer => engine.resolve(pkt, peer, Transport::Https).await,
+    };
+    let Some(resp) = resp else {
+        // RPZ DROP (or a packet not worth answering): no DNS answer exists
+        // to send; a gateway error is the closest HTTP has.
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    // RFC 8484 §5.1: freshness from the smallest TTL in the answer.
+    let mut min_ttl = u32::MAX;
+    let _ = wire::walk_records(&resp, |rr| {
+        if rr.rtype != wire::TYPE_OPT {
+            min_ttl = min_ttl.min(rr.ttl);
+        }
+    });
+    let max_age = if min_ttl == u32::MAX { 0 } else { min_ttl };
+    (
+        [
+            (header::CONTENT_TYPE, MEDIA.to_string()),
+            (header::CACHE_CONTROL, format!("max-age={max_age}")),
+        ],
+        resp,
+    )
+        .into_response()
+}
+
+/// Accepts connections (TLS when `tls` is given) and serves [`router`] on
+/// each, HTTP/1.1 or HTTP/2.
+pub(crate) async fn serve(
+    l: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    engine: Arc<Engine>,
+    limit: Arc<Semaphore>,
+    idle: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    let app = router(engine);
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    let mut app = app.clone();
+                    async move { app.call(req).await }
+                },
+            );
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let result = match tls {
+                None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                Some(acc) => match tokio::time::timeout(idle, acc.accept(stream)).await {
+                    Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %peer, "DoH connection ended");
+            }
+        });
+    }
+}

@@ -1,0 +1,1048 @@
+//! Resolution with policy: the fast path (synchronous, allocation-free on a
+//! block or a cache hit) and the full path (async, hickory-proto for the
+//! messages it has to build, the upstream for misses).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{Name, RData, Record};
+
+use crate::cache::{self, Cache, Entry};
+use crate::log::{BlockedBy, QueryLog, QueryLogEntry, Transport};
+use crate::policy::{Action, Hit, LocalCname, LocalData, Policy, PolicyHandle, Trigger};
+use crate::upstream::Upstream;
+use crate::wire::{self, Question, Synth, WireError};
+
+/// Tunables of resolution.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Cache capacity in answers.
+    pub cache_entries: usize,
+    /// Upper bound on any cached TTL.
+    pub max_ttl: u32,
+    /// Upper bound on a negative answer's cache time.
+    pub max_negative_ttl: u32,
+    /// How long after expiry an answer may be served when every upstream
+    /// fails (RFC 8767 suggests 1–3 days); zero disables serve-stale.
+    pub serve_stale_for: Duration,
+    /// TTL of a stale answer (RFC 8767 §4: 30 s).
+    pub stale_ttl: u32,
+    /// TTL of synthesized block answers.
+    pub block_ttl: u32,
+    /// Per-client UDP rate limit; `None` disables it.
+    pub rate_limit: Option<RateLimit>,
+    /// Cache misses being resolved at once; past this, a miss is answered
+    /// SERVFAIL at once instead of queueing without bound.
+    pub max_inflight: usize,
+}
+
+/// A per-client token bucket for UDP queries: `qps` sustained, `burst` at
+/// once. Over the limit a query is dropped, except every `slip`-th one,
+/// which gets an empty TC=1 answer so a real client can retry over TCP
+/// (the BIND RRL "slip"); `slip` 0 drops all.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub qps: u32,
+    pub burst: u32,
+    pub slip: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_entries: 200_000,
+            max_ttl: 86_400,
+            max_negative_ttl: 3_600,
+            serve_stale_for: Duration::from_secs(86_400),
+            stale_ttl: 30,
+            block_ttl: 300,
+            rate_limit: None,
+            max_inflight: 10_000,
+        }
+    }
+}
+
+/// Counters, read with [`Engine::stats`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub queries: AtomicU64,
+    pub blocked: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub upstream_failures: AtomicU64,
+    pub stale_served: AtomicU64,
+    pub servfail: AtomicU64,
+    pub dropped: AtomicU64,
+    pub malformed: AtomicU64,
+    pub rate_limited: AtomicU64,
+}
+
+/// A copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub queries: u64,
+    pub blocked: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub upstream_failures: u64,
+    pub stale_served: u64,
+    pub servfail: u64,
+    pub dropped: u64,
+    pub malformed: u64,
+    pub rate_limited: u64,
+    pub log_dropped: u64,
+}
+
+/// What the fast path did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    /// The answer is in the output buffer.
+    Reply,
+    /// Send nothing (RPZ DROP, or a packet not worth answering).
+    Drop,
+    /// Needs the full path ([`Engine::resolve`]).
+    Defer,
+}
+
+/// Per-thread scratch space of the fast path.
+#[derive(Default)]
+pub struct Scratch {
+    key: Vec<u8>,
+}
+
+/// The result of applying a query-time hit without resolution.
+enum Simple {
+    Done(Fast),
+    /// Resolve normally and skip later policy (PASSTHRU, TCP-only over TCP).
+    ResolveExempt,
+    /// Local data the fast path cannot write (CNAME, TXT, ...).
+    Complex,
+}
+
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::NxDomain => "nxdomain",
+        Action::NoData => "nodata",
+        Action::Passthru => "passthru",
+        Action::Drop => "drop",
+        Action::TcpOnly => "tcp-only",
+        Action::Local(_) => "local-data",
+    }
+}
+
+/// The resolver core shared by every listener.
+pub struct Engine {
+    policy: PolicyHandle,
+    cache: Cache,
+    upstream: Arc<dyn Upstream>,
+    cfg: EngineConfig,
+    stats: Stats,
+    log: Option<QueryLog>,
+    limiter: Option<Limiter>,
+    inflight: std::sync::atomic::AtomicUsize,
+}
+
+/// Per client: tokens, last refill, queries refused so far.
+type BucketShard = std::sync::Mutex<std::collections::HashMap<IpAddr, (f32, Instant, u32)>>;
+
+/// Token buckets per client address, in shards; a shard that grows past
+/// its bound forgets everyone (a bound on memory under spoofed floods,
+/// at worst a short amnesty).
+struct Limiter {
+    rl: RateLimit,
+    shards: Box<[BucketShard]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Limiter {
+    const SHARD_MAX: usize = 16_384;
+
+    fn new(rl: RateLimit) -> Self {
+        Self {
+            rl,
+            shards: (0..16).map(|_| Default::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// `Ok(())` to answer, `Err(true)` to answer TC=1, `Err(false)` to drop.
+    fn check(&self, ip: IpAddr, now: Instant) -> Result<(), bool> {
+        use std::hash::BuildHasher;
+        let shard = &self.shards[(self.hasher.hash_one(ip) as usize) % self.shards.len()];
+        let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::SHARD_MAX && !m.contains_key(&ip) {
+            m.clear();
+        }
+        let burst = self.rl.burst.max(1) as f32;
+        let b = m.entry(ip).or_insert((burst, now, 0));
+        let dt = now.saturating_duration_since(b.1).as_secs_f32();
+        b.0 = (b.0 + dt * self.rl.qps as f32).min(burst);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            return Ok(());
+        }
+        b.2 = b.2.wrapping_add(1);
+        Err(self.rl.slip > 0 && b.2.is_multiple_of(self.rl.slip))
+    }
+}
+
+/// Holds one in-flight miss; see [`Engine::begin_miss`].
+pub struct InflightGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The answer to one name while resolving with policy (slow path).
+struct Answer {
+    rcode: u8,
+    records: Vec<Record>,
+    /// The unmodified cached answer, when nothing was rewritten: it is sent
+    /// as stored (keeps authority/additional and compression).
+    entry: Option<Arc<Entry>>,
+    blocked: Option<BlockedBy>,
+    ede: Option<u16>,
+    drop: bool,
+    tc: bool,
+    stale: bool,
+    /// AA on the answer: set for query-time rewrites, not for response-IP
+    /// ones (what Unbound does, and its replay tests check).
+    aa: bool,
+}
+
+impl Answer {
+    fn rewritten(rcode: u8, records: Vec<Record>, hit: &Hit<'_>, checked: &[u8]) -> Answer {
+        Answer {
+            rcode,
+            records,
+            entry: None,
+            blocked: Some(BlockedBy {
+                zone: hit.zone.name().clone(),
+                rule: hit.rule(checked),
+                action: action_name(hit.action),
+            }),
+            ede: Some(hit.zone.ede()),
+            drop: false,
+            tc: false,
+            stale: false,
+            aa: !matches!(hit.trigger, Trigger::ResponseIp(_)),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Failure {
+    Upstream,
+}
+
+fn wire_to_name(w: &[u8]) -> Option<Name> {
+    let s = wire::name_to_string(w);
+    if s == "." {
+        return Some(Name::root());
+    }
+    Name::from_ascii(s + ".").ok()
+}
+
+fn name_to_wire(n: &Name) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    for l in n.iter() {
+        out.push(l.len() as u8);
+        out.extend(l.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out
+}
+
+fn local_records(owner: &Name, ld: &LocalData, qtype: u16) -> Vec<Record> {
+    let mut v = Vec::new();
+    let any = qtype == 255;
+    if qtype == wire::TYPE_A || any {
+        v.extend(
+            ld.a.iter()
+                .map(|ip| Record::from_rdata(owner.clone(), ld.ttl, RData::A(A(*ip)))),
+        );
+    }
+    if qtype == wire::TYPE_AAAA || any {
+        v.extend(
+            ld.aaaa
+                .iter()
+                .map(|ip| Record::from_rdata(owner.clone(), ld.ttl, RData::AAAA(AAAA(*ip)))),
+        );
+    }
+    v.extend(
+        ld.other
+            .iter()
+            .filter(|r| any || u16::from(r.record_type()) == qtype)
+            .map(|r| Record::from_rdata(owner.clone(), ld.ttl, r.clone())),
+    );
+    v
+}
+
+fn cname_target(owner: &Name, c: &LocalCname) -> Option<Name> {
+    match c {
+        LocalCname::Fixed(n) => Some(n.clone()),
+        LocalCname::Wildcard(suffix) => {
+            let mut n = owner.clone();
+            n.set_fqdn(false);
+            n.append_name(suffix).ok()
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(
+        policy: PolicyHandle,
+        upstream: Arc<dyn Upstream>,
+        cfg: EngineConfig,
+        log: Option<QueryLog>,
+    ) -> Self {
+        Self {
+            policy,
+            cache: Cache::new(cfg.cache_entries, cfg.serve_stale_for),
+            upstream,
+            limiter: cfg.rate_limit.map(Limiter::new),
+            cfg,
+            stats: Stats::default(),
+            log,
+            inflight: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.policy
+    }
+
+    /// Claims a slot for resolving a miss; `None` when `max_inflight`
+    /// misses are already being resolved.
+    pub fn begin_miss(&self) -> Option<InflightGuard<'_>> {
+        let n = self.inflight.fetch_add(1, Ordering::Relaxed);
+        let guard = InflightGuard(&self.inflight);
+        (n < self.cfg.max_inflight).then_some(guard)
+    }
+
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            queries: g(&s.queries),
+            blocked: g(&s.blocked),
+            cache_hits: g(&s.cache_hits),
+            cache_misses: g(&s.cache_misses),
+            upstream_failures: g(&s.upstream_failures),
+            stale_served: g(&s.stale_served),
+            servfail: g(&s.servfail),
+            dropped: g(&s.dropped),
+            malformed: g(&s.malformed),
+            rate_limited: g(&s.rate_limited),
+            log_dropped: self.log.as_ref().map_or(0, QueryLog::dropped),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log(
+        &self,
+        start: Instant,
+        client: SocketAddr,
+        org: Option<&Arc<str>>,
+        q: &Question,
+        rcode: Option<u8>,
+        answer: Arc<str>,
+        blocked_by: Option<BlockedBy>,
+        transport: Transport,
+        cache_hit: bool,
+        stale: bool,
+    ) {
+        if let Some(log) = &self.log {
+            log.log(QueryLogEntry {
+                time: SystemTime::now(),
+                client,
+                org: org.cloned(),
+                name: crate::log::LogName::from_wire(q.name()),
+                qtype: q.qtype,
+                rcode,
+                answer,
+                latency: start.elapsed(),
+                blocked_by,
+                transport,
+                cache_hit,
+                stale,
+            });
+        }
+    }
+
+    /// Applies a query-time hit that needs no resolution, writing into `out`.
+    fn simple(
+        &self,
+        hit: &Hit<'_>,
+        pkt: &[u8],
+        q: &Question,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Simple {
+        let ede = Some((hit.zone.ede(), &**hit.zone.name()));
+        let ttl = self.cfg.block_ttl;
+        let empty = |rcode, tc| Synth::Empty {
+            rcode,
+            aa: true,
+            tc,
+        };
+        match hit.action {
+            Action::Passthru => Simple::ResolveExempt,
+            Action::NxDomain => {
+                wire::synth(out, pkt, q, empty(wire::RCODE_NXDOMAIN, false), ttl, ede);
+                Simple::Done(Fast::Reply)
+            }
+            Action::NoData => {
+                wire::synth(out, pkt, q, empty(wire::RCODE_NOERROR, false), ttl, ede);
+                Simple::Done(Fast::Reply)
+            }
+            Action::Drop => Simple::Done(Fast::Drop),
+            Action::TcpOnly if transport == Transport::Udp => {
+                wire::synth(out, pkt, q, empty(wire::RCODE_NOERROR, true), ttl, None);
+                Simple::Done(Fast::Reply)
+            }
+            Action::TcpOnly => Simple::ResolveExempt,
+            Action::Local(ld) => {
+                if ld.cname.is_some() {
+                    return Simple::Complex;
+                }
+                let ttl = ld.ttl;
+                if q.qtype == wire::TYPE_A && !ld.a.is_empty() {
+                    wire::synth(out, pkt, q, Synth::A(&ld.a), ttl, ede);
+                } else if q.qtype == wire::TYPE_AAAA && !ld.aaaa.is_empty() {
+                    wire::synth(out, pkt, q, Synth::Aaaa(&ld.aaaa), ttl, ede);
+                } else if !ld.has_type(q.qtype) {
+                    wire::synth(out, pkt, q, empty(wire::RCODE_NOERROR, false), ttl, ede);
+                } else {
+                    return Simple::Complex;
+                }
+                Simple::Done(Fast::Reply)
+            }
+        }
+    }
+
+    /// The synchronous path: answers blocks and fresh cache hits into `out`,
+    /// or says the packet needs [`Engine::resolve`]. Counts and logs what it
+    /// answers; a deferred packet is counted by `resolve`.
+    pub fn answer_fast(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Fast {
+        let start = Instant::now();
+        let Ok(q) = wire::parse_query(pkt) else {
+            return Fast::Defer;
+        };
+        if let (Some(l), Transport::Udp) = (&self.limiter, transport) {
+            if let Err(slip) = l.check(client.ip(), start) {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                if !slip {
+                    return Fast::Drop;
+                }
+                let tc = Synth::Empty {
+                    rcode: wire::RCODE_NOERROR,
+                    aa: false,
+                    tc: true,
+                };
+                wire::synth(out, pkt, &q, tc, 0, None);
+                return Fast::Reply;
+            }
+        }
+        if q.qclass != wire::CLASS_IN || q.edns.is_some_and(|e| e.version != 0) {
+            return Fast::Defer;
+        }
+        let policy = self.policy.load();
+        let org = policy.org_of(client.ip());
+        let mut exempt = false;
+        if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
+            match self.simple(&hit, pkt, &q, transport, out) {
+                Simple::Done(f) => {
+                    self.stats.queries.fetch_add(1, Ordering::Relaxed);
+                    self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+                    if f == Fast::Drop {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let rcode = (f == Fast::Reply).then(|| out.get(3).map_or(0, |b| b & 0xf));
+                    let blocked = BlockedBy {
+                        zone: hit.zone.name().clone(),
+                        rule: hit.rule(q.name()),
+                        action: action_name(hit.action),
+                    };
+                    self.log(
+                        start,
+                        client,
+                        policy.org_name(org),
+                        &q,
+                        rcode,
+                        "".into(),
+                        Some(blocked),
+                        transport,
+                        false,
+                        false,
+                    );
+                    return f;
+                }
+                Simple::ResolveExempt => exempt = true,
+                Simple::Complex => return Fast::Defer,
+            }
+        }
+        cache::key_into(&mut scratch.key, q.name(), q.qtype, q.qclass, q.dnssec_ok());
+        // One clock read serves the latency and the TTL arithmetic.
+        let now = start;
+        let limit = if transport == Transport::Udp {
+            q.udp_limit()
+        } else {
+            65535
+        };
+        // Under the shard lock: no reference count traffic on the entry,
+        // which both receive threads would otherwise bounce between cores.
+        let hit = self.cache.with(&scratch.key, |entry| {
+            if !entry.is_fresh(now) {
+                return None;
+            }
+            if !exempt
+                && (entry
+                    .cname_targets
+                    .iter()
+                    .any(|t| policy.check_name(org, t).is_some())
+                    || policy.check_response_ips(org, &entry.addrs).is_some())
+            {
+                return None;
+            }
+            entry.write_answer(out, pkt, &q, now, None, limit);
+            Some((
+                entry.rcode,
+                self.log.is_some().then(|| entry.summary.clone()),
+            ))
+        });
+        let Some(Some((rcode, summary))) = hit else {
+            return Fast::Defer;
+        };
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.log(
+            start,
+            client,
+            policy.org_name(org),
+            &q,
+            Some(rcode),
+            summary.unwrap_or_default(),
+            None,
+            transport,
+            true,
+            false,
+        );
+        Fast::Reply
+    }
+
+    /// The full path: everything [`Engine::answer_fast`] does, plus
+    /// resolution through the upstream, local-data CNAMEs, CNAME-chain and
+    /// response-IP policy, serve-stale and error answers. `None` means send
+    /// nothing.
+    pub async fn resolve(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let start = Instant::now();
+        let q = match wire::parse_query(pkt) {
+            Ok(q) => q,
+            Err(e) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                let rcode = match e {
+                    WireError::Opcode => wire::RCODE_NOTIMP,
+                    _ => wire::RCODE_FORMERR,
+                };
+                return wire::error_reply(pkt, rcode);
+            }
+        };
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(512);
+        if q.qclass != wire::CLASS_IN {
+            return wire::error_reply(pkt, wire::RCODE_REFUSED);
+        }
+        if let Some(e) = q.edns.filter(|e| e.version != 0) {
+            // RFC 6891 §6.1.3: BADVERS, extended rcode 16 = high bits 1.
+            let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
+            let mut edns = Edns::new();
+            edns.set_max_payload(wire::OUR_UDP_SIZE);
+            edns.set_rcode_high(1);
+            edns.set_dnssec_ok(e.dnssec_ok);
+            m.set_edns(edns);
+            return m.to_vec().ok();
+        }
+        let policy = self.policy.load_full();
+        let org = policy.org_of(client.ip());
+        let org_name = policy.org_name(org).cloned();
+        let mut exempt = false;
+        if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
+            match self.simple(&hit, pkt, &q, transport, &mut out) {
+                Simple::Done(f) => {
+                    self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+                    let rcode = (f == Fast::Reply).then(|| out.get(3).map_or(0, |b| b & 0xf));
+                    let blocked = BlockedBy {
+                        zone: hit.zone.name().clone(),
+                        rule: hit.rule(q.name()),
+                        action: action_name(hit.action),
+                    };
+                    self.log(
+                        start,
+                        client,
+                        org_name.as_ref(),
+                        &q,
+                        rcode,
+                        "".into(),
+                        Some(blocked),
+                        transport,
+                        false,
+                        false,
+                    );
+                    if f == Fast::Drop {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                    return Some(out);
+                }
+                Simple::ResolveExempt => exempt = true,
+                Simple::Complex => {}
+            }
+        }
+        let Some(qname) = wire_to_name(q.name()) else {
+            return wire::error_reply(pkt, wire::RCODE_FORMERR);
+        };
+        let result = self
+            .answer_name(
+                &policy,
+                org,
+                client.ip(),
+                qname,
+                q.name().to_vec(),
+                &q,
+                transport,
+                0,
+                !exempt,
+                true,
+            )
+            .await;
+        let ans = match result {
+            Ok(a) => a,
+            Err(Failure::Upstream) => {
+                self.stats.servfail.fetch_add(1, Ordering::Relaxed);
+                let reply = wire::error_reply(pkt, wire::RCODE_SERVFAIL);
+                self.log(
+                    start,
+                    client,
+                    org_name.as_ref(),
+                    &q,
+                    Some(wire::RCODE_SERVFAIL),
+                    "".into(),
+                    None,
+                    transport,
+                    false,
+                    false,
+                );
+                return reply;
+            }
+        };
+        if ans.blocked.is_some() {
+            self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+        }
+        if ans.stale {
+            self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
+        }
+        let limit = if transport == Transport::Udp {
+            q.udp_limit()
+        } else {
+            65535
+        };
+        let (rcode, summary) = if ans.drop {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            (None, Arc::from(""))
+        } else if ans.tc {
+            wire::synth(
+                &mut out,
+                pkt,
+                &q,
+                Synth::Empty {
+                    rcode: 0,
+                    aa: ans.aa,
+                    tc: true,
+                },
+                0,
+                None,
+            );
+            (Some(0), Arc::from(""))
+        } else if let (Some(entry), None) = (&ans.entry, &ans.blocked) {
+            let stale = ans.stale.then_some(self.cfg.stale_ttl);
+            entry.write_answer(&mut out, pkt, &q, Instant::now(), stale, limit);
+            (Some(entry.rcode), entry.summary.clone())
+        } else {
+            out = self.build(pkt, &q, &ans, limit)?;
+            (Some(ans.rcode), summarize(&ans.records))
+        };
+        self.log(
+            start,
+            client,
+            org_name.as_ref(),
+            &q,
+            rcode,
+            summary,
+            ans.blocked,
+            transport,
+            false,
+            ans.stale,
+        );
+        if ans.drop {
+            None
+        } else {
+            Some(out)
+        }
+    }
+
+    /// Builds a rewritten answer with hickory.
+    fn build(&self, pkt: &[u8], q: &Question, ans: &Answer, limit: usize) -> Option<Vec<u8>> {
+        let req = Message::from_vec(pkt).ok()?;
+        let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
+        m.metadata.recursion_desired = q.rd();
+        m.metadata.checking_disabled = q.cd();
+        m.metadata.recursion_available = true;
+        m.metadata.authoritative = ans.aa;
+        m.metadata.response_code = ResponseCode::from(0, ans.rcode);
+        m.add_queries(req.queries);
+        m.add_answers(ans.records.iter().cloned());
+        if let Some(e) = q.edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(wire::OUR_UDP_SIZE);
+            edns.set_dnssec_ok(e.dnssec_ok);
+            if let (Some(code), Some(b)) = (ans.ede, &ans.blocked) {
+                let mut data = code.to_be_bytes().to_vec();
+                data.extend_from_slice(&b.zone.as_bytes()[..b.zone.len().min(100)]);
+                edns.options_mut().insert(EdnsOption::Unknown(15, data));
+            }
+            m.set_edns(edns);
+        }
+        let v = m.to_vec().ok()?;
+        if v.len() > limit {
+            let mut out = Vec::new();
+            wire::truncated(&mut out, pkt, q);
+            return Some(out);
+        }
+        Some(v)
+    }
+
+    /// Resolves `name` with policy: local data, upstream (through the
+    /// cache), CNAME-chain QNAME triggers and response-IP triggers.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_name<'a>(
+        &'a self,
+        policy: &'a Policy,
+        org: Option<usize>,
+        client: IpAddr,
+        name: Name,
+        wname: Vec<u8>,
+        q: &'a Question,
+        transport: Transport,
+        depth: u8,
+        apply_policy: bool,
+        first: bool,
+    ) -> crate::upstream::BoxFuture<'a, Result<Answer, Failure>> {
+        Box::pin(async move {
+            let mut apply_policy = apply_policy;
+            if apply_policy {
+                let hit = if first {
+                    policy.check_query(org, client, &wname)
+                } else {
+                    policy.check_name(org, &wname)
+                };
+                if let Some(hit) = hit {
+                    match hit.action {
+                        Action::Passthru => apply_policy = false,
+                        Action::TcpOnly if transport != Transport::Udp => apply_policy = false,
+                        Action::TcpOnly => {
+                            let mut a = Answer::rewritten(0, vec![], &hit, &wname);
+                            a.tc = true;
+                            return Ok(a);
+                        }
+                        Action::NxDomain => {
+                            return Ok(Answer::rewritten(
+                                wire::RCODE_NXDOMAIN,
+                                vec![],
+                                &hit,
+                                &wname,
+                            ))
+                        }
+                        Action::NoData => return Ok(Answer::rewritten(0, vec![], &hit, &wname)),
+                        Action::Drop => {
+                            let mut a = Answer::rewritten(0, vec![], &hit, &wname);
+                            a.drop = true;
+                            return Ok(a);
+                        }
+                        Action::Local(ld) => {
+                            let Some(c) = &ld.cname else {
+                                let recs = local_records(&name, ld, q.qtype);
+                                return Ok(Answer::rewritten(0, recs, &hit, &wname));
+                            };
+                            let Some(target) = cname_target(&name, c) else {
+                                return Ok(Answer::rewritten(
+                                    wire::RCODE_SERVFAIL,
+                                    vec![],
+                                    &hit,
+                                    &wname,
+                                ));
+                            };
+                            let mut recs = vec![Record::from_rdata(
+                                name.clone(),
+                                ld.ttl,
+                                RData::CNAME(CNAME(target.clone())),
+                            )];
+                            let mut rcode = 0;
+                            if depth < 8 && q.qtype != wire::TYPE_CNAME {
+                                let tw = name_to_wire(&target);
+                                let sub = self
+                                    .answer_name(
+                                        policy,
+                                        org,
+                                        client,
+                                        target,
+                                        tw,
+                                        q,
+                                        transport,
+                                        depth + 1,
+                                        true,
+                                        false,
+                                    )
+                                    .await?;
+                                if sub.drop || sub.tc {
+                                    return Ok(sub);
+                                }
+                                rcode = sub.rcode;
+                                recs.extend(sub_records(&sub)?);
+                            }
+                            return Ok(Answer::rewritten(rcode, recs, &hit, &wname));
+                        }
+                    }
+                }
+            }
+            let (entry, stale) = self.lookup(&wname, q.qtype, q.dnssec_ok(), q.cd()).await?;
+            let mut ans = Answer {
+                rcode: entry.rcode,
+                records: vec![],
+                entry: Some(entry.clone()),
+                blocked: None,
+                ede: None,
+                drop: false,
+                tc: false,
+                stale,
+                aa: false,
+            };
+            if !apply_policy {
+                return Ok(ans);
+            }
+            let chain_hit = entry
+                .cname_targets
+                .iter()
+                .any(|t| policy.check_name(org, t).is_some());
+            let ip_hit = policy.check_response_ips(org, &entry.addrs);
+            if !chain_hit && ip_hit.is_none() {
+                return Ok(ans);
+            }
+            let msg = Message::from_vec(&entry.wire).map_err(|_| Failure::Upstream)?;
+            if chain_hit {
+                // Keep the chain up to the CNAME whose target triggers, then
+                // apply policy to that target.
+                let mut recs = Vec::new();
+                for r in &msg.answers {
+                    recs.push(r.clone());
+                    if let RData::CNAME(CNAME(t)) = &r.data {
+                        let tw = name_to_wire(t);
+                        if policy.check_name(org, &tw).is_some() && depth < 8 {
+                            let sub = self
+                                .answer_name(
+                                    policy,
+                                    org,
+                                    client,
+                                    t.clone(),
+                                    tw,
+                                    q,
+                                    transport,
+                                    depth + 1,
+                                    true,
+                                    false,
+                                )
+                                .await?;
+                            if sub.drop || sub.tc {
+                                return Ok(sub);
+                            }
+                            let mut out = Answer {
+                                rcode: sub.rcode,
+                                records: recs,
+                                entry: None,
+                                blocked: sub.blocked.clone(),
+                                ede: sub.ede,
+                                drop: false,
+                                tc: false,
+                                stale,
+                                aa: sub.aa,
+                            };
+                            out.records.extend(sub_records(&sub)?);
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+            if let Some(hit) = ip_hit {
+                let mut a = match hit.action {
+                    Action::Passthru => return Ok(ans),
+                    Action::NxDomain => {
+                        Answer::rewritten(wire::RCODE_NXDOMAIN, vec![], &hit, &wname)
+                    }
+                    Action::NoData => Answer::rewritten(0, vec![], &hit, &wname),
+                    Action::Drop => {
+                        let mut a = Answer::rewritten(0, vec![], &hit, &wname);
+                        a.drop = true;
+                        a
+                    }
+                    Action::TcpOnly if transport != Transport::Udp => return Ok(ans),
+                    Action::TcpOnly => {
+                        let mut a = Answer::rewritten(0, vec![], &hit, &wname);
+                        a.tc = true;
+                        a
+                    }
+                    Action::Local(ld) => {
+                        let mut recs = local_records(&name, ld, q.qtype);
+                        if let Some(t) = ld.cname.as_ref().and_then(|c| cname_target(&name, c)) {
+                            recs.insert(
+                                0,
+                                Record::from_rdata(name.clone(), ld.ttl, RData::CNAME(CNAME(t))),
+                            );
+                        }
+                        Answer::rewritten(0, recs, &hit, &wname)
+                    }
+                };
+                a.stale = stale;
+                return Ok(a);
+            }
+            ans.records = msg.answers;
+            ans.entry = None;
+            Ok(ans)
+        })
+    }
+
+    /// A cached answer, or the upstream's (cached when cacheable); a stale
+    /// one when the upstream fails. The bool says stale.
+    async fn lookup(
+        &self,
+        wname: &[u8],
+        qtype: u16,
+        dnssec_ok: bool,
+        cd: bool,
+    ) -> Result<(Arc<Entry>, bool), Failure> {
+        let mut key = Vec::with_capacity(wname.len() + 5);
+        cache::key_into(&mut key, wname, qtype, wire::CLASS_IN, dnssec_ok);
+        let cached = self.cache.get(&key);
+        let now = Instant::now();
+        if let Some(e) = cached.as_ref().filter(|e| e.is_fresh(now)) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((e.clone(), false));
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let id = getrandom::u32().map(|v| v as u16).unwrap_or(0x5a5a);
+        let req = upstream_query(id, wname, qtype, dnssec_ok, cd);
+        let fresh = match self.upstream.query(&req).await {
+            Ok(resp) => {
+                match Entry::from_response(&resp, self.cfg.max_ttl, self.cfg.max_negative_ttl) {
+                    Some((entry, true)) => Ok(self.cache.insert(key, entry)),
+                    // Valid but not cacheable (TTL 0): use it once.
+                    Some((entry, false)) => Ok(Arc::new(entry)),
+                    None => Err(()),
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "upstream query failed");
+                Err(())
+            }
+        };
+        match fresh {
+            Ok(e) => Ok((e, false)),
+            Err(()) => {
+                self.stats.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                // RFC 8767: serve the expired answer while within the window.
+                let window = self.cfg.serve_stale_for.as_secs().min(u64::from(u32::MAX)) as u32;
+                match cached {
+                    Some(e)
+                        if window > 0
+                            && e.age(Instant::now()) < e.fresh_secs.saturating_add(window) =>
+                    {
+                        Ok((e, true))
+                    }
+                    _ => Err(Failure::Upstream),
+                }
+            }
+        }
+    }
+}
+
+fn sub_records(sub: &Answer) -> Result<Vec<Record>, Failure> {
+    if !sub.records.is_empty() || sub.entry.is_none() {
+        return Ok(sub.records.clone());
+    }
+    let Some(e) = &sub.entry else {
+        return Ok(vec![]);
+    };
+    Message::from_vec(&e.wire)
+        .map(|m| m.answers)
+        .map_err(|_| Failure::Upstream)
+}
+
+fn summarize(records: &[Record]) -> Arc<str> {
+    let mut s = String::new();
+    for r in records.iter().take(8) {
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        match &r.data {
+            RData::A(a) => s.push_str(&format!("A {a}")),
+            RData::AAAA(a) => s.push_str(&format!("AAAA {a}")),
+            RData::CNAME(c) => {
+                s.push_str(&format!("CNAME {}", c.0.to_ascii().trim_end_matches('.')))
+            }
+            other => s.push_str(&format!("{}", other.record_type())),
+        }
+    }
+    s.into()
+}
+
+/// A recursive query for the upstream: RD, our payload size, DO as asked.
+pub fn upstream_query(id: u16, wname: &[u8], qtype: u16, dnssec_ok: bool, cd: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(wname.len() + 32);
+    v.extend_from_slice(&id.to_be_bytes());
+    let flags: u16 = 0x0100 | if cd { 0x0010 } else { 0 };
+    v.extend_from_slice(&flags.to_be_bytes());
+    v.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+    v.extend_from_slice(wname);
+    v.extend_from_slice(&qtype.to_be_bytes());
+    v.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
+    v.push(0);
+    v.extend_from_slice(&wire::TYPE_OPT.to_be_bytes());
+    v.extend_from_slice(&wire::OUR_UDP_SIZE.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v
+}

@@ -1,0 +1,31 @@
+//! Protective DNS: a filtering forwarding resolver member orgs point at.
+//!
+//! - [`server::start`] runs UDP (a `SO_REUSEPORT` socket and thread per
+//!   core, batched `recvmmsg`/`sendmmsg`), TCP and DoT listeners over an
+//!   [`Engine`].
+//! - The [`Engine`] answers blocks and cache hits in the receive loop from
+//!   wire format ([`wire`], [`cache`]); misses go through hickory-proto and
+//!   the [`upstream`] forwarder, with serve-stale (RFC 8767).
+//! - [`Policy`] is an ordered list of RPZ zones and block/allow lists plus
+//!   per-org overlays by client address, swapped atomically with
+//!   [`PolicyHandle::set`].
+//! - Every query is reported on a bounded [`log::query_log`] channel.
+
+pub mod cache;
+pub mod doh;
+pub mod engine;
+pub mod log;
+pub mod policy;
+mod rpz;
+pub mod server;
+pub mod table;
+pub mod upstream;
+pub mod wire;
+
+pub use engine::{Engine, EngineConfig, Fast, RateLimit, Scratch, StatsSnapshot};
+pub use log::{query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, Transport};
+pub use policy::{
+    Action, Hit, LoadStats, LocalData, OrgPolicy, Policy, PolicyError, PolicyHandle, Trigger, Zone,
+};
+pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError};
+pub use upstream::{Forwarder, Upstream, UpstreamError};

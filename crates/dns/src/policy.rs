@@ -1,0 +1,768 @@
+//! The policy engine: RPZ zones (draft-vixie-dnsop-dns-rpz), plain block and
+//! allow lists, and per-org policy selected by the client's address.
+//!
+//! A [`Zone`] is immutable once built; a [`Policy`] is an ordered list of
+//! zones plus org overlays, swapped atomically at runtime through
+//! [`PolicyHandle`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{Name, RData};
+use ipnet::IpNet;
+
+use crate::table::{IpTable, NameTable, NONE};
+use crate::wire::{self, EDE_BLOCKED};
+
+/// What a trigger does (the RPZ "policy actions").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `CNAME .`: answer NXDOMAIN.
+    NxDomain,
+    /// `CNAME *.`: answer NOERROR with no records.
+    NoData,
+    /// `CNAME rpz-passthru.`: exempt from every later rule.
+    Passthru,
+    /// `CNAME rpz-drop.`: send no answer at all.
+    Drop,
+    /// `CNAME rpz-tcp-only.`: over UDP answer TC=1 so the client retries
+    /// over TCP, where the query is resolved normally.
+    TcpOnly,
+    /// Local data replacing the answer (sinkhole A/AAAA, CNAME, TXT, ...).
+    Local(Box<LocalData>),
+}
+
+/// Records an RPZ trigger answers with; the owner is always the query name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LocalData {
+    pub ttl: u32,
+    pub cname: Option<LocalCname>,
+    pub a: Vec<Ipv4Addr>,
+    pub aaaa: Vec<Ipv6Addr>,
+    /// Any other type, in hickory form.
+    pub other: Vec<RData>,
+}
+
+/// A local-data CNAME target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalCname {
+    Fixed(Name),
+    /// `*.suffix.`: the `*` is replaced by the whole query name.
+    Wildcard(Name),
+}
+
+impl LocalData {
+    /// Whether any record of `qtype` exists (ANY counts everything).
+    pub fn has_type(&self, qtype: u16) -> bool {
+        match qtype {
+            wire::TYPE_A => !self.a.is_empty(),
+            wire::TYPE_AAAA => !self.aaaa.is_empty(),
+            255 => true,
+            t => self.other.iter().any(|r| u16::from(r.record_type()) == t),
+        }
+    }
+}
+
+impl Action {
+    /// A sinkhole: A and/or AAAA answers pointing at a block page.
+    pub fn sinkhole(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>, ttl: u32) -> Self {
+        Action::Local(Box::new(LocalData {
+            ttl,
+            a: v4.into_iter().collect(),
+            aaaa: v6.into_iter().collect(),
+            ..LocalData::default()
+        }))
+    }
+
+    /// Whether this action lets the query through (nothing is blocked).
+    pub fn is_passthru(&self) -> bool {
+        matches!(self, Action::Passthru)
+    }
+}
+
+/// Errors loading a zone or a list.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{zone} line {line}: {reason}")]
+    Syntax {
+        zone: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("invalid zone name {0:?}")]
+    ZoneName(String),
+}
+
+/// Counters from loading a zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    pub records: usize,
+    pub qname_triggers: usize,
+    pub wildcard_triggers: usize,
+    pub client_ip_triggers: usize,
+    pub response_ip_triggers: usize,
+    /// NSDNAME and NSIP triggers: parsed and counted, not enforced (a
+    /// forwarder does not see the authoritative servers).
+    pub ns_triggers_ignored: usize,
+    /// Duplicate triggers and records outside the zone, skipped.
+    pub skipped: usize,
+}
+
+const ACT_NXDOMAIN: u32 = 0;
+const ACT_NODATA: u32 = 1;
+const ACT_PASSTHRU: u32 = 2;
+const ACT_DROP: u32 = 3;
+const ACT_TCPONLY: u32 = 4;
+
+/// One policy zone: an RPZ zone or a block/allow list.
+pub struct Zone {
+    name: Arc<str>,
+    /// The RFC 8914 info code sent on answers this zone rewrites.
+    ede: u16,
+    /// Name triggers; a wildcard `*.x` is stored as the wildcard slot of `x`.
+    names: NameTable,
+    client_ip: IpTable<u32>,
+    resp_ip: IpTable<u32>,
+    actions: Vec<Action>,
+    stats: LoadStats,
+    /// RPZ policy override: every trigger of the zone takes this action.
+    override_action: Option<Action>,
+    /// A disabled zone matches nothing (Unbound's `disabled` override).
+    disabled: bool,
+}
+
+impl std::fmt::Debug for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zone")
+            .field("name", &self.name)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// Which trigger matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The QNAME trigger for the name itself.
+    Qname,
+    /// A `*.` trigger; `at` is the offset in the checked name where the
+    /// matching suffix starts.
+    Wildcard {
+        at: u8,
+    },
+    ClientIp(IpNet),
+    ResponseIp(IpNet),
+}
+
+/// A policy match.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit<'a> {
+    pub zone: &'a Zone,
+    pub action: &'a Action,
+    pub trigger: Trigger,
+}
+
+impl Hit<'_> {
+    /// The rule in RPZ owner syntax, for logs: `*.evil.example`,
+    /// `evil.example`, `24.0.2.0.192.rpz-client-ip` is given as
+    /// `rpz-client-ip 192.0.2.0/24`.
+    pub fn rule(&self, checked: &[u8]) -> String {
+        match self.trigger {
+            Trigger::Qname => wire::name_to_string(checked),
+            Trigger::Wildcard { at } => {
+                let base = checked.get(at as usize..).unwrap_or(b"\0");
+                match wire::name_to_string(base).as_str() {
+                    "." => "*".to_string(),
+                    b => format!("*.{b}"),
+                }
+            }
+            Trigger::ClientIp(n) => format!("rpz-client-ip {n}"),
+            Trigger::ResponseIp(n) => format!("rpz-ip {n}"),
+        }
+    }
+}
+
+impl Zone {
+    /// An empty zone to fill with [`Zone::add_qname`] and friends.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: Arc::from(name.trim_end_matches('.')),
+            ede: EDE_BLOCKED,
+            names: NameTable::new(),
+            client_ip: IpTable::default(),
+            resp_ip: IpTable::default(),
+            actions: vec![
+                Action::NxDomain,
+                Action::NoData,
+                Action::Passthru,
+                Action::Drop,
+                Action::TcpOnly,
+            ],
+            stats: LoadStats::default(),
+            override_action: None,
+            disabled: false,
+        }
+    }
+
+    /// Overrides the action of every trigger in the zone (RPZ "policy
+    /// override", Unbound's `rpz-action-override`): e.g. run a feed in
+    /// PASSTHRU to observe it before enforcing it.
+    pub fn with_action_override(mut self, action: Action) -> Self {
+        self.override_action = Some(action);
+        self
+    }
+
+    /// Disables the zone: it matches nothing and later zones decide.
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+    pub fn stats(&self) -> &LoadStats {
+        &self.stats
+    }
+    pub fn ede(&self) -> u16 {
+        self.ede
+    }
+    /// Sets the Extended DNS Error code (default 15 Blocked; 17 Filtered
+    /// suits per-org filtering the org asked for).
+    pub fn with_ede(mut self, code: u16) -> Self {
+        self.ede = code;
+        self
+    }
+    pub fn has_response_ip_triggers(&self) -> bool {
+        !self.resp_ip.is_empty()
+    }
+
+    fn action_index(&mut self, action: Action) -> u32 {
+        match action {
+            Action::NxDomain => ACT_NXDOMAIN,
+            Action::NoData => ACT_NODATA,
+            Action::Passthru => ACT_PASSTHRU,
+            Action::Drop => ACT_DROP,
+            Action::TcpOnly => ACT_TCPONLY,
+            local => {
+                self.actions.push(local);
+                (self.actions.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Adds a trigger for `name` (text, e.g. `evil.example` or
+    /// `*.evil.example`). The first trigger for a name wins.
+    pub fn add_qname(&mut self, name: &str, action: Action) -> Result<(), PolicyError> {
+        let (wild, base) = match name.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None if name == "*" => (true, "."),
+            None => (false, name),
+        };
+        let mut w = Vec::with_capacity(64);
+        text_to_wire(base, &[0], &mut w).ok_or_else(|| PolicyError::Syntax {
+            zone: self.name.to_string(),
+            line: 0,
+            reason: format!("bad name {name:?}"),
+        })?;
+        self.add_wire(&w, wild, action);
+        Ok(())
+    }
+
+    fn add_wire(&mut self, name: &[u8], wild: bool, action: Action) {
+        let existing = self
+            .names
+            .get(name)
+            .map(|s| if wild { s.wild } else { s.exact })
+            .filter(|&v| v != NONE);
+        if let Some(existing) = existing {
+            self.merge_local(existing, action);
+            return;
+        }
+        let idx = self.action_index(action);
+        self.names.insert_if_absent(name, wild, idx);
+        if wild {
+            self.stats.wildcard_triggers += 1;
+        } else {
+            self.stats.qname_triggers += 1;
+        }
+    }
+
+    /// Several local-data records at one owner form one answer set; any other
+    /// duplicate is skipped (the first trigger wins, as in Unbound).
+    fn merge_local(&mut self, existing: u32, action: Action) {
+        match (self.actions.get_mut(existing as usize), action) {
+            (Some(Action::Local(old)), Action::Local(new)) if old.cname.is_none() => {
+                old.a.extend(new.a);
+                old.aaaa.extend(new.aaaa);
+                old.other.extend(new.other);
+                if new.cname.is_some() && old.a.is_empty() && old.aaaa.is_empty() {
+                    old.cname = new.cname;
+                }
+            }
+            _ => self.stats.skipped += 1,
+        }
+    }
+
+    fn add_ip(&mut self, client: bool, net: IpNet, action: Action) {
+        let table = if client {
+            &mut self.client_ip
+        } else {
+            &mut self.resp_ip
+        };
+        if let Some(&mut existing) = table.get_exact_mut(net) {
+            self.merge_local(existing, action);
+            return;
+        }
+        let idx = self.action_index(action);
+        if client {
+            self.client_ip.insert(net, idx);
+            self.stats.client_ip_triggers += 1;
+        } else {
+            self.resp_ip.insert(net, idx);
+            self.stats.response_ip_triggers += 1;
+        }
+    }
+
+    /// A client-IP trigger (`rpz-client-ip`).
+    pub fn add_client_ip(&mut self, net: IpNet, action: Action) {
+        self.add_ip(true, net, action);
+    }
+    /// A response-IP trigger (`rpz-ip`).
+    pub fn add_response_ip(&mut self, net: IpNet, action: Action) {
+        self.add_ip(false, net, action);
+    }
+
+    fn finish(mut self) -> Self {
+        self.names.shrink();
+        self
+    }
+
+    /// A plain list, one domain per line (`#` and `;` comments; hosts-file
+    /// lines `0.0.0.0 name` accepted): each name and everything under it
+    /// gets `action`.
+    pub fn from_list(name: &str, text: &str, action: &Action) -> Result<Zone, PolicyError> {
+        let mut z = Zone::new(name);
+        let mut w = Vec::with_capacity(256);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split(['#', ';']).next().unwrap_or("").trim();
+            let mut parts = line.split_ascii_whitespace();
+            let Some(mut dom) = parts.next() else {
+                continue;
+            };
+            if dom.parse::<IpAddr>().is_ok() {
+                match parts.next() {
+                    Some(d) => dom = d,
+                    None => continue,
+                }
+            }
+            let dom = dom.strip_prefix("*.").unwrap_or(dom);
+            if text_to_wire(dom, &[0], &mut w).is_none() {
+                return Err(PolicyError::Syntax {
+                    zone: name.to_string(),
+                    line: i + 1,
+                    reason: format!("bad domain {dom:?}"),
+                });
+            }
+            z.stats.records += 1;
+            z.add_wire(&w, false, action.clone());
+            z.add_wire(&w, true, action.clone());
+        }
+        Ok(z.finish())
+    }
+
+    /// A block list: NXDOMAIN for each listed name and its subdomains.
+    pub fn blocklist(name: &str, text: &str) -> Result<Zone, PolicyError> {
+        Zone::from_list(name, text, &Action::NxDomain)
+    }
+
+    /// An allow list: each listed name and its subdomains pass every later
+    /// zone.
+    pub fn allowlist(name: &str, text: &str) -> Result<Zone, PolicyError> {
+        Zone::from_list(name, text, &Action::Passthru)
+    }
+
+    /// Reads a list file (see [`Zone::from_list`]); the zone is named after
+    /// the file.
+    pub fn load_list(path: &Path, action: &Action) -> Result<Zone, PolicyError> {
+        let text = read(path)?;
+        Zone::from_list(&path.display().to_string(), &text, action)
+    }
+
+    /// Reads an RPZ zone file. `origin` is the initial `$ORIGIN` (relative
+    /// names in a file without `$ORIGIN` are relative to it); the zone's
+    /// apex is the owner of its SOA record.
+    pub fn load_rpz(path: &Path, origin: &str) -> Result<Zone, PolicyError> {
+        let text = read(path)?;
+        Zone::parse_rpz(origin, &text)
+    }
+
+    /// Parses RPZ zone text; see [`crate::rpz`] for the accepted syntax.
+    pub fn parse_rpz(origin: &str, text: &str) -> Result<Zone, PolicyError> {
+        crate::rpz::parse(origin, text).map(Zone::finish)
+    }
+
+    pub(crate) fn from_parts_for_parser(name: &str) -> Self {
+        Zone::new(name)
+    }
+    pub(crate) fn stats_mut(&mut self) -> &mut LoadStats {
+        &mut self.stats
+    }
+    pub(crate) fn add_trigger_wire(&mut self, name: &[u8], wild: bool, action: Action) {
+        self.add_wire(name, wild, action)
+    }
+    pub(crate) fn set_name(&mut self, name: &str) {
+        self.name = Arc::from(name.trim_end_matches('.'));
+    }
+
+    /// The QNAME trigger for `name` (lower-case wire): the exact name first,
+    /// then the most specific `*.` wildcard. No allocation.
+    #[inline]
+    pub fn check_qname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
+        if self.names.is_empty() {
+            return None;
+        }
+        if let Some(s) = self.names.get(name) {
+            if s.exact != NONE {
+                return Some((s.exact, Trigger::Qname));
+            }
+        }
+        // Suffixes strictly below the name, longest first, down to the root.
+        let mut at = 0usize;
+        while let Some(&len) = name.get(at) {
+            if len == 0 {
+                break;
+            }
+            at += 1 + len as usize;
+            let Some(s) = name.get(at..).and_then(|suffix| self.names.get(suffix)) else {
+                continue;
+            };
+            if s.wild != NONE {
+                return Some((s.wild, Trigger::Wildcard { at: at as u8 }));
+            }
+            // RFC 4592: a wildcard does not reach below an existing name;
+            // `*.a` does not match `x.b.a` when `b.a` has its own trigger
+            // (Unbound's rpz_qname scenario checks this).
+            if s.exact != NONE {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn action(&self, idx: u32) -> &Action {
+        if let Some(a) = &self.override_action {
+            return a;
+        }
+        // Indexes come from `action_index` of this zone; fall back to the
+        // safe reading of a trigger (NXDOMAIN) rather than panic.
+        self.actions.get(idx as usize).unwrap_or(&Action::NxDomain)
+    }
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Converts a text name to lower-case wire form into `out`. A name ending in
+/// `.` is absolute; otherwise `origin` (wire) is appended. Handles `\.` and
+/// `\DDD` escapes. `None` for an empty label or a name over 255 bytes.
+pub fn text_to_wire(text: &str, origin: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
+    let b = text.as_bytes();
+    if b == b"." {
+        out.push(0);
+        return Some(());
+    }
+    if b == b"@" {
+        out.extend_from_slice(origin);
+        return Some(());
+    }
+    let mut label_start = out.len();
+    out.push(0);
+    let mut i = 0;
+    let mut absolute = false;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'.' => {
+                let len = out.len() - label_start - 1;
+                if len == 0 || len > 63 {
+                    return None;
+                }
+                out[label_start] = len as u8;
+                if i + 1 == b.len() {
+                    absolute = true;
+                }
+                label_start = out.len();
+                out.push(0);
+            }
+            b'\\' => {
+                let d = b.get(i + 1..i + 4);
+                if let Some(d) = d.filter(|d| d.iter().all(u8::is_ascii_digit)) {
+                    let v = u32::from(d[0] - b'0') * 100
+                        + u32::from(d[1] - b'0') * 10
+                        + u32::from(d[2] - b'0');
+                    out.push(u8::try_from(v).ok()?.to_ascii_lowercase());
+                    i += 3;
+                } else {
+                    out.push(b.get(i + 1)?.to_ascii_lowercase());
+                    i += 1;
+                }
+            }
+            _ => out.push(c.to_ascii_lowercase()),
+        }
+        i += 1;
+    }
+    if absolute {
+        // `out` ends with the placeholder pushed after the final dot: it is
+        // the terminating zero.
+    } else {
+        let len = out.len() - label_start - 1;
+        if len == 0 || len > 63 {
+            return None;
+        }
+        out[label_start] = len as u8;
+        out.extend_from_slice(origin);
+    }
+    (out.len() <= wire::MAX_NAME).then_some(())
+}
+
+/// An org's policy overlay.
+#[derive(Debug, Clone)]
+pub struct OrgPolicy {
+    pub name: Arc<str>,
+    /// The org's declared networks: a client address in one of them (the
+    /// longest match over all orgs) belongs to this org.
+    pub networks: Vec<IpNet>,
+    /// Zones checked before the global ones, in order. The caller
+    /// precomputes the inheritance: typically the org's allowlist and
+    /// blocklist, then its supervisor's, up to the root's.
+    pub zones: Vec<Arc<Zone>>,
+}
+
+/// The whole policy a resolver enforces. Immutable; replace it with
+/// [`PolicyHandle::set`].
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    zones: Vec<Arc<Zone>>,
+    orgs: Vec<OrgPolicy>,
+    org_nets: IpTable<usize>,
+    respip: bool,
+}
+
+impl Policy {
+    /// Global zones, checked in order (after an org's own zones).
+    pub fn new(zones: Vec<Arc<Zone>>) -> Self {
+        let mut p = Policy {
+            zones,
+            ..Policy::default()
+        };
+        p.refresh();
+        p
+    }
+
+    /// Adds an org overlay. When two orgs declare the same network, the
+    /// first added keeps it.
+    pub fn with_org(mut self, org: OrgPolicy) -> Self {
+        let idx = self.orgs.len();
+        for net in &org.networks {
+            self.org_nets.insert(*net, idx);
+        }
+        self.orgs.push(org);
+        self.refresh();
+        self
+    }
+
+    fn refresh(&mut self) {
+        self.respip = self
+            .zones
+            .iter()
+            .chain(self.orgs.iter().flat_map(|o| o.zones.iter()))
+            .any(|z| z.has_response_ip_triggers());
+    }
+
+    pub fn zones(&self) -> &[Arc<Zone>] {
+        &self.zones
+    }
+
+    /// Whether any zone has response-IP triggers (answers must be checked).
+    pub fn has_response_ip_triggers(&self) -> bool {
+        self.respip
+    }
+
+    /// The org whose network holds `ip` (longest prefix).
+    pub fn org_of(&self, ip: IpAddr) -> Option<usize> {
+        self.org_nets.lookup(ip).map(|(i, _)| *i)
+    }
+
+    pub fn org_name(&self, org: Option<usize>) -> Option<&Arc<str>> {
+        org.and_then(|i| self.orgs.get(i)).map(|o| &o.name)
+    }
+
+    fn zones_for(&self, org: Option<usize>) -> impl Iterator<Item = &Zone> {
+        let own = org.and_then(|i| self.orgs.get(i));
+        own.into_iter()
+            .flat_map(|o| o.zones.iter())
+            .chain(self.zones.iter())
+            .map(|z| &**z)
+            .filter(|z| !z.disabled)
+    }
+
+    /// Query-time triggers: per zone in order, the client IP then the QNAME
+    /// (RPZ precedence); the first zone with a match decides.
+    #[inline]
+    pub fn check_query(&self, org: Option<usize>, client: IpAddr, qname: &[u8]) -> Option<Hit<'_>> {
+        for z in self.zones_for(org) {
+            if !z.client_ip.is_empty() {
+                if let Some((&a, net)) = z.client_ip.lookup(client) {
+                    return Some(Hit {
+                        zone: z,
+                        action: z.action(a),
+                        trigger: Trigger::ClientIp(net),
+                    });
+                }
+            }
+            if let Some((a, trigger)) = z.check_qname(qname) {
+                return Some(Hit {
+                    zone: z,
+                    action: z.action(a),
+                    trigger,
+                });
+            }
+        }
+        None
+    }
+
+    /// QNAME triggers only, for the targets of a CNAME chain.
+    pub fn check_name(&self, org: Option<usize>, name: &[u8]) -> Option<Hit<'_>> {
+        self.zones_for(org).find_map(|z| {
+            z.check_qname(name).map(|(a, trigger)| Hit {
+                zone: z,
+                action: z.action(a),
+                trigger,
+            })
+        })
+    }
+
+    /// Response-IP triggers over the addresses of an answer.
+    pub fn check_response_ips(&self, org: Option<usize>, ips: &[IpAddr]) -> Option<Hit<'_>> {
+        if !self.respip || ips.is_empty() {
+            return None;
+        }
+        for z in self.zones_for(org) {
+            if z.resp_ip.is_empty() {
+                continue;
+            }
+            // The longest prefix over all addresses of the answer wins.
+            let best = ips
+                .iter()
+                .filter_map(|ip| z.resp_ip.lookup(*ip))
+                .max_by_key(|(_, net)| net.prefix_len());
+            if let Some((&a, net)) = best {
+                return Some(Hit {
+                    zone: z,
+                    action: z.action(a),
+                    trigger: Trigger::ResponseIp(net),
+                });
+            }
+        }
+        None
+    }
+}
+
+/// A shared, atomically replaceable policy. Readers take a snapshot per
+/// query (`load`, lock-free); `set` publishes a new one, and queries already
+/// running finish on the old one, so a swap drops no query.
+#[derive(Clone)]
+pub struct PolicyHandle(Arc<ArcSwap<Policy>>);
+
+impl PolicyHandle {
+    pub fn new(policy: Policy) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(policy)))
+    }
+    /// Replaces the policy; takes effect for the next query.
+    pub fn set(&self, policy: Policy) {
+        self.0.store(Arc::new(policy));
+    }
+    pub fn load(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.0.load()
+    }
+    pub fn load_full(&self) -> Arc<Policy> {
+        self.0.load_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        text_to_wire(s, &[0], &mut v).expect("valid name");
+        v
+    }
+
+    #[test]
+    fn text_to_wire_forms() {
+        assert_eq!(w("Example.COM"), b"\x07example\x03com\x00");
+        assert_eq!(w("example.com."), b"\x07example\x03com\x00");
+        assert_eq!(w("."), b"\x00");
+        let mut v = Vec::new();
+        text_to_wire("a", b"\x03rpz\x00", &mut v).expect("valid");
+        assert_eq!(v, b"\x01a\x03rpz\x00");
+        assert!(text_to_wire("a..b", &[0], &mut v).is_none());
+        text_to_wire("a\\.b", &[0], &mut v).expect("escaped dot");
+        assert_eq!(v, b"\x03a.b\x00");
+    }
+
+    #[test]
+    fn blocklist_blocks_name_and_subdomains_only() {
+        let z = Zone::blocklist("bl", "# comment\nevil.example\n0.0.0.0 ads.example\n")
+            .expect("parses");
+        let p = Policy::new(vec![Arc::new(z)]);
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert!(p.check_query(None, ip, &w("evil.example")).is_some());
+        let hit = p
+            .check_query(None, ip, &w("a.b.evil.example"))
+            .expect("hit");
+        assert_eq!(hit.rule(&w("a.b.evil.example")), "*.evil.example");
+        assert!(p.check_query(None, ip, &w("ads.example")).is_some());
+        assert!(p.check_query(None, ip, &w("notevil.example")).is_none());
+        assert!(p.check_query(None, ip, &w("example")).is_none());
+    }
+
+    #[test]
+    fn org_zones_come_first() {
+        let global = Arc::new(Zone::blocklist("global", "evil.example\n").expect("ok"));
+        let allow = Arc::new(Zone::allowlist("mof-allow", "evil.example\n").expect("ok"));
+        let p = Policy::new(vec![global]).with_org(OrgPolicy {
+            name: "mof".into(),
+            networks: vec!["127.0.0.2/32".parse().expect("net")],
+            zones: vec![allow],
+        });
+        let name = w("evil.example");
+        let mof = p.org_of("127.0.0.2".parse().expect("ip"));
+        assert_eq!(p.org_name(mof).map(|s| &**s), Some("mof"));
+        let hit = p
+            .check_query(mof, "127.0.0.2".parse().expect("ip"), &name)
+            .expect("hit");
+        assert!(hit.action.is_passthru());
+        let other = p.org_of("127.0.0.3".parse().expect("ip"));
+        assert_eq!(other, None);
+        let hit = p
+            .check_query(other, "127.0.0.3".parse().expect("ip"), &name)
+            .expect("hit");
+        assert_eq!(hit.action, &Action::NxDomain);
+    }
+}

@@ -1,0 +1,542 @@
+//! Listeners: UDP (a `SO_REUSEPORT` socket and an OS thread per core,
+//! batched `recvmmsg`/`sendmmsg`), TCP and DoT (tokio), and the `start`
+//! entry point that wires them to an [`Engine`].
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::engine::{Engine, EngineConfig, Fast, Scratch, StatsSnapshot};
+use crate::log::{QueryLog, Transport};
+use crate::policy::PolicyHandle;
+use crate::upstream::{Forwarder, Upstream};
+
+/// Everything the resolver needs to run.
+#[derive(Clone)]
+pub struct PdnsConfig {
+    /// UDP and TCP listen address (port 0 picks one; TCP gets the same).
+    pub listen: SocketAddr,
+    /// DNS over TLS (RFC 7858) listener and its server config.
+    pub tls_listen: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    /// DNS over HTTPS (RFC 8484) listener: with a TLS config it serves
+    /// HTTPS, without one plain HTTP (for a TLS-terminating proxy in front).
+    pub doh_listen: Option<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
+    /// Upstream resolvers, tried in order.
+    pub upstreams: Vec<SocketAddr>,
+    /// Per-upstream timeout.
+    pub upstream_timeout: Duration,
+    /// UDP receive threads (0: one per available core).
+    pub udp_threads: usize,
+    /// Worker threads of the async runtime (misses, TCP, DoT).
+    pub async_threads: usize,
+    /// Concurrent TCP + DoT connections; more wait in the accept queue.
+    pub max_tcp_connections: usize,
+    /// A TCP connection idle this long is closed (RFC 7766 §6.2.3).
+    pub tcp_idle: Duration,
+    pub engine: EngineConfig,
+    pub query_log: Option<QueryLog>,
+}
+
+impl PdnsConfig {
+    pub fn new(listen: SocketAddr, upstreams: Vec<SocketAddr>) -> Self {
+        Self {
+            listen,
+            tls_listen: None,
+            doh_listen: None,
+            upstreams,
+            upstream_timeout: Duration::from_millis(1500),
+            udp_threads: 0,
+            async_threads: 1,
+            max_tcp_connections: 256,
+            tcp_idle: Duration::from_secs(10),
+            engine: EngineConfig::default(),
+            query_log: None,
+        }
+    }
+}
+
+/// Why the resolver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PdnsError {
+    #[error("bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("runtime: {0}")]
+    Runtime(io::Error),
+}
+
+/// A running resolver. Dropping it (or [`Handle::shutdown`]) stops it.
+pub struct Handle {
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    doh_addr: Option<SocketAddr>,
+    engine: Arc<Engine>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Handle {
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+    pub fn doh_addr(&self) -> Option<SocketAddr> {
+        self.doh_addr
+    }
+    /// The live policy: `handle.policy().set(new)` swaps it.
+    pub fn policy(&self) -> &PolicyHandle {
+        self.engine.policy()
+    }
+    pub fn stats(&self) -> StatsSnapshot {
+        self.engine.stats()
+    }
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+    /// Stops every listener and waits for the UDP threads.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+    fn stop_all(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // One socket per thread on the same port: the kernel spreads clients
+    // over them by flow hash.
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    // Wake up periodically to notice shutdown.
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Starts the resolver with a forwarder to `cfg.upstreams`.
+pub fn start(cfg: PdnsConfig, policy: PolicyHandle) -> Result<Handle, PdnsError> {
+    let upstream = Arc::new(Forwarder::new(cfg.upstreams.clone(), cfg.upstream_timeout));
+    start_with_upstream(cfg, policy, upstream)
+}
+
+/// Starts the resolver with any [`Upstream`].
+pub fn start_with_upstream(
+    cfg: PdnsConfig,
+    policy: PolicyHandle,
+    upstream: Arc<dyn Upstream>,
+) -> Result<Handle, PdnsError> {
+    let engine = Arc::new(Engine::new(
+        policy,
+        upstream,
+        cfg.engine.clone(),
+        cfg.query_log.clone(),
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.async_threads.max(1))
+        .thread_name("pdns-async")
+        .enable_all()
+        .build()
+        .map_err(PdnsError::Runtime)?;
+    let n = if cfg.udp_threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.udp_threads
+    };
+    let bind_err = |addr| move |source| PdnsError::Bind { addr, source };
+    let first = bind_udp(cfg.listen).map_err(bind_err(cfg.listen))?;
+    let udp_addr = first.local_addr().map_err(bind_err(cfg.listen))?;
+    let mut sockets = vec![first];
+    for _ in 1..n {
+        sockets.push(bind_udp(udp_addr).map_err(bind_err(udp_addr))?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        let (engine, stop, rt) = (engine.clone(), stop.clone(), runtime.handle().clone());
+        let t = std::thread::Builder::new()
+            .name(format!("pdns-udp-{i}"))
+            .spawn(move || udp_loop(Arc::new(sock), engine, rt, stop))
+            .map_err(PdnsError::Runtime)?;
+        threads.push(t);
+    }
+    let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
+    let tcp = {
+        let _g = runtime.enter();
+        let std_l = std::net::TcpListener::bind(udp_addr).map_err(bind_err(udp_addr))?;
+        std_l.set_nonblocking(true).map_err(bind_err(udp_addr))?;
+        TcpListener::from_std(std_l).map_err(bind_err(udp_addr))?
+    };
+    let tcp_addr = tcp.local_addr().map_err(bind_err(udp_addr))?;
+    runtime.spawn(accept_loop(
+        tcp,
+        None,
+        engine.clone(),
+        limit.clone(),
+        cfg.tcp_idle,
+        stop.clone(),
+    ));
+    let mut tls_addr = None;
+    if let Some((addr, tls)) = cfg.tls_listen.clone() {
+        let l = {
+            let _g = runtime.enter();
+            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
+            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
+            TcpListener::from_std(std_l).map_err(bind_err(addr))?
+        };
+        tls_addr = Some(l.local_addr().map_err(bind_err(addr))?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        runtime.spawn(accept_loop(
+            l,
+            Some(acceptor),
+            engine.clone(),
+            limit,
+            cfg.tcp_idle,
+            stop.clone(),
+        ));
+    }
+    let mut doh_addr = None;
+    if let Some((addr, tls)) = cfg.doh_listen.clone() {
+        let l = {
+            let _g = runtime.enter();
+            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
+            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
+            TcpListener::from_std(std_l).map_err(bind_err(addr))?
+        };
+        doh_addr = Some(l.local_addr().map_err(bind_err(addr))?);
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
+        runtime.spawn(crate::doh::serve(
+            l,
+            acceptor,
+            engine.clone(),
+            limit,
+            cfg.tcp_idle,
+            stop.clone(),
+        ));
+    }
+    tracing::info!(%udp_addr, threads = n, "protective DNS listening");
+    Ok(Handle {
+        udp_addr,
+        tcp_addr,
+        tls_addr,
+        doh_addr,
+        engine,
+        stop,
+        threads,
+        runtime: Some(runtime),
+    })
+}
+
+const BATCH: usize = 32;
+const BUF: usize = 4096;
+
+/// Buffers of one `recvmmsg`/`sendmmsg` batch. Boxed so the raw pointers
+/// the kernel structures hold stay valid while the struct is used.
+struct Batch {
+    bufs: Box<[[u8; BUF]; BATCH]>,
+    addrs: Box<[libc::sockaddr_storage; BATCH]>,
+    iov: Box<[libc::iovec; BATCH]>,
+    hdrs: Box<[libc::mmsghdr; BATCH]>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let zero_addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let zero_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let zero_hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        Batch {
+            bufs: Box::new([[0u8; BUF]; BATCH]),
+            addrs: Box::new(zero_addrs),
+            iov: Box::new(zero_iov),
+            hdrs: Box::new(zero_hdrs),
+        }
+    }
+
+    /// Points every header at its buffer and address slot for receiving.
+    fn arm(&mut self) {
+        for i in 0..BATCH {
+            self.iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: BUF,
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iov[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+    }
+}
+
+/// The send side of a batch: each answer is written straight into its own
+/// buffer (no copy), then one `sendmmsg` sends them all.
+struct TxBatch {
+    outs: Vec<Vec<u8>>,
+    addrs: Box<[libc::sockaddr_storage; BATCH]>,
+    iov: Box<[libc::iovec; BATCH]>,
+    hdrs: Box<[libc::mmsghdr; BATCH]>,
+}
+
+impl TxBatch {
+    fn new() -> TxBatch {
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let zero_addrs: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let zero_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let zero_hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        TxBatch {
+            outs: (0..BATCH).map(|_| Vec::with_capacity(BUF)).collect(),
+            addrs: Box::new(zero_addrs),
+            iov: Box::new(zero_iov),
+            hdrs: Box::new(zero_hdrs),
+        }
+    }
+}
+
+fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    // SAFETY: `ss` is a sockaddr_storage the kernel filled with `len` bytes;
+    // SockAddr only reads it as the family it says it is.
+    let sa = unsafe {
+        socket2::SockAddr::try_init(|storage, l| {
+            std::ptr::copy_nonoverlapping(
+                ss as *const _ as *const u8,
+                storage as *mut u8,
+                len as usize,
+            );
+            *l = len;
+            Ok(())
+        })
+    }
+    .ok()?
+    .1;
+    sa.as_socket()
+}
+
+/// Receives a batch, answers what the fast path can, sends the answers in one
+/// `sendmmsg`, and hands the rest to the async runtime.
+fn udp_loop(
+    sock: Arc<UdpSocket>,
+    engine: Arc<Engine>,
+    rt: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
+    let fd = sock.as_raw_fd();
+    let mut rx = Batch::new();
+    let mut tx = TxBatch::new();
+    let mut scratch = Scratch::default();
+    while !stop.load(Ordering::Relaxed) {
+        rx.arm();
+        // SAFETY: the headers point into `rx`, which outlives the call; the
+        // kernel writes at most BUF bytes per buffer and the address sizes
+        // given. MSG_WAITFORONE: block for the first packet only.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                rx.hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n <= 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) {
+                tracing::warn!(error = %e, "recvmmsg failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            continue;
+        }
+        let mut nsend = 0usize;
+        for i in 0..n as usize {
+            let len = (rx.hdrs[i].msg_len as usize).min(BUF);
+            let alen = rx.hdrs[i].msg_hdr.msg_namelen;
+            let Some(client) = sockaddr_to_std(&rx.addrs[i], alen) else {
+                continue;
+            };
+            let pkt = &rx.bufs[i][..len];
+            let out = &mut tx.outs[nsend];
+            match engine.answer_fast(pkt, client, Transport::Udp, out, &mut scratch) {
+                Fast::Reply => {
+                    tx.addrs[nsend] = rx.addrs[i];
+                    tx.iov[nsend] = libc::iovec {
+                        iov_base: out.as_mut_ptr().cast(),
+                        iov_len: out.len(),
+                    };
+                    let h = &mut tx.hdrs[nsend].msg_hdr;
+                    h.msg_name = (&mut tx.addrs[nsend] as *mut libc::sockaddr_storage).cast();
+                    h.msg_namelen = alen;
+                    h.msg_iov = &mut tx.iov[nsend];
+                    h.msg_iovlen = 1;
+                    h.msg_control = std::ptr::null_mut();
+                    h.msg_controllen = 0;
+                    h.msg_flags = 0;
+                    nsend += 1;
+                }
+                Fast::Drop => {}
+                Fast::Defer => {
+                    if engine.begin_miss().is_none() {
+                        // Too many misses in flight (an upstream outage
+                        // under load): say so at once rather than queue.
+                        if let Some(r) = crate::wire::error_reply(pkt, crate::wire::RCODE_SERVFAIL)
+                        {
+                            let _ = sock.send_to(&r, client);
+                        }
+                        continue;
+                    }
+                    let pkt = pkt.to_vec();
+                    let (engine, sock) = (engine.clone(), sock.clone());
+                    rt.spawn(async move {
+                        let Some(_slot) = engine.begin_miss() else {
+                            return;
+                        };
+                        if let Some(resp) = engine.resolve(&pkt, client, Transport::Udp).await {
+                            // The socket is shared with the receive thread;
+                            // a datagram send does not block for long.
+                            if let Err(e) = sock.send_to(&resp, client) {
+                                tracing::debug!(error = %e, %client, "send failed");
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        let mut sent = 0usize;
+        while sent < nsend {
+            // SAFETY: headers [sent..nsend) point into `tx` (its buffers are
+            // not touched until the next batch), alive for the call.
+            let r = unsafe {
+                libc::sendmmsg(fd, tx.hdrs[sent..].as_mut_ptr(), (nsend - sent) as u32, 0)
+            };
+            if r <= 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Skip the datagram that failed (e.g. unreachable client).
+                tracing::debug!(error = %e, "sendmmsg failed");
+                sent += 1;
+            } else {
+                sent += r as usize;
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    engine: Arc<Engine>,
+    limit: Arc<Semaphore>,
+    idle: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        // Take a connection slot before accepting: past the limit, clients
+        // wait in the kernel's backlog instead of starving the others.
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let engine = engine.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_stream(stream, peer, engine, Transport::Tcp, idle).await,
+                Some(acc) => match tokio::time::timeout(idle, acc.accept(stream)).await {
+                    Ok(Ok(s)) => serve_stream(s, peer, engine, Transport::Tls, idle).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+/// Length-prefixed DNS messages (RFC 1035 §4.2.2), answered in order.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    peer: SocketAddr,
+    engine: Arc<Engine>,
+    transport: Transport,
+    idle: Duration,
+) {
+    let mut out = Vec::with_capacity(512);
+    let mut scratch = Scratch::default();
+    loop {
+        let len = match tokio::time::timeout(idle, s.read_u16()).await {
+            Ok(Ok(l)) => l as usize,
+            _ => return,
+        };
+        let mut pkt = vec![0u8; len];
+        match tokio::time::timeout(idle, s.read_exact(&mut pkt)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let resp = match engine.answer_fast(&pkt, peer, transport, &mut out, &mut scratch) {
+            Fast::Reply => Some(std::mem::take(&mut out)),
+            Fast::Drop => None,
+            Fast::Defer => engine.resolve(&pkt, peer, transport).await,
+        };
+        let Some(resp) = resp else {
+            // RPZ DROP over TCP: close the connection, as Unbound does.
+            return;
+        };
+        let Ok(l) = u16::try_from(resp.len()) else {
+            return;
+        };
+        let mut msg = Vec::with_capacity(resp.len() + 2);
+        msg.extend_from_slice(&l.to_be_bytes());
+        msg.extend_from_slice(&resp);
+        if s.write_all(&msg).await.is_err() || s.flush().await.is_err() {
+            return;
+        }
+    }
+}
