@@ -43,7 +43,13 @@ pub struct AppState {
     pub taxii_statuses: Arc<routes::taxii::Statuses>,
     /// Streaming detection's counters, when it runs.
     pub detection: Option<Arc<mimamori_pipeline::DetectionStats>>,
+    /// More counters for `/metrics` from services the binary runs (the
+    /// DNS resolver): each gives `(name, help, value)` when scraped.
+    pub extra_metrics: Vec<Arc<MetricsSource>>,
 }
+
+/// A source of counters for `/metrics`.
+pub type MetricsSource = dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync;
 
 impl AppState {
     pub fn new(store: Store) -> Self {
@@ -55,11 +61,17 @@ impl AppState {
             intel: None,
             taxii_statuses: Default::default(),
             detection: None,
+            extra_metrics: vec![],
         }
     }
 
     pub fn with_detection(mut self, stats: Arc<mimamori_pipeline::DetectionStats>) -> Self {
         self.detection = Some(stats);
+        self
+    }
+
+    pub fn with_metrics(mut self, source: Arc<MetricsSource>) -> Self {
+        self.extra_metrics.push(source);
         self
     }
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub notify: NotifySection,
     #[serde(default)]
     pub intel: IntelSection,
+    #[serde(default)]
+    pub pdns: crate::pdns::PdnsSection,
 }
 
 /// `[intel]`: the threat-intelligence hub.
@@ -301,7 +303,8 @@ impl Config {
     /// Applies `MIMAMORI_API_LISTEN`, `MIMAMORI_API_TLS`,
     /// `MIMAMORI_API_TLS_CERT`, `MIMAMORI_API_TLS_KEY`, `MIMAMORI_DATABASE_URL`,
     /// `MIMAMORI_SYSLOG_UDP`, `MIMAMORI_SYSLOG_TCP`, `MIMAMORI_SYSLOG_TLS` and
-    /// `MIMAMORI_INGEST_QUEUE_EVENTS`.
+    /// `MIMAMORI_INGEST_QUEUE_EVENTS`; `MIMAMORI_PDNS_LISTEN` and
+    /// `MIMAMORI_PDNS_UPSTREAMS` (comma-separated).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("MIMAMORI_API_LISTEN") {
             self.api.listen = v.parse().with_context(|| {
@@ -329,6 +332,7 @@ impl Config {
             ("MIMAMORI_SYSLOG_UDP", &mut self.syslog.udp),
             ("MIMAMORI_SYSLOG_TCP", &mut self.syslog.tcp),
             ("MIMAMORI_SYSLOG_TLS", &mut self.syslog.tls),
+            ("MIMAMORI_PDNS_LISTEN", &mut self.pdns.listen),
         ] {
             if let Some(v) = get(key) {
                 *slot =
@@ -336,6 +340,18 @@ impl Config {
                         format!("{key}={v:?} is not an address like 0.0.0.0:514")
                     })?);
             }
+        }
+        if let Some(v) = get("MIMAMORI_PDNS_UPSTREAMS") {
+            self.pdns.upstreams = v
+                .split(',')
+                .map(|u| {
+                    u.trim().parse().with_context(|| {
+                        format!(
+                            "MIMAMORI_PDNS_UPSTREAMS: {u:?} is not an address like 192.0.2.53:53"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
         }
         if let Some(v) = get("MIMAMORI_INGEST_QUEUE_EVENTS") {
             self.ingest.queue_events = v

@@ -8,6 +8,7 @@ mod demo_feed;
 mod detection;
 mod ingest_cmd;
 mod intel_cmd;
+mod pdns;
 mod query_cmd;
 mod server;
 
@@ -63,6 +64,9 @@ enum Command {
     /// Import and export threat intelligence (STIX, MISP, lists, RPZ).
     #[command(subcommand)]
     Intel(intel_cmd::IntelCommand),
+    /// Run only the Protective DNS resolver, with policy from RPZ zones and
+    /// lists (no data directory needed).
+    Pdns(pdns::PdnsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -94,6 +98,7 @@ fn main() -> std::process::ExitCode {
             Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,
             Command::Ingest(args) => ingest_cmd::run(&cli.data_dir, args).await,
             Command::Intel(cmd) => intel_cmd::run(&cli.data_dir, cmd).await,
+            Command::Pdns(args) => pdns::run_standalone(args).await,
             Command::Query(args) => query_cmd::run(&cli.data_dir, args).await,
         }
     });

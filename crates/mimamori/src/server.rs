@@ -27,6 +27,8 @@ pub struct Running {
     pub ingest: Option<mimamori_ingest::Ingest>,
     /// Syslog listeners: (protocol, bound address).
     pub syslog: Vec<(&'static str, SocketAddr)>,
+    /// The Protective DNS resolver, when `[pdns] listen` is set.
+    pub pdns: Option<crate::pdns::Running>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     ingest_threads: Option<mimamori_ingest::IngestThreads>,
     notifier: Option<(
@@ -40,6 +42,8 @@ impl Running {
     /// acknowledged event is flushed to the archive, the database closes.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let served = (&mut self.handle).await;
+        // The resolver stops answering before its log's pipeline drains.
+        drop(self.pdns.take());
         // Syslog listeners and the demo feed hold handles too: stop the
         // pipeline explicitly so the archive drains now.
         if let Some(ingest) = self.ingest.take() {
@@ -69,6 +73,12 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     println!("mimamori API listening on {scheme}://{}", running.api_addr);
     for (proto, addr) in &running.syslog {
         println!("syslog {proto} listening on {addr}");
+    }
+    if let Some(p) = &running.pdns {
+        println!(
+            "Protective DNS listening on udp+tcp {}",
+            p.handle.udp_addr()
+        );
     }
     running.wait().await?;
     tracing::info!("stopped");
@@ -128,6 +138,10 @@ pub async fn start(
     if let Some(d) = detection {
         state = state.with_detection(d);
     }
+    let pdns = crate::pdns::start_in_serve(&cfg.pdns, &store, ingest.clone()).await?;
+    if let Some(p) = &pdns {
+        state = state.with_metrics(p.metrics());
+    }
     state = state.with_intel(crate::detection::hub(
         cfg,
         &store,
@@ -161,6 +175,7 @@ pub async fn start(
         store,
         ingest,
         syslog,
+        pdns,
         handle,
         ingest_threads,
         notifier,

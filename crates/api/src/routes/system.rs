@@ -137,6 +137,9 @@ fn ingest_metrics(state: &AppState) -> Vec<(&'static str, &'static str, u64)> {
             ),
         ]);
     }
+    for source in &state.extra_metrics {
+        v.extend(source());
+    }
     if let Some(h) = &state.intel {
         v.push((
             "intel_matcher_indicators",

@@ -1,0 +1,517 @@
+//! Protective DNS in the binary: `mimamori pdns` (standalone, from files)
+//! and the resolver `serve` runs with the intel hub as its policy.
+//!
+//! Inside `serve`:
+//! - **policy** = the configured RPZ zones and lists, then the intel hub's
+//!   active domain indicators: the central SOC's (and every CLEAR/GREEN
+//!   one) for everyone; a member's or supervisor's own for its sub-tree; an
+//!   AMBER one also for the orgs it is shared with. Clients are mapped to
+//!   orgs by the orgs' declared networks. A watcher rebuilds the policy
+//!   when the intel or the org tree changes and swaps it in without
+//!   stopping the resolver (checked every 500 ms).
+//! - **query log**: every answered query becomes a DNS Activity event of
+//!   the client's org (the root org when the client is in no declared
+//!   network) in the ingest pipeline, so detection and retro-hunting see
+//!   it. Submission never blocks answering: the resolver's log channel is
+//!   bounded and counts drops, and a full ingest queue drops the batch
+//!   (counted) instead of waiting.
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use mimamori_dns::{query_log, Action, OrgPolicy, PdnsConfig, Policy, PolicyHandle, Zone};
+use mimamori_event::{EventBody, Normalized, OcsfClass};
+use mimamori_intel::{IndicatorKind, Tlp};
+use mimamori_store::{ActiveIndicator, Store};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `mimamori pdns`: a filtering resolver from files, without the rest of
+/// mimamori (for orgs that only want the resolver).
+#[derive(Debug, Args)]
+pub struct PdnsArgs {
+    /// Address to answer on (UDP and TCP), e.g. 0.0.0.0:53.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Upstream resolver to forward to; repeat for several.
+    #[arg(long = "upstream", required = true)]
+    pub upstreams: Vec<SocketAddr>,
+    /// RPZ zone file, optionally with its origin: FILE[=ORIGIN]; repeat,
+    /// checked in order.
+    #[arg(long)]
+    pub rpz: Vec<String>,
+    /// Domains to block (one per line, `*.` for sub-domains); repeat.
+    #[arg(long)]
+    pub blocklist: Vec<PathBuf>,
+    /// Domains never blocked; repeat.
+    #[arg(long)]
+    pub allowlist: Vec<PathBuf>,
+    /// UDP threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write the query log as tab-separated lines to FILE (`-`: stdout).
+    #[arg(long)]
+    pub query_log: Option<String>,
+}
+
+/// `[pdns]`: the resolver `serve` runs (off unless `listen` is set).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PdnsSection {
+    /// UDP and TCP address, e.g. "0.0.0.0:53".
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Upstream resolvers to forward to.
+    #[serde(default)]
+    pub upstreams: Vec<SocketAddr>,
+    /// RPZ zone files (FILE or FILE=ORIGIN), checked before the intel.
+    #[serde(default)]
+    pub rpz: Vec<String>,
+    #[serde(default)]
+    pub blocklists: Vec<PathBuf>,
+    #[serde(default)]
+    pub allowlists: Vec<PathBuf>,
+}
+
+/// Zones from files, in the order allowlists, RPZ, blocklists (an allowed
+/// name is never blocked by what follows).
+fn file_zones(
+    rpz: &[String],
+    blocklists: &[PathBuf],
+    allowlists: &[PathBuf],
+) -> anyhow::Result<Vec<Arc<Zone>>> {
+    let mut zones = vec![];
+    for p in allowlists {
+        zones.push(Arc::new(
+            Zone::load_list(p, &Action::Passthru)
+                .with_context(|| format!("allowlist {}", p.display()))?,
+        ));
+    }
+    for spec in rpz {
+        let (file, origin) = spec.split_once('=').unwrap_or((spec.as_str(), "."));
+        zones.push(Arc::new(
+            Zone::load_rpz(std::path::Path::new(file), origin)
+                .with_context(|| format!("RPZ zone {file}"))?,
+        ));
+    }
+    for p in blocklists {
+        zones.push(Arc::new(
+            Zone::load_list(p, &Action::NxDomain)
+                .with_context(|| format!("blocklist {}", p.display()))?,
+        ));
+    }
+    for z in &zones {
+        let s = z.stats();
+        tracing::info!(zone = %z.name(), names = s.qname_triggers, wildcards = s.wildcard_triggers, skipped = s.skipped, "DNS policy zone loaded");
+    }
+    Ok(zones)
+}
+
+/// Runs the standalone resolver until Ctrl-C.
+pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let zones = file_zones(&args.rpz, &args.blocklist, &args.allowlist)?;
+    eprintln!(
+        "policy: {} zone(s) loaded in {:.2} s",
+        zones.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (log, rx) = query_log(16_384);
+    let mut cfg = PdnsConfig::new(args.listen, args.upstreams);
+    cfg.udp_threads = args.threads;
+    cfg.query_log = args.query_log.is_some().then_some(log);
+    let handle = mimamori_dns::start(cfg, PolicyHandle::new(Policy::new(zones)))
+        .map_err(|e| anyhow!("cannot start the resolver: {e}"))?;
+    println!("pdns listening on udp+tcp {}", handle.udp_addr());
+    if let Some(sink) = args.query_log {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out: Box<dyn Write + Send> = if sink == "-" {
+                Box::new(std::io::stdout())
+            } else {
+                match std::fs::File::create(&sink) {
+                    Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                    Err(e) => {
+                        eprintln!("query log {sink}: {e}");
+                        return;
+                    }
+                }
+            };
+            while let Ok(e) = rx.recv() {
+                let blocked = e
+                    .blocked_by
+                    .as_ref()
+                    .map(|b| format!("{} {}", b.zone, b.rule))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    e.client,
+                    e.name,
+                    e.qtype,
+                    e.rcode.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    e.answer,
+                    blocked
+                );
+            }
+        });
+    }
+    crate::server::shutdown_signal().await;
+    handle.shutdown();
+    Ok(())
+}
+
+/// The EDE code on answers blocked by intel: 15 Blocked (RFC 8914).
+const EDE_BLOCKED: u16 = 15;
+
+/// The policy: file zones, then the intel as described in the module docs.
+pub fn build_policy(
+    file_zones: &[Arc<Zone>],
+    indicators: &[ActiveIndicator],
+    orgs: &[mimamori_core::Org],
+) -> Policy {
+    let root_path = orgs
+        .iter()
+        .find(|o| o.parent_id.is_none())
+        .map(|o| o.path.as_str().to_string())
+        .unwrap_or_default();
+    fn domain(a: &ActiveIndicator) -> Option<(&str, bool)> {
+        match a.indicator.kind {
+            IndicatorKind::Domain { exact } => Some((a.indicator.value.as_str(), exact)),
+            _ => None,
+        }
+    }
+    let add = |zone: &mut Zone, name: &str, exact: bool| {
+        // A name that does not make a DNS name is skipped, not fatal.
+        let _ = zone.add_qname(name, Action::NxDomain);
+        if !exact {
+            let _ = zone.add_qname(&format!("*.{name}"), Action::NxDomain);
+        }
+    };
+    let mut global = Zone::new("intel").with_ede(EDE_BLOCKED);
+    let mut per_org: HashMap<&str, Zone> = HashMap::new();
+    for a in indicators {
+        let Some((name, exact)) = domain(a) else {
+            continue;
+        };
+        if a.indicator.tlp <= Tlp::Green || a.owner_path == root_path {
+            add(&mut global, name, exact);
+            continue;
+        }
+        for o in orgs {
+            let protects = o.path.as_str().starts_with(&a.owner_path)
+                || (a.indicator.tlp <= Tlp::AmberStrict
+                    && a.shared_with.iter().any(|s| s == o.id.as_str()));
+            if protects {
+                let z = per_org.entry(o.id.as_str()).or_insert_with(|| {
+                    Zone::new(&format!("intel:{}", o.slug)).with_ede(EDE_BLOCKED)
+                });
+                add(z, name, exact);
+            }
+        }
+    }
+    let mut zones: Vec<Arc<Zone>> = file_zones.to_vec();
+    zones.push(Arc::new(global));
+    let mut policy = Policy::new(zones);
+    let mut per_org: HashMap<&str, Arc<Zone>> =
+        per_org.into_iter().map(|(k, z)| (k, Arc::new(z))).collect();
+    for o in orgs {
+        let zones: Vec<Arc<Zone>> = per_org.remove(o.id.as_str()).into_iter().collect();
+        if o.networks.is_empty() && zones.is_empty() {
+            continue;
+        }
+        policy = policy.with_org(OrgPolicy {
+            // The org id: the query log maps entries back to orgs by it.
+            name: Arc::from(o.id.as_str()),
+            networks: o.networks.clone(),
+            zones,
+        });
+    }
+    policy
+}
+
+async fn load_policy(store: &Store, files: &[Arc<Zone>]) -> anyhow::Result<Policy> {
+    let indicators = store.intel_active().await?;
+    let Some(root) = store.root_org().await? else {
+        return Ok(Policy::new(files.to_vec()));
+    };
+    let orgs = store
+        .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
+        .await?;
+    let files = files.to_vec();
+    Ok(tokio::task::spawn_blocking(move || build_policy(&files, &indicators, &orgs)).await?)
+}
+
+/// The resolver `serve` runs; dropping it stops the resolver.
+pub struct Running {
+    pub handle: mimamori_dns::Handle,
+    pub dropped_events: Arc<AtomicU64>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The resolver's counters for `/metrics`.
+    pub fn metrics(&self) -> Arc<mimamori_api::MetricsSource> {
+        let engine = self.handle.engine().clone();
+        let dropped = self.dropped_events.clone();
+        Arc::new(move || {
+            let s = engine.stats();
+            vec![
+                ("pdns_queries", "DNS queries answered or dropped", s.queries),
+                ("pdns_blocked", "DNS queries blocked by policy", s.blocked),
+                (
+                    "pdns_cache_hits",
+                    "DNS answers from the cache",
+                    s.cache_hits,
+                ),
+                (
+                    "pdns_cache_misses",
+                    "DNS queries sent upstream",
+                    s.cache_misses,
+                ),
+                (
+                    "pdns_upstream_failures",
+                    "Upstream queries that failed",
+                    s.upstream_failures,
+                ),
+                (
+                    "pdns_stale_served",
+                    "Stale answers served while upstreams failed",
+                    s.stale_served,
+                ),
+                ("pdns_servfail", "SERVFAIL answers", s.servfail),
+                ("pdns_malformed", "Malformed DNS packets", s.malformed),
+                (
+                    "pdns_rate_limited",
+                    "Queries over a client's rate limit",
+                    s.rate_limited,
+                ),
+                (
+                    "pdns_log_dropped",
+                    "Query-log entries dropped because the log channel was full",
+                    s.log_dropped,
+                ),
+                (
+                    "pdns_log_events_dropped",
+                    "Query-log events dropped because ingestion was busy",
+                    dropped.load(Ordering::Relaxed),
+                ),
+            ]
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // The handle stops the resolver when it is dropped, right after.
+        self.watcher.abort();
+    }
+}
+
+/// Starts the resolver of `[pdns]`, if configured.
+pub async fn start_in_serve(
+    section: &PdnsSection,
+    store: &Store,
+    ingest: Option<mimamori_ingest::Ingest>,
+) -> anyhow::Result<Option<Running>> {
+    let Some(listen) = section.listen else {
+        return Ok(None);
+    };
+    if section.upstreams.is_empty() {
+        anyhow::bail!("[pdns] listen is set but no upstreams: add upstreams = [\"ADDR:53\"]");
+    }
+    let files = file_zones(&section.rpz, &section.blocklists, &section.allowlists)?;
+    let policy = PolicyHandle::new(load_policy(store, &files).await?);
+    let (log, rx) = query_log(65_536);
+    let mut cfg = PdnsConfig::new(listen, section.upstreams.clone());
+    cfg.query_log = ingest.is_some().then_some(log);
+    let handle = mimamori_dns::start(cfg, policy.clone())
+        .map_err(|e| anyhow!("cannot start the DNS resolver on {listen}: {e}"))?;
+    let dropped = Arc::new(AtomicU64::new(0));
+    if let (Some(ingest), Some(root)) = (ingest, store.root_org().await?) {
+        let dropped = dropped.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let root = root.id.to_string();
+        std::thread::Builder::new()
+            .name("mimamori-pdns-log".into())
+            .spawn(move || drain_log(rx, ingest, runtime, root, dropped))?;
+    }
+    let watcher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = mimamori_pipeline::intel::SnapshotVersion::of(&store)
+                .await
+                .unwrap_or_default();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = match mimamori_pipeline::intel::SnapshotVersion::of(&store).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(error = %e, "DNS policy: cannot check the intel for changes");
+                        continue;
+                    }
+                };
+                if now == seen {
+                    continue;
+                }
+                let started = Instant::now();
+                match load_policy(&store, &files).await {
+                    Ok(p) => {
+                        policy.set(p);
+                        seen = now;
+                        tracing::info!(
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "DNS policy reloaded from the intel"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "DNS policy: reload failed; keeping the current one")
+                    }
+                }
+            }
+        })
+    };
+    Ok(Some(Running {
+        handle,
+        dropped_events: dropped,
+        watcher,
+    }))
+}
+
+fn qtype_name(t: u16) -> String {
+    match t {
+        1 => "A".into(),
+        2 => "NS".into(),
+        5 => "CNAME".into(),
+        6 => "SOA".into(),
+        12 => "PTR".into(),
+        15 => "MX".into(),
+        16 => "TXT".into(),
+        28 => "AAAA".into(),
+        33 => "SRV".into(),
+        64 => "SVCB".into(),
+        65 => "HTTPS".into(),
+        255 => "ANY".into(),
+        other => format!("TYPE{other}"),
+    }
+}
+
+fn rcode_name(r: Option<u8>) -> String {
+    match r {
+        None => "DROPPED".into(),
+        Some(0) => "NOERROR".into(),
+        Some(1) => "FORMERR".into(),
+        Some(2) => "SERVFAIL".into(),
+        Some(3) => "NXDOMAIN".into(),
+        Some(5) => "REFUSED".into(),
+        Some(o) => format!("RCODE{o}"),
+    }
+}
+
+/// One log entry as a DNS Activity event.
+pub fn to_event(e: &mimamori_dns::QueryLogEntry) -> EventBody {
+    let name = e.name.to_string();
+    let name = name.trim_end_matches('.').to_string();
+    let time = e
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .ok();
+    let answers: Vec<String> = e
+        .answer
+        .split(", ")
+        .filter_map(|a| a.split_once(' ').map(|(_, v)| v.to_string()))
+        .collect();
+    let mut raw = serde_json::Map::new();
+    raw.insert("client".into(), e.client.to_string().into());
+    raw.insert("query".into(), name.clone().into());
+    raw.insert("qtype".into(), qtype_name(e.qtype).into());
+    raw.insert("rcode".into(), rcode_name(e.rcode).into());
+    raw.insert("answer".into(), e.answer.to_string().into());
+    raw.insert("latency_us".into(), (e.latency.as_micros() as u64).into());
+    raw.insert("transport".into(), e.transport.as_str().into());
+    raw.insert("cache_hit".into(), e.cache_hit.into());
+    raw.insert("stale".into(), e.stale.into());
+    if let Some(b) = &e.blocked_by {
+        raw.insert(
+            "blocked_by".into(),
+            serde_json::json!({"zone": b.zone.to_string(), "rule": b.rule, "action": b.action}),
+        );
+    }
+    EventBody {
+        time,
+        class: OcsfClass::DnsActivity,
+        source: "mimamori.pdns".into(),
+        fields: Normalized {
+            src_ip: Some(e.client.ip().to_string()),
+            src_port: Some(e.client.port()),
+            dns_query: Some(name),
+            dns_qtype: Some(qtype_name(e.qtype)),
+            dns_rcode: Some(rcode_name(e.rcode)),
+            dns_answers: answers,
+            status: Some(
+                if e.blocked_by.is_some() {
+                    "blocked"
+                } else {
+                    "allowed"
+                }
+                .into(),
+            ),
+            ..Default::default()
+        },
+        raw,
+    }
+}
+
+/// Moves query-log entries into the ingest pipeline in batches (per org,
+/// at most every 500 ms or 2,000 entries). Never waits for queue space.
+fn drain_log(
+    rx: std::sync::mpsc::Receiver<mimamori_dns::QueryLogEntry>,
+    ingest: mimamori_ingest::Ingest,
+    runtime: tokio::runtime::Handle,
+    root_org: String,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut batch: HashMap<String, Vec<EventBody>> = HashMap::new();
+    let mut n = 0usize;
+    let mut since = Instant::now();
+    loop {
+        let got = rx.recv_timeout(Duration::from_millis(100));
+        let closed = matches!(got, Err(std::sync::mpsc::RecvTimeoutError::Disconnected));
+        if let Ok(e) = got {
+            let org = e
+                .org
+                .as_deref()
+                .map(str::to_string)
+                .unwrap_or_else(|| root_org.clone());
+            batch.entry(org).or_default().push(to_event(&e));
+            n += 1;
+        }
+        if n > 0 && (n >= 2000 || since.elapsed() >= Duration::from_millis(500) || closed) {
+            for (org, bodies) in batch.drain() {
+                let count = bodies.len() as u64;
+                match ingest.try_submit(&org, bodies) {
+                    Ok(ack) => {
+                        if let Err(e) = runtime.block_on(ack) {
+                            dropped.fetch_add(count, Ordering::Relaxed);
+                            tracing::warn!(error = %e, "DNS query log not stored");
+                        }
+                    }
+                    Err(e) => {
+                        dropped.fetch_add(count, Ordering::Relaxed);
+                        tracing::warn!(error = %e, events = count, "DNS query log dropped: ingestion is busy");
+                    }
+                }
+            }
+            n = 0;
+            since = Instant::now();
+        }
+        if closed {
+            return;
+        }
+    }
+}
