@@ -100,16 +100,21 @@ impl Detection {
     pub(crate) fn from_result(r: EvaluationResult) -> Detection {
         let h = r.header;
         let (matched, correlation) = match r.body {
-            ResultBody::Detection(d) => (
-                d.matched_fields
+            ResultBody::Detection(d) => {
+                let mut m: Vec<MatchedField> = d
+                    .matched_fields
                     .into_iter()
                     .map(|m| MatchedField {
                         field: m.field,
                         value: m.value,
                     })
-                    .collect(),
-                None,
-            ),
+                    .collect();
+                // RSigma keeps a rule's selections in a HashMap, so the
+                // order differs from one load to the next; sort it so the
+                // same input always gives the same output.
+                m.sort_by_cached_key(|f| (f.field.clone(), f.value.to_string()));
+                (m, None)
+            }
             ResultBody::Correlation(c) => (
                 Vec::new(),
                 Some(CorrelationMatch {
