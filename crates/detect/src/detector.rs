@@ -12,7 +12,7 @@
 
 use crate::event::RawEvent;
 use crate::routing::{route_with_aliases, Route};
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, Shard, SHARDS};
 use mimamori_event::EventBody;
 use rsigma_eval::result::{EvaluationResult, ResultBody};
 use rsigma_eval::{CorrelationConfig, CorrelationEngine, Engine, TimestampFallback};
@@ -147,7 +147,7 @@ impl Detection {
 /// Evaluates events against a [`RuleSet`]. `Send + Sync`: share one detector
 /// (in an `Arc`) between all ingest threads.
 pub struct Detector {
-    engine: Engine,
+    engines: [Engine; SHARDS],
     correlation: Option<Mutex<CorrelationEngine>>,
     /// Ids and names of the rules correlations refer to: only events that
     /// fire one of these need the correlation lock.
@@ -157,7 +157,7 @@ pub struct Detector {
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Detector")
-            .field("rules", &self.engine.rule_count())
+            .field("rules", &self.rule_count())
             .field("correlations", &self.correlation.is_some())
             .finish()
     }
@@ -166,7 +166,7 @@ impl std::fmt::Debug for Detector {
 impl Detector {
     pub fn new(rules: RuleSet) -> Detector {
         let RuleSet {
-            engine,
+            engines,
             correlations,
             correlated_rules,
         } = rules;
@@ -200,14 +200,14 @@ impl Detector {
             Some(Mutex::new(ce))
         };
         Detector {
-            engine,
+            engines,
             correlation,
             correlated,
         }
     }
 
     pub fn rule_count(&self) -> usize {
-        self.engine.rule_count()
+        self.engines.iter().map(Engine::rule_count).sum()
     }
 
     pub fn has_correlations(&self) -> bool {
@@ -238,23 +238,30 @@ impl Detector {
         let (route, aliases) = route_with_aliases(event);
         let ev = RawEvent::new(&event.raw, aliases);
         match route {
-            Route::Loose(ls) => self.engine.evaluate_pruned(&ev, &ls.to_rsigma()),
+            Route::Loose(ls) => {
+                let ls = ls.to_rsigma();
+                self.engines
+                    .iter()
+                    .flat_map(|e| e.evaluate_pruned(&ev, &ls))
+                    .collect()
+            }
             Route::Strict(alts) => {
-                let mut iter = alts.iter();
-                let Some(first) = iter.next() else {
-                    return Vec::new();
-                };
-                let mut out = self.engine.evaluate_with_logsource(&ev, &first.to_rsigma());
-                for ls in iter {
-                    for r in self.engine.evaluate_with_logsource(&ev, &ls.to_rsigma()) {
-                        // Rules that name no category match every
-                        // alternative: report them once.
-                        let dup = out.iter().any(|o| {
-                            o.header.rule_id == r.header.rule_id
-                                && o.header.rule_title == r.header.rule_title
-                        });
-                        if !dup {
-                            out.push(r);
+                let mut out: Vec<EvaluationResult> = Vec::new();
+                for (i, alt) in alts.iter().enumerate() {
+                    let ls = alt.to_rsigma();
+                    let shards = Shard::for_event(alt.product.as_deref(), alt.category.as_deref());
+                    for s in shards {
+                        for r in self.engines[*s as usize].evaluate_with_logsource(&ev, &ls) {
+                            // A rule that names no category matches every
+                            // alternative: report it once.
+                            let dup = i > 0
+                                && out.iter().any(|o| {
+                                    o.header.rule_id == r.header.rule_id
+                                        && o.header.rule_title == r.header.rule_title
+                                });
+                            if !dup {
+                                out.push(r);
+                            }
                         }
                     }
                 }

@@ -6,7 +6,7 @@ use mimamori_detect::cli::{run_hunt, CliError, HuntArgs};
 use mimamori_detect::hunt::{OutputFormat, CSV_HEADER};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn samples() -> PathBuf {
     common::corpora().join("evtx/attack-samples")
@@ -45,7 +45,7 @@ fn hunt(a: HuntArgs) -> (String, String, mimamori_detect::hunt::Summary) {
 }
 
 /// EventRecordID → event time, per file.
-fn records(p: &PathBuf) -> HashMap<u64, i64> {
+fn records(p: &Path) -> HashMap<u64, i64> {
     let parsed = mimamori_parse::parse_file(p, None).expect("parse");
     parsed
         .events
