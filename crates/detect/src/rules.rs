@@ -53,8 +53,11 @@ pub struct LoadReport {
     pub filters: usize,
     /// Files and rules not used, with the reason.
     pub failures: Vec<RuleFailure>,
-    /// Problems in rules that are still used (a malformed `related` entry, a
-    /// bad date): worth fixing, not fatal.
+    /// Problems in files whose rules are still used: a malformed `related`
+    /// entry, a bad date, or, in a file of several YAML documents, the error
+    /// of a document that did not parse while others did (RSigma reports
+    /// warnings and errors together, so a file is a failure only when
+    /// nothing in it parsed).
     pub warnings: Vec<RuleFailure>,
     /// Wall time of the load.
     pub elapsed: Duration,

@@ -238,4 +238,29 @@ fn broken_rules_are_reported_not_fatal() {
         report.failures
     );
     assert!(RuleSet::load(&[dir.path().join("nope")]).is_err());
+
+    // `mimamori rules check` lists them and fails.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let r = mimamori_detect::cli::run_rules_check(
+        mimamori_detect::cli::RulesCheckArgs {
+            dirs: vec![dir.path().to_path_buf()],
+            warnings: false,
+        },
+        &mut out,
+        &mut err,
+    );
+    assert!(
+        matches!(
+            r,
+            Err(mimamori_detect::cli::CliError::RulesFailed {
+                failures: 2,
+                files: 3
+            })
+        ),
+        "{r:?}"
+    );
+    let out = String::from_utf8(out).expect("utf-8");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().all(|l| l.starts_with("error: ")), "{out}");
+    assert!(out.contains("bad_condition.yml"), "{out}");
 }
