@@ -20,7 +20,7 @@
 //! |---|---|---|---|
 //! | `windows.*` | `windows` | from `Channel`, see [`windows_service`] | Sysmon: by `EventID`, see [`sysmon_categories`]; Security 4688: `process_creation`; PowerShell 4103/4104: `ps_module`/`ps_script`; Windows PowerShell 400/600/800: `ps_classic_start`/`ps_classic_provider_start`/`ps_classic_script` |
 //! | `windows.*` with `Channel` `Linux-Sysmon/Operational` | `linux` | `sysmon` | by `EventID`: 1 `process_creation`, 3 `network_connection`, 11 `file_event` |
-//! | `zeek.<log>` | `zeek` | `<log>` (`dns`, `http`, `smb_files`, …) | `dns` for the DNS log |
+//! | `zeek.<log>` | `zeek` | `<log>` (`dns`, `http`, `smb_files`, …) | `dns` for the DNS log; `id_orig_h`-style names also answer to `id.orig_h` |
 //! | `cloudtrail` | `aws` | `cloudtrail` | — |
 //! | `squid` | — | — | `proxy` |
 //! | `bind.query`, `unbound.query` | — | — | `dns` |
@@ -96,6 +96,16 @@ const SQUID: Aliases = &[
     ("cs-bytes", "bytes"),
 ];
 
+/// Zeek's JSON writer names the connection tuple `id.orig_h` …; some
+/// shippers (the APT29 evaluation data, Security Onion) write `id_orig_h`.
+/// Sigma's Zeek rules use the dotted names.
+const ZEEK: Aliases = &[
+    ("id.orig_h", "id_orig_h"),
+    ("id.orig_p", "id_orig_p"),
+    ("id.resp_h", "id_resp_h"),
+    ("id.resp_p", "id_resp_p"),
+];
+
 /// The routing decision and the field aliases for an event.
 pub(crate) fn route_with_aliases(body: &EventBody) -> (Route, Aliases) {
     let src = body.source.as_str();
@@ -109,7 +119,7 @@ pub(crate) fn route_with_aliases(body: &EventBody) -> (Route, Aliases) {
         if log == "dns" {
             alts[0].category = Some("dns".into());
         }
-        return (Route::Strict(alts), &[]);
+        return (Route::Strict(alts), ZEEK);
     }
     match src {
         "cloudtrail" => (

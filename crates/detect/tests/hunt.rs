@@ -187,3 +187,59 @@ fn nothing_readable_is_an_error() {
         "{r:?}"
     );
 }
+
+/// CloudTrail and Zeek through the same hunt: the routing sends them to the
+/// `aws`/`cloudtrail` and `zeek`/`<log>` rules.
+#[test]
+fn cloudtrail_and_zeek() {
+    let c = common::corpora();
+    let trail =
+        c.join("cloudtrail/otrf/collection/ec2_proxy_s3_exfiltration_2020-09-14011940.json");
+    let dce = c.join("zeek/wrccdc/zeek-json/dce_rpc.json.gz");
+    // APT29's Zeek logs write `id_resp_h` for `id.resp_h`.
+    let http = c.join("zeek/apt29/day1/zeek/individual_zeek_logs/SCRANTON_http.log");
+    let a = HuntArgs {
+        rules: vec![
+            c.join("sigma/rules/cloud/aws"),
+            c.join("sigma/rules/network/zeek"),
+        ],
+        ..args(
+            vec![trail.clone(), dce.clone(), http.clone()],
+            OutputFormat::Jsonl,
+            2,
+        )
+    };
+    let (out, err, summary) = hunt(a);
+    assert_eq!(summary.files, 3, "{err}");
+    assert_eq!(summary.rejects, 0, "{err}");
+    let mut counts: HashMap<(String, String), usize> = HashMap::new();
+    for l in out.lines() {
+        let v: Value = serde_json::from_str(l).expect("json");
+        *counts
+            .entry((
+                v["source"].as_str().expect("source").to_string(),
+                v["rule_title"].as_str().expect("title").to_string(),
+            ))
+            .or_default() += 1;
+    }
+    let key = |p: &Path, t: &str| (p.to_string_lossy().into_owned(), t.to_string());
+    assert_eq!(
+        counts.get(&key(&trail, "AWS STS AssumeRole Misuse")),
+        Some(&11),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get(&key(&dce, "MITRE BZAR Indicators for Execution")),
+        Some(&24),
+        "{counts:?}"
+    );
+    // The six WebDAV PUTs in this log all go to 192.168.0.4, which the
+    // rule's filter (`id.resp_h|cidr` private ranges) excludes: it must not
+    // fire. Without the `id_resp_h` alias the filter never saw the address
+    // and the rule fired six times.
+    assert_eq!(
+        counts.get(&key(&http, "WebDav Put Request")),
+        None,
+        "{counts:?}"
+    );
+}

@@ -56,6 +56,11 @@ fn detector() -> Detector {
             "    sel:\n        TargetObject|contains: '\\CurrentVersion\\Run\\'\n    condition: sel",
         ),
         rule(
+            "zeek dns to sinkhole",
+            "    product: zeek\n    service: dns",
+            "    sel:\n        id.resp_h: 192.0.2.53\n        query|endswith: '.evil.example'\n    condition: sel",
+        ),
+        rule(
             "okta admin",
             "    product: okta\n    service: okta",
             "    sel:\n        eventType: user.account.privilege.grant\n    condition: sel",
@@ -64,7 +69,7 @@ fn detector() -> Detector {
     .concat();
     let (rules, report) = RuleSet::from_yaml(Path::new("routing.yml"), &yaml);
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(report.rules, 9);
+    assert_eq!(report.rules, 10);
     Detector::new(rules)
 }
 
@@ -155,4 +160,21 @@ fn unknown_sources_are_matched_loosely() {
     let mut other = okta;
     other["product"] = json!("aws");
     assert!(fired(&d, &ev("ndjson", other)).is_empty());
+}
+
+#[test]
+fn zeek_dotted_and_underscore_names() {
+    let d = detector();
+    let dotted = json!({"id.resp_h": "192.0.2.53", "query": "a.evil.example"});
+    let underscore = json!({"id_resp_h": "192.0.2.53", "query": "a.evil.example"});
+    assert_eq!(
+        fired(&d, &ev("zeek.dns", dotted.clone())),
+        ["zeek dns to sinkhole"]
+    );
+    assert_eq!(
+        fired(&d, &ev("zeek.dns", underscore)),
+        ["zeek dns to sinkhole"]
+    );
+    // Another Zeek log is another service.
+    assert!(fired(&d, &ev("zeek.http", dotted)).is_empty());
 }
