@@ -12,10 +12,11 @@
 
 use crate::event::RawEvent;
 use crate::routing::{route_with_aliases, Route};
-use crate::rules::{RuleSet, Shard, SHARDS};
+use crate::rules::RuleSet;
+use crate::shards::Shards;
 use mimamori_event::EventBody;
 use rsigma_eval::result::{EvaluationResult, ResultBody};
-use rsigma_eval::{CorrelationConfig, CorrelationEngine, Engine, TimestampFallback};
+use rsigma_eval::{CorrelationConfig, CorrelationEngine, TimestampFallback};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -147,7 +148,7 @@ impl Detection {
 /// Evaluates events against a [`RuleSet`]. `Send + Sync`: share one detector
 /// (in an `Arc`) between all ingest threads.
 pub struct Detector {
-    engines: [Engine; SHARDS],
+    shards: Shards,
     correlation: Option<Mutex<CorrelationEngine>>,
     /// Ids and names of the rules correlations refer to: only events that
     /// fire one of these need the correlation lock.
@@ -166,7 +167,7 @@ impl std::fmt::Debug for Detector {
 impl Detector {
     pub fn new(rules: RuleSet) -> Detector {
         let RuleSet {
-            engines,
+            shards,
             correlations,
             correlated_rules,
         } = rules;
@@ -200,14 +201,14 @@ impl Detector {
             Some(Mutex::new(ce))
         };
         Detector {
-            engines,
+            shards,
             correlation,
             correlated,
         }
     }
 
     pub fn rule_count(&self) -> usize {
-        self.engines.iter().map(Engine::rule_count).sum()
+        self.shards.rule_count()
     }
 
     pub fn has_correlations(&self) -> bool {
@@ -240,7 +241,8 @@ impl Detector {
         match route {
             Route::Loose(ls) => {
                 let ls = ls.to_rsigma();
-                self.engines
+                self.shards
+                    .all()
                     .iter()
                     .flat_map(|e| e.evaluate_pruned(&ev, &ls))
                     .collect()
@@ -249,9 +251,11 @@ impl Detector {
                 let mut out: Vec<EvaluationResult> = Vec::new();
                 for (i, alt) in alts.iter().enumerate() {
                     let ls = alt.to_rsigma();
-                    let shards = Shard::for_event(alt.product.as_deref(), alt.category.as_deref());
-                    for s in shards {
-                        for r in self.engines[*s as usize].evaluate_with_logsource(&ev, &ls) {
+                    let engines = self
+                        .shards
+                        .for_event(alt.product.as_deref(), alt.category.as_deref());
+                    for e in engines {
+                        for r in e.evaluate_with_logsource(&ev, &ls) {
                             // A rule that names no category matches every
                             // alternative: report it once.
                             let dup = i > 0

@@ -20,6 +20,7 @@ mod event;
 pub mod hunt;
 pub mod routing;
 mod rules;
+mod shards;
 
 pub use detector::{CorrelationMatch, Detection, Detector, Level, MatchedField};
 pub use rules::{LoadError, LoadReport, RuleFailure, RuleSet};

@@ -5,7 +5,8 @@
 //! file and the reason, and the rest are used. Only a rules path that cannot
 //! be read at all is an error.
 
-use rsigma_eval::{compile_rule, CompiledRule, Engine};
+use crate::shards::Shards;
+use rsigma_eval::{compile_rule, CompiledRule};
 use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, SigmaRule};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -63,68 +64,9 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
-/// Rules are split by logsource into shards, each its own RSigma engine. An
-/// event is matched only against the shards its logsource can match (a
-/// Sysmon file event never looks at the 1,183 `process_creation` rules), and
-/// the shards' indexes are built in parallel at load time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Shard {
-    /// `product: windows`, `category: process_creation`.
-    WindowsProcessCreation = 0,
-    /// `product: windows`, another category.
-    WindowsOtherCategory = 1,
-    /// `product: windows`, no category (`service: security`, …): these can
-    /// match any Windows event.
-    WindowsNoCategory = 2,
-    /// Any other product.
-    OtherProduct = 3,
-    /// No product (`category: proxy`, `category: dns`, `service: apache`, …).
-    NoProduct = 4,
-}
-
-pub(crate) const SHARDS: usize = 5;
-
-impl Shard {
-    fn of(ls: &rsigma_parser::LogSource) -> Shard {
-        let is = |v: &Option<String>, want: &str| {
-            v.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(want))
-        };
-        if ls.product.is_none() {
-            Shard::NoProduct
-        } else if !is(&ls.product, "windows") {
-            Shard::OtherProduct
-        } else if ls.category.is_none() {
-            Shard::WindowsNoCategory
-        } else if is(&ls.category, "process_creation") {
-            Shard::WindowsProcessCreation
-        } else {
-            Shard::WindowsOtherCategory
-        }
-    }
-
-    /// The shards that can hold a rule matching an event whose logsource is
-    /// exactly `product`/`category` (every dimension a rule names must be
-    /// present and equal in the event).
-    pub(crate) fn for_event(product: Option<&str>, category: Option<&str>) -> &'static [Shard] {
-        use Shard::*;
-        match product {
-            None => &[NoProduct],
-            Some(p) if p.eq_ignore_ascii_case("windows") => match category {
-                None => &[WindowsNoCategory, NoProduct],
-                Some(c) if c.eq_ignore_ascii_case("process_creation") => {
-                    &[WindowsProcessCreation, WindowsNoCategory, NoProduct]
-                }
-                Some(_) => &[WindowsOtherCategory, WindowsNoCategory, NoProduct],
-            },
-            Some(_) => &[OtherProduct, NoProduct],
-        }
-    }
-}
-
 /// A compiled set of Sigma rules, ready for a [`crate::Detector`].
 pub struct RuleSet {
-    /// Indexed by [`Shard`].
-    pub(crate) engines: [Engine; SHARDS],
+    pub(crate) shards: Shards,
     pub(crate) correlations: Vec<CorrelationRule>,
     /// The detection rules correlations refer to, which the correlation
     /// engine needs to resolve names to ids.
@@ -144,6 +86,9 @@ impl std::fmt::Debug for RuleSet {
 #[derive(Default)]
 struct FileOutcome {
     rules: Vec<(SigmaRule, rsigma_eval::Result<CompiledRule>)>,
+    /// The file's size in bytes: a rough measure of the index work its
+    /// rules make (a rule listing 2,000 driver hashes is a big file).
+    bytes: usize,
     correlations: Vec<CorrelationRule>,
     filters: Vec<FilterRule>,
     /// Parser errors and warnings for the file (RSigma does not tell them
@@ -167,6 +112,7 @@ fn parse_one(path: &Path) -> FileOutcome {
 
 /// Parse YAML text and compile its detection rules into `out`.
 fn parse_text(text: &str, out: &mut FileOutcome) {
+    out.bytes = text.len();
     match parse_sigma_yaml(text) {
         Ok(c) => {
             out.rules = c
@@ -183,26 +129,6 @@ fn parse_text(text: &str, out: &mut FileOutcome) {
         }
         Err(e) => out.errors.push(e.to_string()),
     }
-}
-
-/// One engine per shard, their indexes built in parallel (index building is
-/// about half of the load time, and RSigma does it on one thread).
-fn build_engines(parts: [Vec<CompiledRule>; SHARDS]) -> [Engine; SHARDS] {
-    std::thread::scope(|s| {
-        let handles = parts.map(|rules| {
-            s.spawn(move || {
-                let mut e = Engine::new();
-                e.extend_compiled_rules(rules);
-                e
-            })
-        });
-        handles.map(|h| match h.join() {
-            Ok(e) => e,
-            // Building an index from rules that compiled does not fail;
-            // should RSigma panic anyway, surface it rather than hide rules.
-            Err(p) => std::panic::resume_unwind(p),
-        })
-    })
 }
 
 /// Every `.yml`/`.yaml` file under `path` (or `path` itself), sorted.
@@ -317,7 +243,7 @@ impl RuleSet {
                 refs.extend(c.rules.iter().cloned());
             }
         }
-        let mut compiled: [Vec<CompiledRule>; SHARDS] = Default::default();
+        let mut compiled: Vec<(CompiledRule, usize)> = Vec::new();
         let mut correlated_rules = Vec::new();
         let mut known: HashSet<String> = HashSet::new();
         let mut correlations = Vec::new();
@@ -346,10 +272,11 @@ impl RuleSet {
             for e in o.errors {
                 report.warnings.push(fail(path, None, e));
             }
+            let weight = o.bytes / o.rules.len().max(1);
             for (rule, c) in o.rules {
                 match c {
                     Ok(c) => {
-                        compiled[Shard::of(&c.logsource) as usize].push(c);
+                        compiled.push((c, weight));
                         let ids = [rule.id.as_ref(), rule.name.as_ref()];
                         if ids.iter().flatten().any(|k| refs.contains(*k)) {
                             correlated_rules.push(rule.clone());
@@ -367,13 +294,13 @@ impl RuleSet {
             }
             filters.extend(o.filters.into_iter().map(|f| (path.clone(), f)));
         }
-        report.rules = compiled.iter().map(Vec::len).sum();
-        let mut engines = build_engines(compiled);
+        report.rules = compiled.len();
+        let mut shards = Shards::build(compiled, workers());
         for (path, f) in filters {
             // A filter names its rules by id or title, which may sit in any
             // shard: apply it to all (RSigma skips rules it does not name).
             let mut failed = None;
-            for e in &mut engines {
+            for e in shards.all_mut() {
                 if let Err(err) = e.apply_filter(&f) {
                     failed = Some(err);
                 }
@@ -419,7 +346,7 @@ impl RuleSet {
         );
         (
             RuleSet {
-                engines,
+                shards,
                 correlations: used,
                 correlated_rules,
             },
@@ -438,83 +365,11 @@ impl RuleSet {
 
     /// Detection rules in use.
     pub fn rule_count(&self) -> usize {
-        self.engines.iter().map(Engine::rule_count).sum()
+        self.shards.rule_count()
     }
 
     /// Correlation rules in use.
     pub fn correlation_count(&self) -> usize {
         self.correlations.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rsigma_parser::LogSource;
-
-    fn ls(p: Option<&str>, s: Option<&str>, c: Option<&str>) -> LogSource {
-        LogSource {
-            product: p.map(String::from),
-            service: s.map(String::from),
-            category: c.map(String::from),
-            ..Default::default()
-        }
-    }
-
-    /// RSigma's strict routing: every dimension the rule names is present
-    /// and equal (case-insensitively) in the event.
-    fn matches(rule: &LogSource, ev: &LogSource) -> bool {
-        let dim = |r: &Option<String>, e: &Option<String>| match (r, e) {
-            (None, _) => true,
-            (Some(r), Some(e)) => r.eq_ignore_ascii_case(e),
-            (Some(_), None) => false,
-        };
-        dim(&rule.product, &ev.product)
-            && dim(&rule.service, &ev.service)
-            && dim(&rule.category, &ev.category)
-    }
-
-    /// Sharding never hides a rule from an event it matches.
-    #[test]
-    fn every_matching_rule_is_in_a_searched_shard() {
-        let products = [
-            None,
-            Some("windows"),
-            Some("Windows"),
-            Some("linux"),
-            Some("aws"),
-        ];
-        let services = [None, Some("sysmon"), Some("security"), Some("cloudtrail")];
-        let categories = [
-            None,
-            Some("process_creation"),
-            Some("PROCESS_CREATION"),
-            Some("registry_set"),
-            Some("proxy"),
-        ];
-        let mut checked = 0;
-        for rp in products {
-            for rs in services {
-                for rc in categories {
-                    let rule = ls(rp, rs, rc);
-                    for ep in products {
-                        for es in services {
-                            for ec in categories {
-                                let ev = ls(ep, es, ec);
-                                if matches(&rule, &ev) {
-                                    checked += 1;
-                                    let shard = Shard::of(&rule);
-                                    assert!(
-                                        Shard::for_event(ep, ec).contains(&shard),
-                                        "rule {rule:?} in {shard:?} is not searched for event {ev:?}"
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        assert!(checked > 100);
     }
 }
