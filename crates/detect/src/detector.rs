@@ -136,7 +136,7 @@ impl Detection {
         }
     }
 
-    /// Whether the rule is tagged with ATT&CK (`attack.*`).
+    /// The ATT&CK tags (`attack.*`): techniques and tactics.
     pub fn attack_tags(&self) -> impl Iterator<Item = &str> {
         self.tags
             .iter()

@@ -266,10 +266,22 @@ pub fn hunt(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
-                    if tx
-                        .send(hunt_file(detector, i, path, opts.input_format))
-                        .is_err()
-                    {
+                    // A panic on one file (in a parser or in RSigma, on
+                    // input nobody foresaw) skips that file, not the hunt.
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        hunt_file(detector, i, path, opts.input_format)
+                    }))
+                    .unwrap_or_else(|_| FileDone {
+                        idx: i,
+                        hits: Vec::new(),
+                        records: 0,
+                        rejects: Vec::new(),
+                        skipped: Some(
+                            "the hunt crashed on this file (a bug: please report it)".into(),
+                        ),
+                        pending: Vec::new(),
+                    });
+                    if tx.send(done).is_err() {
                         // The writer stopped (its sink failed): stop too.
                         break;
                     }
