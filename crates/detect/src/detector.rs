@@ -10,7 +10,7 @@
 //! says. The server feeds events as they arrive; the offline hunt sorts the
 //! candidate events by time before correlating (see [`crate::hunt`]).
 
-use crate::event::RawEvent;
+use crate::event::{RawEvent, PARTITION_FIELD};
 use crate::routing::{route_with_aliases, Route};
 use crate::rules::RuleSet;
 use crate::shards::Shards;
@@ -120,7 +120,11 @@ impl Detection {
                 Vec::new(),
                 Some(CorrelationMatch {
                     kind: c.correlation_type.as_str(),
-                    group: c.group_key,
+                    group: c
+                        .group_key
+                        .into_iter()
+                        .filter(|(k, _)| k != PARTITION_FIELD)
+                        .collect(),
                     value: c.aggregated_value,
                     timespan_secs: c.timespan_secs,
                 }),
@@ -191,7 +195,11 @@ impl Detector {
                 correlated.extend([r.id.clone(), r.name.clone()].into_iter().flatten());
             }
             for c in &correlations {
-                if let Err(e) = ce.add_correlation(c) {
+                // Correlation state is kept per partition (an org, say):
+                // group every correlation by it too.
+                let mut c = c.clone();
+                c.group_by.push(PARTITION_FIELD.to_string());
+                if let Err(e) = ce.add_correlation(&c) {
                     // Checked in RuleSet::load; kept as a log line only.
                     tracing::warn!(rule = %c.title, error = %e, "correlation not added");
                 }
@@ -223,13 +231,22 @@ impl Detector {
             .collect()
     }
 
-    /// Detection and correlation: what the server calls for each event, in
-    /// arrival order. Correlation windows use the event's time, or the wall
-    /// clock for an event without one.
+    /// Detection and correlation, with all events in one correlation
+    /// partition. Correlation windows use the event's time, or the wall
+    /// clock for an event without one. See [`Detector::evaluate_in`].
     pub fn evaluate(&self, event: &EventBody) -> Vec<Detection> {
+        self.evaluate_in("", event)
+    }
+
+    /// Detection and correlation, what the server calls for each event in
+    /// arrival order. Correlation state is kept apart per `partition`
+    /// (pass the org id): five failed logons for `administrator` in two
+    /// orgs are not one brute force. Correlation windows use the event's
+    /// time, or the wall clock for an event without one.
+    pub fn evaluate_in(&self, partition: &str, event: &EventBody) -> Vec<Detection> {
         let raw = self.detect_raw(event);
         let ts = event.time.unwrap_or_else(now_ms);
-        self.correlate_raw(event, raw, ts)
+        self.correlate_raw(partition, event, raw, ts)
             .into_iter()
             .map(Detection::from_result)
             .collect()
@@ -290,6 +307,7 @@ impl Detector {
     /// returns the detections followed by any correlation firings.
     pub(crate) fn correlate_raw(
         &self,
+        partition: &str,
         event: &EventBody,
         results: Vec<EvaluationResult>,
         ts_ms: i64,
@@ -301,7 +319,7 @@ impl Detector {
             return results;
         };
         let (_, aliases) = route_with_aliases(event);
-        let ev = RawEvent::new(&event.raw, aliases);
+        let ev = RawEvent::new(&event.raw, aliases).with_partition(partition);
         // A poisoned lock only means another thread panicked mid-update;
         // the windows are still usable.
         let mut ce = ce.lock().unwrap_or_else(|p| p.into_inner());

@@ -17,14 +17,30 @@ use std::borrow::Cow;
 /// input.
 const MAX_DEPTH: usize = 64;
 
+/// The field correlation rules are additionally grouped by, holding the
+/// caller's partition (see [`crate::Detector::evaluate_in`]). No event field
+/// can shadow it: it is answered before the event's own fields.
+pub(crate) const PARTITION_FIELD: &str = "\u{1}mimamori_partition";
+
 pub(crate) struct RawEvent<'a> {
     raw: &'a Map<String, Value>,
     aliases: Aliases,
+    partition: &'a str,
 }
 
 impl<'a> RawEvent<'a> {
     pub(crate) fn new(raw: &'a Map<String, Value>, aliases: Aliases) -> Self {
-        RawEvent { raw, aliases }
+        RawEvent {
+            raw,
+            aliases,
+            partition: "",
+        }
+    }
+
+    /// The same view, answering [`PARTITION_FIELD`] with `partition`.
+    pub(crate) fn with_partition(mut self, partition: &'a str) -> Self {
+        self.partition = partition;
+        self
     }
 
     fn alias(&self, path: &str) -> Option<&'a Value> {
@@ -135,6 +151,9 @@ fn any_string(v: &Value, pred: &dyn Fn(&str) -> bool, depth: usize) -> bool {
 
 impl Event for RawEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        if path == PARTITION_FIELD {
+            return Some(EventValue::Str(Cow::Borrowed(self.partition)));
+        }
         if let Some(v) = self.raw.get(path) {
             return Some(EventValue::from(v));
         }

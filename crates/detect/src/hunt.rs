@@ -346,7 +346,7 @@ pub fn hunt(
     pending.sort_by_key(|p| (p.ts, p.file, p.record_id));
     for p in pending {
         let n = p.results.len();
-        let out = detector.correlate_raw(&p.event, p.results, p.ts);
+        let out = detector.correlate_raw("", &p.event, p.results, p.ts);
         for r in out
             .into_iter()
             .skip(n)

@@ -135,6 +135,25 @@ fn event_count_by_group_within_timespan() {
 }
 
 #[test]
+fn partitions_keep_correlation_state_apart() {
+    let det = detector();
+    // The same account fails twice in org a and once in org b: no org saw
+    // three. The third failure in org a fires.
+    for (org, secs) in [("a", 0), ("a", 10), ("b", 20)] {
+        let out = det.evaluate_in(org, &logon(4625, "admin", secs));
+        assert!(correlations(&out).is_empty(), "{org} at {secs}: {out:?}");
+    }
+    let out = det.evaluate_in("a", &logon(4625, "admin", 30));
+    let c = correlations(&out);
+    assert_eq!(c.len(), 1, "{out:?}");
+    // The partition is not shown as a group-by field.
+    assert_eq!(
+        c[0].correlation.as_ref().map(|m| m.group.clone()),
+        Some(vec![("TargetUserName".to_string(), "admin".to_string())])
+    );
+}
+
+#[test]
 fn events_spread_wider_than_timespan_do_not_fire() {
     let det = detector();
     // carol fails every 200 s: never 3 within 300 s.
