@@ -208,6 +208,7 @@ fn hunt_correlates_across_files_in_time_order() {
     let b = write("b.json", &[(4625, "alice", 0)]);
     let det = detector();
     let mut hits = Vec::new();
+    let mut progress = Vec::new();
     let summary = mimamori_detect::hunt::hunt(
         &det,
         &[a.clone(), b],
@@ -216,9 +217,10 @@ fn hunt_correlates_across_files_in_time_order() {
             hits.push(h.clone());
             Ok(())
         },
-        &mut |_| {},
+        &mut |p| progress.push((p.files_done, p.files_total, p.records)),
     )
     .expect("hunt");
+    assert_eq!(progress, [(1, 2, 2), (2, 2, 3)]);
     assert_eq!(summary.records, 3);
     assert_eq!(summary.correlations, 1, "{hits:?}");
     let c = hits.last().expect("hits");
