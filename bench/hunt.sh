@@ -17,12 +17,17 @@ cargo build --release -q -p mimamori-detect --example hunt
 BIN=${CARGO_TARGET_DIR:-target}/release/examples/hunt
 OUT=$(mktemp)
 trap 'rm -f "$OUT" "$OUT.err" "$OUT.reg"' EXIT
+WALLS=()
 for i in $(seq 1 "$RUNS"); do
   /usr/bin/time -v "$BIN" --quiet --rules "$RULES" "$INPUT" > "$OUT" 2> "$OUT.err"
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$OUT.err")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT.err")
   echo "run $i: wall ${wall}, peak RSS $((rss / 1024)) MB, $(wc -l < "$OUT") detections"
+  WALLS+=("$(echo "$wall" | awk -F: '{print $(NF-1) * 60 + $NF}')")
 done
+# The machine is shared: the minimum is the run least disturbed by others.
+printf '%s\n' "${WALLS[@]}" | sort -n | awk '{a[NR] = $1} END {printf "wall: min %.2f s, median %.2f s over %d runs\n", a[1], a[int((NR + 1) / 2)], NR}'
+echo "load average during the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 grep -E '^(rules|hunt):' "$OUT.err"
 CHECK=../shared/bench/sigma/regression_check.py
 if [ -f "$CHECK" ]; then
