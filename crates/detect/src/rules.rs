@@ -8,7 +8,7 @@
 use crate::shards::Shards;
 use rsigma_eval::{compile_rule, CompiledRule};
 use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, SigmaRule};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -246,6 +246,7 @@ impl RuleSet {
         let mut compiled: Vec<(CompiledRule, usize)> = Vec::new();
         let mut correlated_rules = Vec::new();
         let mut known: HashSet<String> = HashSet::new();
+        let mut ids_seen: HashMap<String, PathBuf> = HashMap::new();
         let mut correlations = Vec::new();
         let mut filters = Vec::new();
         for (path, o) in files.iter().zip(outcomes) {
@@ -274,6 +275,19 @@ impl RuleSet {
             }
             let weight = o.bytes / o.rules.len().max(1);
             for (rule, c) in o.rules {
+                // The same rule twice (overlapping `--rules` directories, a
+                // copied file) would report every firing twice.
+                if let Some(id) = &rule.id {
+                    if let Some(first) = ids_seen.get(id) {
+                        report.failures.push(fail(
+                            path,
+                            Some(label(&rule)),
+                            format!("duplicate id {id}, already loaded from {}", first.display()),
+                        ));
+                        continue;
+                    }
+                    ids_seen.insert(id.clone(), path.clone());
+                }
                 match c {
                     Ok(c) => {
                         compiled.push((c, weight));

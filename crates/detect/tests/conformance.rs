@@ -218,10 +218,13 @@ fn broken_rules_are_reported_not_fatal() {
     )
     .expect("write");
     std::fs::write(dir.path().join("not_yaml.yaml"), "title: [unclosed\n").expect("write");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    std::fs::copy(dir.path().join("good.yml"), sub.join("copy.yml")).expect("copy");
     std::fs::write(dir.path().join("README.md"), "not a rule").expect("write");
     let (rules, report) = RuleSet::load(&[dir.path().to_path_buf()]).expect("load");
-    assert_eq!(report.files, 3, "README.md is not read");
-    assert_eq!(rules.rule_count(), 1);
+    assert_eq!(report.files, 4, "README.md is not read");
+    assert_eq!(rules.rule_count(), 1, "the copy is not loaded twice");
     let bad: Vec<_> = report
         .failures
         .iter()
@@ -253,14 +256,14 @@ fn broken_rules_are_reported_not_fatal() {
         matches!(
             r,
             Err(mimamori_detect::cli::CliError::RulesFailed {
-                failures: 2,
-                files: 3
+                failures: 3,
+                files: 4
             })
         ),
         "{r:?}"
     );
     let out = String::from_utf8(out).expect("utf-8");
-    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.lines().all(|l| l.starts_with("error: ")), "{out}");
     assert!(out.contains("bad_condition.yml"), "{out}");
 }
