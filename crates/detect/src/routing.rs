@@ -18,7 +18,7 @@
 //!
 //! | event `source` | product | service | category |
 //! |---|---|---|---|
-//! | `windows.*` | `windows` | from `Channel`, see [`windows_service`] | Sysmon: by `EventID`, see [`sysmon_categories`]; Security 4688: `process_creation`; PowerShell 4103/4104: `ps_module`/`ps_script`; Windows PowerShell 400/600/800: `ps_classic_start`/`ps_classic_provider_start`/`ps_classic_script` |
+//! | `windows.*` | `windows` | from `Channel`, see [`windows_service`] (without a channel: `security` for provider Security-Auditing, `powershell` for provider PowerShell) | Sysmon: by `EventID`, see [`sysmon_categories`]; Security 4688: `process_creation`; PowerShell 4103/4104: `ps_module`/`ps_script`; Windows PowerShell 400/600/800: `ps_classic_start`/`ps_classic_provider_start`/`ps_classic_script` |
 //! | `windows.*` with `Channel` `Linux-Sysmon/Operational` | `linux` | `sysmon` | by `EventID`: 1 `process_creation`, 3 `network_connection`, 11 `file_event` |
 //! | `zeek.<log>` | `zeek` | `<log>` (`dns`, `http`, `smb_files`, …) | `dns` for the DNS log; `id_orig_h`-style names also answer to `id.orig_h` |
 //! | `cloudtrail` | `aws` | `cloudtrail` | — |
@@ -177,6 +177,13 @@ fn windows(raw: &Map<String, Value>) -> (Route, Aliases) {
         || provider.eq_ignore_ascii_case("Microsoft-Windows-Sysmon");
     let service = if sysmon {
         Some("sysmon")
+    } else if channel.is_empty() {
+        // Some shippers drop the channel but keep the provider.
+        match provider {
+            p if p.eq_ignore_ascii_case("Microsoft-Windows-Security-Auditing") => Some("security"),
+            p if p.eq_ignore_ascii_case("Microsoft-Windows-PowerShell") => Some("powershell"),
+            _ => None,
+        }
     } else {
         windows_service(channel)
     };
@@ -612,6 +619,36 @@ mod tests {
         let b = body(
             "windows.other",
             json!({"Channel": "Some-Vendor/Operational", "EventID": 1}),
+        );
+        assert_eq!(strict(route(&b)), vec![t(Some("windows"), None, None)]);
+    }
+
+    #[test]
+    fn provider_stands_in_for_a_missing_channel() {
+        let b = body(
+            "windows.other",
+            json!({"Provider_Name": "Microsoft-Windows-Security-Auditing", "EventID": 4688}),
+        );
+        assert_eq!(
+            strict(route(&b)),
+            vec![t(
+                Some("windows"),
+                Some("security"),
+                Some("process_creation")
+            )]
+        );
+        let b = body(
+            "windows.other",
+            json!({"Provider_Name": "Microsoft-Windows-PowerShell", "EventID": 4104}),
+        );
+        assert_eq!(
+            strict(route(&b)),
+            vec![t(Some("windows"), Some("powershell"), Some("ps_script"))]
+        );
+        // A channel, when present, decides.
+        let b = body(
+            "windows.other",
+            json!({"Channel": "Vendor/Log", "Provider_Name": "Microsoft-Windows-Security-Auditing", "EventID": 4688}),
         );
         assert_eq!(strict(route(&b)), vec![t(Some("windows"), None, None)]);
     }
