@@ -1,7 +1,7 @@
 //! The `mimamori hunt` and `mimamori rules check` commands, so that the
 //! binary only wires them in:
 //!
-//! ```ignore
+//! ```text
 //! Command::Hunt(args) => mimamori_detect::cli::run_hunt(args, &mut stdout, &mut stderr).map(drop)?,
 //! Command::Rules(RulesCommand::Check(args)) => mimamori_detect::cli::run_rules_check(args, &mut stdout, &mut stderr).map(drop)?,
 //! ```
