@@ -1,0 +1,29 @@
+//! `mimamori hunt` without the server binary, for benchmarks:
+//!
+//! ```sh
+//! cargo run --release -p mimamori-detect --example hunt -- \
+//!     --rules ../shared/corpora/sigma/rules ../shared/corpora/evtx/attack-samples > hits.jsonl
+//! ```
+
+use clap::Parser;
+use mimamori_detect::cli::{run_hunt, HuntArgs};
+
+#[derive(Parser)]
+#[command(name = "hunt", about = "Hunt through log files with Sigma rules")]
+struct Cli {
+    #[command(flatten)]
+    args: HuntArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    match run_hunt(cli.args, &mut out, &mut err) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

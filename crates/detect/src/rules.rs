@@ -1,0 +1,389 @@
+//! Loading Sigma rules: detection rules, correlation rules and filters, from
+//! directory trees, with a report of what could not be used.
+//!
+//! Bad rules never fail the load: each becomes a [`RuleFailure`] naming its
+//! file and the reason, and the rest are used. Only a rules path that cannot
+//! be read at all is an error.
+
+use crate::shards::Shards;
+use rsigma_eval::{compile_rule, CompiledRule};
+use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, SigmaRule};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Why rules could not be loaded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read rules at {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A rule file, or one rule in it, that is not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFailure {
+    pub path: PathBuf,
+    /// The rule's title (or id) when the file parsed far enough to tell.
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for RuleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.rule {
+            Some(r) => write!(f, "{}: rule {r:?}: {}", self.path.display(), self.reason),
+            None => write!(f, "{}: {}", self.path.display(), self.reason),
+        }
+    }
+}
+
+/// What [`RuleSet::load`] did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// `.yml`/`.yaml` files read.
+    pub files: usize,
+    /// Detection rules compiled and in use.
+    pub rules: usize,
+    /// Correlation rules in use.
+    pub correlations: usize,
+    /// Filters applied.
+    pub filters: usize,
+    /// Files and rules not used, with the reason.
+    pub failures: Vec<RuleFailure>,
+    /// Problems in files whose rules are still used: a malformed `related`
+    /// entry, a bad date, or, in a file of several YAML documents, the error
+    /// of a document that did not parse while others did (RSigma reports
+    /// warnings and errors together, so a file is a failure only when
+    /// nothing in it parsed).
+    pub warnings: Vec<RuleFailure>,
+    /// Wall time of the load.
+    pub elapsed: Duration,
+}
+
+/// A compiled set of Sigma rules, ready for a [`crate::Detector`].
+pub struct RuleSet {
+    pub(crate) shards: Shards,
+    pub(crate) correlations: Vec<CorrelationRule>,
+    /// The detection rules correlations refer to, which the correlation
+    /// engine needs to resolve names to ids.
+    pub(crate) correlated_rules: Vec<SigmaRule>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rule_count())
+            .field("correlations", &self.correlations.len())
+            .finish()
+    }
+}
+
+/// One file, parsed and its detection rules compiled (on a worker thread).
+#[derive(Default)]
+struct FileOutcome {
+    rules: Vec<(SigmaRule, rsigma_eval::Result<CompiledRule>)>,
+    /// The file's size in bytes: a rough measure of the index work its
+    /// rules make (a rule listing 2,000 driver hashes is a big file).
+    bytes: usize,
+    correlations: Vec<CorrelationRule>,
+    filters: Vec<FilterRule>,
+    /// Parser errors and warnings for the file (RSigma does not tell them
+    /// apart; they are failures when nothing in the file parsed).
+    errors: Vec<String>,
+    read_error: Option<String>,
+}
+
+fn parse_one(path: &Path) -> FileOutcome {
+    let mut out = FileOutcome::default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            out.read_error = Some(format!("cannot read: {e}"));
+            return out;
+        }
+    };
+    parse_text(&text, &mut out);
+    out
+}
+
+/// Parse YAML text and compile its detection rules into `out`.
+fn parse_text(text: &str, out: &mut FileOutcome) {
+    out.bytes = text.len();
+    match parse_sigma_yaml(text) {
+        Ok(c) => {
+            out.rules = c
+                .rules
+                .into_iter()
+                .map(|r| {
+                    let compiled = compile_rule(&r);
+                    (r, compiled)
+                })
+                .collect();
+            out.correlations = c.correlations;
+            out.filters = c.filters;
+            out.errors = c.errors;
+        }
+        Err(e) => out.errors.push(e.to_string()),
+    }
+}
+
+/// Every `.yml`/`.yaml` file under `path` (or `path` itself), sorted.
+fn rule_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let err = |source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(path)
+        .map_err(err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            rule_files(&p, out)?;
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Worker threads for parsing: the cores there are, at most 4 (parsing 3k
+/// rules is a few hundred ms of work; more threads only add start-up).
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
+fn label(r: &SigmaRule) -> String {
+    if r.title.is_empty() {
+        r.id.clone().unwrap_or_default()
+    } else {
+        r.title.clone()
+    }
+}
+
+impl RuleSet {
+    /// Load every `.yml`/`.yaml` file under `dirs` (each a directory, read
+    /// recursively, or a single file). Parsing and compiling run on up to 4
+    /// threads. Rules that do not parse or compile are listed in the report
+    /// and skipped; the error is only for a path that cannot be read.
+    pub fn load(dirs: &[PathBuf]) -> Result<(RuleSet, LoadReport), LoadError> {
+        let start = Instant::now();
+        let mut files = Vec::new();
+        for d in dirs {
+            rule_files(d, &mut files)?;
+        }
+        let n = workers().min(files.len().max(1));
+        let mut outcomes: Vec<Option<FileOutcome>> =
+            std::iter::repeat_with(|| None).take(files.len()).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|w| {
+                    let files = &files;
+                    s.spawn(move || {
+                        files
+                            .iter()
+                            .enumerate()
+                            .skip(w)
+                            .step_by(n)
+                            .map(|(i, p)| (i, parse_one(p)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                match h.join() {
+                    Ok(done) => {
+                        for (i, o) in done {
+                            outcomes[i] = Some(o);
+                        }
+                    }
+                    // A panic inside the YAML parser on one file must not
+                    // lose the rest; the files it held are reported below.
+                    Err(_) => tracing::error!("a rule-parsing thread panicked"),
+                }
+            }
+        });
+        let set = Self::assemble(files, outcomes, start);
+        Ok(set)
+    }
+
+    fn assemble(
+        files: Vec<PathBuf>,
+        outcomes: Vec<Option<FileOutcome>>,
+        start: Instant,
+    ) -> (RuleSet, LoadReport) {
+        let mut report = LoadReport {
+            files: files.len(),
+            ..Default::default()
+        };
+        let fail = |path: &Path, rule: Option<String>, reason: String| RuleFailure {
+            path: path.to_path_buf(),
+            rule,
+            reason,
+        };
+        // Correlations first: they decide which detection rules the
+        // correlation engine needs to know.
+        let mut refs: HashSet<String> = HashSet::new();
+        for o in outcomes.iter().flatten() {
+            for c in &o.correlations {
+                refs.extend(c.rules.iter().cloned());
+            }
+        }
+        let mut compiled: Vec<(CompiledRule, usize)> = Vec::new();
+        let mut correlated_rules = Vec::new();
+        let mut known: HashSet<String> = HashSet::new();
+        let mut ids_seen: HashMap<String, PathBuf> = HashMap::new();
+        let mut correlations = Vec::new();
+        let mut filters = Vec::new();
+        for (path, o) in files.iter().zip(outcomes) {
+            let Some(o) = o else {
+                report
+                    .failures
+                    .push(fail(path, None, "the parser crashed on this file".into()));
+                continue;
+            };
+            if let Some(e) = o.read_error {
+                report.failures.push(fail(path, None, e));
+                continue;
+            }
+            let produced = o.rules.len() + o.correlations.len() + o.filters.len();
+            if produced == 0 {
+                let reason = if o.errors.is_empty() {
+                    "no Sigma rule, correlation or filter in the file".to_string()
+                } else {
+                    o.errors.join("; ")
+                };
+                report.failures.push(fail(path, None, reason));
+                continue;
+            }
+            for e in o.errors {
+                report.warnings.push(fail(path, None, e));
+            }
+            let weight = o.bytes / o.rules.len().max(1);
+            for (rule, c) in o.rules {
+                // The same rule twice (overlapping `--rules` directories, a
+                // copied file) would report every firing twice.
+                if let Some(id) = &rule.id {
+                    if let Some(first) = ids_seen.get(id) {
+                        report.failures.push(fail(
+                            path,
+                            Some(label(&rule)),
+                            format!("duplicate id {id}, already loaded from {}", first.display()),
+                        ));
+                        continue;
+                    }
+                    ids_seen.insert(id.clone(), path.clone());
+                }
+                match c {
+                    Ok(c) => {
+                        compiled.push((c, weight));
+                        let ids = [rule.id.as_ref(), rule.name.as_ref()];
+                        if ids.iter().flatten().any(|k| refs.contains(*k)) {
+                            correlated_rules.push(rule.clone());
+                        }
+                        known.extend(ids.into_iter().flatten().cloned());
+                    }
+                    Err(e) => report
+                        .failures
+                        .push(fail(path, Some(label(&rule)), e.to_string())),
+                }
+            }
+            for c in o.correlations {
+                known.extend([c.id.clone(), c.name.clone()].into_iter().flatten());
+                correlations.push((path.clone(), c));
+            }
+            filters.extend(o.filters.into_iter().map(|f| (path.clone(), f)));
+        }
+        report.rules = compiled.len();
+        let mut shards = Shards::build(compiled, workers());
+        for (path, f) in filters {
+            // A filter names its rules by id or title, which may sit in any
+            // shard: apply it to all (RSigma skips rules it does not name).
+            let mut failed = None;
+            for e in shards.all_mut() {
+                if let Err(err) = e.apply_filter(&f) {
+                    failed = Some(err);
+                }
+            }
+            match failed {
+                None => report.filters += 1,
+                Some(e) => report
+                    .failures
+                    .push(fail(&path, Some(f.title.clone()), e.to_string())),
+            }
+        }
+        let mut used = Vec::new();
+        for (path, c) in correlations {
+            let missing: Vec<&String> = c.rules.iter().filter(|r| !known.contains(*r)).collect();
+            if !missing.is_empty() {
+                report.failures.push(fail(
+                    &path,
+                    Some(c.title.clone()),
+                    format!("refers to rules that are not loaded: {missing:?}"),
+                ));
+                continue;
+            }
+            // Compile now so a bad correlation is reported here, not when a
+            // detector is built.
+            let mut probe = rsigma_eval::CorrelationEngine::new(Default::default());
+            if let Err(e) = probe.add_correlation(&c) {
+                report
+                    .failures
+                    .push(fail(&path, Some(c.title.clone()), e.to_string()));
+                continue;
+            }
+            used.push(c);
+        }
+        report.correlations = used.len();
+        report.elapsed = start.elapsed();
+        tracing::debug!(
+            files = report.files,
+            rules = report.rules,
+            correlations = report.correlations,
+            failures = report.failures.len(),
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "sigma rules loaded"
+        );
+        (
+            RuleSet {
+                shards,
+                correlations: used,
+                correlated_rules,
+            },
+            report,
+        )
+    }
+
+    /// Parse rules from YAML text (one or more documents), for tests and for
+    /// rules that do not live in files. `origin` names the text in the report.
+    pub fn from_yaml(origin: &Path, yaml: &str) -> (RuleSet, LoadReport) {
+        let start = Instant::now();
+        let mut o = FileOutcome::default();
+        parse_text(yaml, &mut o);
+        Self::assemble(vec![origin.to_path_buf()], vec![Some(o)], start)
+    }
+
+    /// Detection rules in use.
+    pub fn rule_count(&self) -> usize {
+        self.shards.rule_count()
+    }
+
+    /// Correlation rules in use.
+    pub fn correlation_count(&self) -> usize {
+        self.correlations.len()
+    }
+}
