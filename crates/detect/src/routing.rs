@@ -32,7 +32,7 @@
 //! conflict with them, and all other rules are evaluated, as RSigma does
 //! without routing.
 
-use mimamori_event::EventBody;
+use mimamori_event::{EventBody, OcsfClass};
 use serde_json::{Map, Value};
 
 /// One logsource alternative of an event.
@@ -130,12 +130,37 @@ pub(crate) fn route_with_aliases(body: &EventBody) -> (Route, Aliases) {
             Route::Strict(vec![Logsource::new(None, None, Some("proxy"))]),
             SQUID,
         ),
-        "bind.query" | "unbound.query" => (
+        // mimamori's own resolver log, and DNS logs shippers label so.
+        "bind.query" | "unbound.query" | "mimamori.pdns" | "pdns.query" => (
             Route::Strict(vec![Logsource::new(None, None, Some("dns"))]),
             &[],
         ),
         "syslog" => (Route::Strict(syslog(&body.raw)), &[]),
-        _ => (Route::Loose(self_declared(&body.raw)), &[]),
+        _ => {
+            let declared = self_declared(&body.raw);
+            if declared.product.is_some()
+                || declared.service.is_some()
+                || declared.category.is_some()
+            {
+                return (Route::Loose(declared), &[]);
+            }
+            // Nothing says what log this is (generic NDJSON, CEF): route by
+            // the normalized class where the taxonomy has a category for it,
+            // and otherwise run no rules. Evaluating every rule against an
+            // unknown record fires the ones whose fields it happens to lack
+            // (a DNS record "matches" "Publicly Accessible RDP Service").
+            match body.class {
+                OcsfClass::DnsActivity => (
+                    Route::Strict(vec![Logsource::new(None, None, Some("dns"))]),
+                    &[],
+                ),
+                OcsfClass::HttpActivity => (
+                    Route::Strict(vec![Logsource::new(None, None, Some("proxy"))]),
+                    &[],
+                ),
+                _ => (Route::Strict(vec![]), &[]),
+            }
+        }
     }
 }
 
@@ -707,7 +732,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_sources_are_loose() {
+    fn unknown_sources_are_loose_only_when_they_declare_a_logsource() {
         let b = body("ndjson", json!({"product": "Okta", "service": "okta"}));
         assert_eq!(
             route(&b),
@@ -717,7 +742,21 @@ mod tests {
                 category: None
             })
         );
+        // Undeclared: no rules at all, rather than every rule whose fields
+        // the record happens to lack…
         let b = body("cef", json!({}));
-        assert_eq!(route(&b), Route::Loose(Logsource::default()));
+        assert_eq!(route(&b), Route::Strict(vec![]));
+        // …unless the normalized class has a taxonomy category.
+        let mut b = body("ndjson", json!({"query": "x.example"}));
+        b.class = OcsfClass::DnsActivity;
+        assert_eq!(
+            route(&b),
+            Route::Strict(vec![Logsource::new(None, None, Some("dns"))])
+        );
+        let b = body("mimamori.pdns", json!({}));
+        assert_eq!(
+            route(&b),
+            Route::Strict(vec![Logsource::new(None, None, Some("dns"))])
+        );
     }
 }

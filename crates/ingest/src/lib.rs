@@ -53,7 +53,7 @@ impl IngestConfig {
             dir: dir.into(),
             queue_events: 200_000,
             segment_bytes: 64 * 1024 * 1024,
-            flush_events: 200_000,
+            flush_events: 50_000,
             flush_interval: Duration::from_secs(2),
         }
     }

@@ -147,6 +147,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // SigmaHQ's rules and the OASIS STIX schemas, where this machine has
     // them (the shared corpora beside the repository): detection then runs
     // the whole rule tree, and STIX imports are validated.
+    // The resolver: on a free loopback port, forwarding to this machine's
+    // resolver, with the demo intel as its policy.
+    cfg.pdns.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.pdns.upstreams = system_resolvers();
     let corpora = corpora_dir();
     if let Some(c) = &corpora {
         let rules = c.join("sigma/rules");
@@ -177,6 +181,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("  API:        {url}   (OpenAPI: {url}/api/v1/openapi.json)");
     println!("  health:     {url}/healthz   metrics: {url}/metrics");
+    if let Some(p) = &running.pdns {
+        let a = p.handle.udp_addr();
+        println!(
+            "  DNS:        {a} (Protective DNS; try: dig @{} -p {} x.{})",
+            a.ip(),
+            a.port(),
+            crate::demo_feed::C2_DOMAIN
+        );
+    }
     println!("  data dir:   {}", dir.display());
     println!();
     println!("  org tree:");
@@ -244,11 +257,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("    Add intel (a retro-hunt over the archive follows):");
     println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' --data-binary 'evil.example' '{url}/api/v1/intel/import?format=plain&subdomains=true'");
     println!();
-    println!("  not in this demo yet: Protective DNS, attack surface, cloud configuration (see the open issues).");
+    println!("  not in this demo yet: attack surface, cloud configuration, malware triage (see the open issues).");
     if let Some(ingest) = running.ingest.clone() {
         tokio::spawn(crate::demo_feed::run(ingest, orgs.clone()));
     }
     running.wait().await
+}
+
+/// The resolvers of /etc/resolv.conf (port 53), else a documentation
+/// address that never answers (blocked names are still answered).
+fn system_resolvers() -> Vec<SocketAddr> {
+    let found: Vec<SocketAddr> = std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect();
+    if found.is_empty() {
+        vec![SocketAddr::from(([192, 0, 2, 53], 53))]
+    } else {
+        found
+    }
 }
 
 /// The shared test corpora, when present: `$MIMAMORI_CORPORA`, else

@@ -33,22 +33,31 @@ const BENIGN_DOMAINS: &[&str] = &[
     "www.yahoo.co.jp",
     "time.windows.com",
 ];
-const BENIGN_PROCESSES: &[(&str, &str)] = &[
-    ("explorer.exe", "C:\\Windows\\explorer.exe"),
+/// (process name, image path, command line) of everyday processes.
+const BENIGN_PROCESSES: &[(&str, &str, &str)] = &[
+    (
+        "explorer.exe",
+        "C:\\Windows\\explorer.exe",
+        "C:\\Windows\\Explorer.EXE",
+    ),
     (
         "OUTLOOK.EXE",
+        "C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE",
         "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE\"",
     ),
     (
         "chrome.exe",
+        "C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe",
         "\"C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe\" --type=renderer",
     ),
     (
         "svchost.exe",
+        "C:\\Windows\\System32\\svchost.exe",
         "C:\\Windows\\system32\\svchost.exe -k netsvcs -p",
     ),
     (
         "Teams.exe",
+        "C:\\Users\\user\\AppData\\Local\\Microsoft\\Teams\\current\\Teams.exe",
         "\"C:\\Users\\user\\AppData\\Local\\Microsoft\\Teams\\current\\Teams.exe\"",
     ),
 ];
@@ -107,11 +116,11 @@ fn records(org: &Org, tick: u64, rng: &mut Rng) -> Vec<Value> {
             "src_ip": host_ip(org, rng), "url": format!("https://{d}/"), "http_host": d, "http_method": "CONNECT", "http_status": 200}));
     }
     for _ in 0..3 {
-        let (name, cmd) = rng.pick(BENIGN_PROCESSES);
+        let (name, image, cmd) = rng.pick(BENIGN_PROCESSES);
         out.push(json!({"time": now, "class": "process_activity", "source": "windows.sysmon",
             "Channel": "Microsoft-Windows-Sysmon/Operational",
             "hostname": host(rng), "process_name": name, "process_cmdline": cmd, "user": format!("{}\\user{}", org.slug.to_uppercase(), rng.next() % 50),
-            "EventID": 1, "Image": format!("C:\\Windows\\{name}"), "CommandLine": cmd}));
+            "EventID": 1, "Image": image, "CommandLine": cmd}));
     }
     // Planted attacks, every tenth tick so they stand out in volume.
     if tick % 10 == 3 {

@@ -5,6 +5,7 @@ use crate::config::Config;
 use anyhow::Context;
 use mimamori_pipeline::hub::IntelHub;
 use mimamori_pipeline::intel::{IntelMatcher, IntelSnapshot};
+use mimamori_pipeline::sigma::SigmaEngine;
 use mimamori_pipeline::{DetectionConfig, DetectionConsumer, Engine};
 use mimamori_store::{CampaignPolicy, Store};
 use std::sync::Arc;
@@ -44,7 +45,14 @@ pub async fn consumer(
     store: &Store,
     matcher: &IntelMatcher,
 ) -> anyhow::Result<DetectionConsumer> {
-    let engines: Vec<Box<dyn Engine>> = vec![Box::new(matcher.engine())];
+    let mut engines: Vec<Box<dyn Engine>> = vec![Box::new(matcher.engine())];
+    if !cfg.detection.sigma_rules.is_empty() {
+        let dirs = cfg.detection.sigma_rules.clone();
+        let sigma = tokio::task::spawn_blocking(move || SigmaEngine::load(&dirs))
+            .await?
+            .context("cannot load the Sigma rules of [detection] sigma_rules")?;
+        engines.push(Box::new(sigma));
+    }
     Ok(DetectionConsumer::new(
         engines,
         store.clone(),

@@ -67,6 +67,20 @@ enum Command {
     /// Run only the Protective DNS resolver, with policy from RPZ zones and
     /// lists (no data directory needed).
     Pdns(pdns::PdnsArgs),
+    /// Hunt through log files (EVTX, Windows JSON, Zeek, CloudTrail, …)
+    /// with Sigma rules, offline: one detection per line on stdout, a
+    /// summary on stderr (no data directory needed).
+    Hunt(mimamori_detect::cli::HuntArgs),
+    /// Work with Sigma rule folders.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RulesCommand {
+    /// Load rule folders and list every rule that cannot be used, and why
+    /// (exit status 1 when there is one).
+    Check(mimamori_detect::cli::RulesCheckArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -99,6 +113,21 @@ fn main() -> std::process::ExitCode {
             Command::Ingest(args) => ingest_cmd::run(&cli.data_dir, args).await,
             Command::Intel(cmd) => intel_cmd::run(&cli.data_dir, cmd).await,
             Command::Pdns(args) => pdns::run_standalone(args).await,
+            Command::Hunt(args) => tokio::task::spawn_blocking(move || {
+                let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+                mimamori_detect::cli::run_hunt(args, &mut out, &mut err)
+                    .map(drop)
+                    .map_err(anyhow::Error::from)
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r),
+            Command::Rules(RulesCommand::Check(args)) => {
+                let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+                mimamori_detect::cli::run_rules_check(args, &mut out, &mut err)
+                    .map(drop)
+                    .map_err(anyhow::Error::from)
+            }
             Command::Query(args) => query_cmd::run(&cli.data_dir, args).await,
         }
     });

@@ -28,7 +28,31 @@ fn setup(data: &Path) -> String {
 }
 
 /// Starts `serve` on a free port; returns the child and its base URL.
-fn serve(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
+/// A server child that is killed when dropped, so a failing assertion
+/// leaves no server behind (it would hold the test harness's output open).
+struct Server(Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &Path, env: &[(&str, &str)]) -> (Server, String) {
     let mut cmd = mimamori(data);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped());
@@ -43,7 +67,7 @@ fn serve(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
     std::thread::spawn(move || for _ in lines {});
     let url = line.split_whitespace().last().unwrap().to_string();
     assert!(url.starts_with("http://"), "{line}");
-    (child, url)
+    (Server(child), url)
 }
 
 fn batch(prefix: &str, n: usize) -> (Vec<String>, String) {
@@ -279,7 +303,7 @@ async fn syslog_udp_tcp_tls_into_the_senders_org() {
         .env("MIMAMORI_SYSLOG_TCP", "127.0.0.1:0")
         .env("MIMAMORI_SYSLOG_TLS", "127.0.0.1:0")
         .stdout(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Server(cmd.spawn().unwrap());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = HashMap::new();
     while addr.len() < 3 {

@@ -25,6 +25,7 @@
 pub mod hub;
 pub mod intel;
 pub mod retro;
+pub mod sigma;
 
 use mimamori_event::Event;
 use mimamori_store::{AlertKind, CampaignPolicy, Detection, Recorded, Severity, Store};

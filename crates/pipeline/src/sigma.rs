@@ -1,26 +1,21 @@
 //! Sigma rules as a streaming engine (on `mimamori-detect`).
 //!
-//! Stateless detection rules are evaluated by one shared detector for every
-//! org. Correlation rules keep state (counts per group within a window),
-//! and that state must never mix orgs' events: when the rule set has
-//! correlation rules, each org gets its own detector (built on first use
-//! from the same rule files), so one org's failed logins never add up with
-//! another's.
+//! One detector serves every org. Correlation rules keep state (counts per
+//! group within a window), and that state must never mix orgs' events:
+//! each event is evaluated in its org's partition
+//! ([`Detector::evaluate_in`]), so one org's failed logons never add up
+//! with another's.
 
 use crate::{Engine, Finding};
-use mimamori_detect::{Detection, Detector, Level, RuleSet};
+use mimamori_detect::{Detector, Level, RuleSet};
 use mimamori_event::Event;
 use mimamori_store::{AlertKind, Severity};
 use serde_json::json;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct SigmaEngine {
-    shared: Arc<Detector>,
-    /// Rule folders, to build per-org detectors when correlations exist.
-    dirs: Vec<PathBuf>,
-    per_org: HashMap<String, Detector>,
+    detector: Arc<Detector>,
 }
 
 impl SigmaEngine {
@@ -28,47 +23,22 @@ impl SigmaEngine {
     pub fn load(dirs: &[PathBuf]) -> Result<SigmaEngine, mimamori_detect::LoadError> {
         let (rules, report) = RuleSet::load(dirs)?;
         tracing::info!(
-            rules = rules.rule_count(),
-            correlations = rules.correlation_count(),
+            rules = report.rules,
+            correlations = report.correlations,
             unsupported = report.failures.len(),
+            elapsed_ms = report.elapsed.as_millis() as u64,
             "Sigma rules loaded"
         );
         for f in report.failures.iter().take(20) {
-            tracing::warn!(rule = %f.path.display(), reason = %f.reason, "Sigma rule not used");
+            tracing::warn!(rule = %f, "Sigma rule not used");
         }
         Ok(SigmaEngine {
-            shared: Arc::new(Detector::new(rules)),
-            dirs: dirs.to_vec(),
-            per_org: HashMap::new(),
+            detector: Arc::new(Detector::new(rules)),
         })
     }
 
     pub fn rule_count(&self) -> usize {
-        self.shared.rule_count()
-    }
-
-    fn detections(&mut self, event: &Event) -> Vec<Detection> {
-        if !self.shared.has_correlations() {
-            return self.shared.detect(&event.body);
-        }
-        if !self.per_org.contains_key(&event.org_id) {
-            match RuleSet::load(&self.dirs) {
-                Ok((rules, _)) => {
-                    self.per_org
-                        .insert(event.org_id.clone(), Detector::new(rules));
-                }
-                Err(e) => {
-                    // The files changed or vanished since start: keep
-                    // detecting without correlation for this org.
-                    tracing::error!(error = %e, org = %event.org_id, "cannot load Sigma rules for the org's correlation state");
-                    return self.shared.detect(&event.body);
-                }
-            }
-        }
-        match self.per_org.get(&event.org_id) {
-            Some(d) => d.evaluate(&event.body),
-            None => self.shared.detect(&event.body),
-        }
+        self.detector.rule_count()
     }
 }
 
@@ -119,7 +89,7 @@ impl Engine for SigmaEngine {
     }
 
     fn evaluate(&mut self, event: &Event, out: &mut Vec<Finding>) {
-        for d in self.detections(event) {
+        for d in self.detector.evaluate_in(&event.org_id, &event.body) {
             let sev = severity(d.level);
             let attack: Vec<String> = d.tags.iter().filter_map(|t| technique(t)).collect();
             let kind = if d.correlation.is_some() {

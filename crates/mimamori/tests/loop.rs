@@ -1,0 +1,486 @@
+//! The product loop through the binary: intel in over the API → the
+//! Protective DNS resolver blocks it (real DNS over UDP) → the blocked
+//! query is telemetry → detection raises an alert for the client's org.
+//! Plus the offline tools: `mimamori hunt`, `mimamori rules check`,
+//! `mimamori intel import/export`, and the demo's detections.
+
+mod common;
+
+use common::{mimamori, run_err, run_ok};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a long-running command; returns it with every stdout line that
+/// contains one of `markers`, waiting (up to `limit`) for all of them.
+fn spawn_until(cmd: &mut Command, markers: &[&str], limit: Duration) -> (Running, Vec<String>) {
+    let mut child = Running(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut found = vec![];
+    let start = Instant::now();
+    for m in markers {
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {m:?} within {limit:?}"));
+            if line.contains(m) {
+                found.push(line);
+                break;
+            }
+        }
+    }
+    (child, found)
+}
+
+fn corpora() -> PathBuf {
+    if let Some(p) = std::env::var_os("MIMAMORI_CORPORA") {
+        return p.into();
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora");
+    assert!(
+        beside.is_dir(),
+        "test corpora not found at {} (set MIMAMORI_CORPORA)",
+        beside.display()
+    );
+    beside
+}
+
+/// A DNS query for `name`/A with EDNS (so the answer can carry an Extended
+/// DNS Error).
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = vec![];
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    // OPT: root name, type 41, UDP size 1232, no extended flags, no data.
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    q
+}
+
+/// Sends a query and returns (rcode, whether an EDE option is present).
+fn ask(server: &str, name: &str) -> Option<(u8, bool)> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    s.send_to(&dns_query(0x4d4d, name), server).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    let r = &buf[..n];
+    assert_eq!(&r[..2], &[0x4d, 0x4d], "answer to another query");
+    // EDE: option code 15 inside the OPT record.
+    let ede = r.windows(2).any(|w| w == [0x00, 0x0f]);
+    Some((r[3] & 0x0f, ede))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intel_blocks_in_dns_and_the_blocked_query_becomes_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report: Value =
+        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
+    let admin = report["admin_token"].as_str().unwrap().to_string();
+    // Clients on loopback belong to mof.
+    run_ok(mimamori(&data).args([
+        "org",
+        "add",
+        "--parent",
+        "soc",
+        "--slug",
+        "mof",
+        "--name",
+        "財務省",
+        "--network",
+        "127.0.0.0/8",
+    ]));
+    // An upstream that never answers: only blocked names are asked.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let upstream = silent.local_addr().unwrap().to_string();
+    let mut cmd = mimamori(&data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
+        .env("MIMAMORI_PDNS_UPSTREAMS", &upstream);
+    let (_server, lines) = spawn_until(
+        &mut cmd,
+        &["API listening", "Protective DNS listening"],
+        Duration::from_secs(60),
+    );
+    let api = lines[0].split_whitespace().last().unwrap().to_string();
+    let dns = lines[1].split_whitespace().last().unwrap().to_string();
+    let client = reqwest::Client::new();
+
+    // The SOC adds a C2 domain to its intel.
+    let r = client
+        .post(format!(
+            "{api}/api/v1/intel/import?format=plain&subdomains=true&confidence=90&source=c2"
+        ))
+        .bearer_auth(&admin)
+        .body("c2.loop-test.example\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    // The resolver blocks it (and its sub-domains) once the policy reloads.
+    let started = Instant::now();
+    let (rcode, ede) = loop {
+        match ask(&dns, "beacon.c2.loop-test.example") {
+            Some((3, ede)) => break (3, ede),
+            _ if started.elapsed() > Duration::from_secs(10) => {
+                panic!("the intel was not enforced by the resolver")
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    eprintln!(
+        "intel enforced by the resolver after {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(rcode, 3, "NXDOMAIN");
+    assert!(ede, "blocked answers carry an Extended DNS Error");
+
+    // The blocked query is telemetry of mof, and detection alerts mof.
+    let started = Instant::now();
+    let alert = loop {
+        let r: Value = client
+            .get(format!("{api}/api/v1/alerts?kind=indicator"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(a) = r["items"].as_array().and_then(|a| a.first()) {
+            break a.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no alert from the blocked query: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(alert["entity"], "c2.loop-test.example");
+    assert_eq!(
+        alert["context"]["observed"]["value"],
+        "beacon.c2.loop-test.example"
+    );
+    let orgs: Value = client
+        .get(format!("{api}/api/v1/orgs"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mof = orgs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["slug"] == "mof")
+        .unwrap();
+    assert_eq!(alert["org_id"], mof["id"]);
+    // And analysts can query it in the archive.
+    let started = Instant::now();
+    loop {
+        let r: Value = client
+            .post(format!("{api}/api/v1/query"))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"sql": "SELECT dns_query, raw FROM events WHERE source = 'mimamori.pdns'"}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // The queries before the reload went upstream (and failed); the
+        // blocked one says by what.
+        let rows = r["rows"].as_array().cloned().unwrap_or_default();
+        if rows.iter().any(|row| {
+            row["dns_query"] == "beacon.c2.loop-test.example"
+                && row["raw"].as_str().unwrap().contains("blocked_by")
+        }) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The resolver's counters are on /metrics.
+    let metrics = client
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("pdns_blocked"), "{metrics}");
+    assert!(metrics.contains("detection_alerts_opened"), "{metrics}");
+}
+
+#[test]
+fn standalone_pdns_blocks_from_an_rpz_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = dir.path().join("block.rpz");
+    std::fs::write(
+        &zone,
+        "$TTL 60\n@ SOA ns.rpz. hostmaster.rpz. 1 3600 600 86400 60\n  NS ns.rpz.\nevil.example CNAME .\n*.evil.example CNAME .\n",
+    )
+    .unwrap();
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+    cmd.args(["pdns", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(silent.local_addr().unwrap().to_string())
+        .arg("--rpz")
+        .arg(format!("{}=rpz", zone.display()))
+        .env("MIMAMORI_LOG", "warn");
+    let (_p, lines) = spawn_until(&mut cmd, &["pdns listening"], Duration::from_secs(30));
+    let addr = lines[0].split_whitespace().last().unwrap().to_string();
+    assert_eq!(ask(&addr, "www.evil.example").map(|r| r.0), Some(3));
+    // A missing zone file is a clear error.
+    let err = run_err(Command::new(env!("CARGO_BIN_EXE_mimamori")).args([
+        "pdns",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:53",
+        "--rpz",
+        "/nonexistent.rpz",
+    ]));
+    assert!(err.contains("nonexistent.rpz"), "{err}");
+}
+
+#[test]
+fn hunt_and_rules_check_over_the_corpora() {
+    let c = corpora();
+    let out = Command::new(env!("CARGO_BIN_EXE_mimamori"))
+        .arg("hunt")
+        .arg("--rules")
+        .arg(c.join("sigma/rules"))
+        .arg("--quiet")
+        .arg(c.join("evtx/attack-samples/Execution"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 10, "{} detections", lines.len());
+    for d in &lines {
+        for field in [
+            "rule_id",
+            "rule_title",
+            "level",
+            "timestamp",
+            "source",
+            "record_id",
+        ] {
+            assert!(d.get(field).is_some(), "{field} missing in {d}");
+        }
+        assert!(d["source"].as_str().unwrap().contains("Execution"), "{d}");
+    }
+    let summary = String::from_utf8(out.stderr).unwrap();
+    assert!(summary.contains("detection"), "{summary}");
+    // Every SigmaHQ rule compiles: `rules check` succeeds.
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_mimamori"))
+            .args(["rules", "check"])
+            .arg(c.join("sigma/rules")),
+    );
+    let err = run_err(Command::new(env!("CARGO_BIN_EXE_mimamori")).args([
+        "hunt",
+        "--rules",
+        "/nonexistent",
+        ".",
+    ]));
+    assert!(err.contains("nonexistent"), "{err}");
+}
+
+#[test]
+fn intel_import_and_export_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run_ok(mimamori(&data).args(["init", "--json"]));
+    run_ok(mimamori(&data).args([
+        "org", "add", "--parent", "soc", "--slug", "mof", "--name", "MOF",
+    ]));
+    let list = dir.path().join("feed.txt");
+    std::fs::write(
+        &list,
+        "# feed\nhxxp://bad[.]example/x\nbad-domain.example\n10.66.0.0/16\nnot a value\n",
+    )
+    .unwrap();
+    let out = run_ok(
+        mimamori(&data)
+            .args(["intel", "import", "--format", "plain", "--tlp", "green"])
+            .arg(&list),
+    );
+    assert!(out.contains("3 new"), "{out}");
+    // Importing again adds nothing: the feed re-observed the same three
+    // (their last-seen time moves, which resets their score's decay).
+    let out = run_ok(
+        mimamori(&data)
+            .args(["intel", "import", "--format", "plain", "--tlp", "green"])
+            .arg(&list),
+    );
+    assert!(out.contains("0 new, 3 updated"), "{out}");
+    // STIX from the corpora, validated.
+    let c = corpora();
+    let out = run_ok(
+        mimamori(&data)
+            .args([
+                "intel",
+                "import",
+                "--format",
+                "stix",
+                "--strict",
+                "--stix-schemas",
+            ])
+            .arg(c.join("stix/schemas"))
+            .arg(c.join("stix/examples/threat-reports/apt1.json")),
+    );
+    assert!(out.contains("new"), "{out}");
+    let err = run_err(
+        mimamori(&data)
+            .args([
+                "intel",
+                "import",
+                "--format",
+                "stix",
+                "--strict",
+                "--stix-schemas",
+            ])
+            .arg(c.join("stix/schemas"))
+            .arg(c.join("stix/validator-cases/test_examples/invalid_timestamp.json")),
+    );
+    assert!(
+        err.contains("nothing stored") || err.contains("modified"),
+        "{err}"
+    );
+    // mof sees the GREEN indicators; the RPZ has the domain.
+    let rpz = run_ok(mimamori(&data).args(["intel", "export", "--org", "mof", "--format", "rpz"]));
+    assert!(rpz.contains("bad-domain.example"), "{rpz}");
+    assert!(rpz.contains("SOA"), "{rpz}");
+    let feed = dir.path().join("feed-out");
+    run_ok(
+        mimamori(&data)
+            .args([
+                "intel",
+                "export",
+                "--format",
+                "misp-feed",
+                "--max-tlp",
+                "green",
+                "--output",
+            ])
+            .arg(&feed),
+    );
+    assert!(feed.join("manifest.json").exists());
+    assert!(feed.join("hashes.csv").exists());
+}
+
+#[tokio::test]
+async fn the_demo_raises_alerts_and_a_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+    cmd.args(["demo", "--port", "0", "--demo-dir"])
+        .arg(&demo_dir)
+        .env("MIMAMORI_CORPORA", corpora())
+        .env("MIMAMORI_LOG", "warn");
+    let (_demo, lines) = spawn_until(&mut cmd, &["API:"], Duration::from_secs(90));
+    let base = lines[0]
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let token: Value = serde_json::from_str(&run_ok(mimamori(&demo_dir).args([
+        "token",
+        "create",
+        "--org",
+        "soc",
+        "--role",
+        "soc-analyst",
+        "--name",
+        "test",
+        "--json",
+    ])))
+    .unwrap();
+    let token = token["secret"].as_str().unwrap().to_string();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let c: Value = client
+            .get(format!("{base}/api/v1/campaigns"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let a: Value = client
+            .get(format!("{base}/api/v1/alerts?limit=500"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let alerts = a["items"].as_array().cloned().unwrap_or_default();
+        let sigma = alerts
+            .iter()
+            .any(|x| x["kind"] == "sigma" && x["entity"] == "meti-pc042");
+        // The C2 domain is queried at mof, mhlw and jaxa.
+        let campaign = c["items"]
+            .as_array()
+            .and_then(|v| {
+                v.iter()
+                    .find(|c| c["key"] == "indicator:domain:update-check.cdn-telemetry.example")
+            })
+            .map(|c| c["org_ids"].as_array().unwrap().len());
+        if sigma && campaign == Some(3) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "campaigns: {c}\nalerts: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
