@@ -11,7 +11,7 @@ TOTAL=${1:-2000000}
 BATCH=${2:-5000}
 CONNS=${3:-4}
 cargo build --release -q -p mimamori --bin mimamori --example ingest_load
-BIN=target/release/mimamori
+BIN=${CARGO_TARGET_DIR:-target}/release/mimamori
 DIR=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 $BIN --data-dir "$DIR" init --json >/dev/null
@@ -21,7 +21,7 @@ MIMAMORI_LOG=warn $BIN --data-dir "$DIR" serve --listen 127.0.0.1:0 > "$DIR/serv
 PID=$!
 for _ in $(seq 1 100); do grep -q listening "$DIR/serve.out" 2>/dev/null && break; sleep 0.1; done
 URL=$(awk '{print $NF}' "$DIR/serve.out")
-echo "mimamori: $(target/release/examples/ingest_load "$URL" "$TOKEN" "$TOTAL" "$BATCH" "$CONNS")"
+echo "mimamori: $(${CARGO_TARGET_DIR:-target}/release/examples/ingest_load "$URL" "$TOKEN" "$TOTAL" "$BATCH" "$CONNS")"
 echo "server peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$PID/status)"
 # Wait for the archive to take everything, then report what it holds.
 sleep 3

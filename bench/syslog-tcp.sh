@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-20}
 command -v loggen >/dev/null || { echo "loggen not found: apt-get install syslog-ng-core" >&2; exit 1; }
 cargo build --release -q -p mimamori --bin mimamori
-BIN=$PWD/target/release/mimamori
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release/mimamori
 DIR=$(mktemp -d)
 trap 'kill $SLNG $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 LOGGEN=(loggen -P -r 10000000 -s 300 -I "$SECS" -S --active-connections=4)
