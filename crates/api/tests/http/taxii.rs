@@ -184,3 +184,113 @@ async fn members_read_and_contribute_over_taxii_within_tlp() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 406);
 }
+
+/// Every role reads the collection as its org's TLP view: what it owns,
+/// CLEAR/GREEN from anyone, AMBER shared with it; RED never leaves the
+/// owner, whatever the reader's role (a soc-admin at the root included).
+#[tokio::test]
+async fn every_role_reads_exactly_its_orgs_tlp_view() {
+    let s = Server::start().await;
+    let sup = s.org(&s.root, "sup", OrgKind::Supervisor).await;
+    let a = s.org(&sup, "a", OrgKind::Member).await;
+    let b = s.org(&s.root, "b", OrgKind::Member).await;
+    let import =
+        |org: mimamori_core::Org, tlp: mimamori_intel::Tlp, value: &str, share: Vec<String>| {
+            let store = s.store.clone();
+            let value = value.to_string();
+            async move {
+                let mut i = mimamori_intel::Indicator::new(
+                    mimamori_intel::IndicatorKind::Domain { exact: false },
+                    value,
+                    time::OffsetDateTime::now_utc(),
+                );
+                i.tlp = tlp;
+                store
+                    .intel_upsert(
+                        &mimamori_store::AuditActor::local_operator(),
+                        &org,
+                        &[i],
+                        &share,
+                        "t",
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+    use mimamori_intel::Tlp::*;
+    import(s.root.clone(), Green, "root-green.example", vec![]).await;
+    import(s.root.clone(), Amber, "root-amber.example", vec![]).await;
+    import(
+        sup.clone(),
+        AmberStrict,
+        "sup-strict-to-a.example",
+        vec![a.id.to_string()],
+    )
+    .await;
+    import(
+        a.clone(),
+        Amber,
+        "a-amber-to-b.example",
+        vec![b.id.to_string()],
+    )
+    .await;
+    import(a.clone(), Red, "a-red.example", vec![]).await;
+    import(b.clone(), Clear, "b-clear.example", vec![]).await;
+    let all_see = ["b-clear.example", "root-green.example"];
+    let cases: Vec<(Role, &mimamori_core::Org, Vec<&str>)> = vec![
+        (Role::SocAdmin, &s.root, vec!["root-amber.example"]),
+        (Role::SocAnalyst, &s.root, vec!["root-amber.example"]),
+        (
+            Role::SupervisorAnalyst,
+            &sup,
+            vec!["sup-strict-to-a.example"],
+        ),
+        (
+            Role::OrgAdmin,
+            &a,
+            vec![
+                "a-amber-to-b.example",
+                "a-red.example",
+                "sup-strict-to-a.example",
+            ],
+        ),
+        (
+            Role::OrgAnalyst,
+            &a,
+            vec![
+                "a-amber-to-b.example",
+                "a-red.example",
+                "sup-strict-to-a.example",
+            ],
+        ),
+        (Role::OrgAnalyst, &b, vec!["a-amber-to-b.example"]),
+    ];
+    for (role, org, own) in cases {
+        let token = s.token(org, role).await;
+        let (st, env, _) = get(&s, &format!("{COLLECTION}/objects/"), &token).await;
+        assert_eq!(st, 200, "{role}: {env}");
+        let mut seen: Vec<String> = env["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                o["name"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("*.")
+                    .to_string()
+            })
+            .collect();
+        seen.sort();
+        let mut want: Vec<String> = all_see
+            .iter()
+            .chain(own.iter())
+            .map(|v| v.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(seen, want, "{role} at {}", org.slug);
+    }
+    let sensor = s.token(&a, Role::Sensor).await;
+    let (st, _, _) = get(&s, &format!("{COLLECTION}/objects/"), &sensor).await;
+    assert_eq!(st, 403);
+}
