@@ -128,6 +128,12 @@ pub fn router(state: AppState) -> Router {
         .route("/indicators", get(intel::list))
         .route("/indicators/{id}", get(intel::get))
         .route("/intel/export", get(intel::export))
+        .route("/intel/feeds", get(intel::feeds).post(intel::create_feed))
+        .route(
+            "/intel/feeds/{id}",
+            get(intel::feed).delete(intel::delete_feed),
+        )
+        .route("/intel/feeds/{id}/poll", post(intel::poll_feed))
         .route("/hunts", get(intel::hunts))
         .route("/hunts/{id}", get(intel::hunt))
         .route("/query", post(query::query))

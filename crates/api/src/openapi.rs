@@ -5,9 +5,9 @@ use crate::routes::{self, List};
 use mimamori_core::org::Contact;
 use mimamori_core::{NewOrg, Org, OrgKind, OrgPatch, Role};
 use mimamori_store::{
-    Alert, AlertComment, AlertKind, AlertStatus, AuditEntry, Campaign, ChannelKind, IssuedToken,
-    NewChannel, NewToken, NewUser, NotifyChannel, Severity, StoredIndicator, Suppression,
-    TokenInfo, UpsertReport, User,
+    Alert, AlertComment, AlertKind, AlertStatus, AuditEntry, Campaign, ChannelKind, Feed,
+    IssuedToken, NewChannel, NewFeed, NewToken, NewUser, NotifyChannel, Severity, StoredIndicator,
+    Suppression, TokenInfo, UpsertReport, User,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         routes::alerts::campaigns, routes::alerts::campaign, routes::alerts::suppressions,
         routes::notify::list, routes::notify::create, routes::notify::get, routes::notify::delete, routes::notify::test,
         routes::intel::list, routes::intel::get, routes::intel::import, routes::intel::export, routes::intel::hunts, routes::intel::hunt,
+        routes::intel::feeds, routes::intel::create_feed, routes::intel::feed, routes::intel::delete_feed, routes::intel::poll_feed,
         routes::ingest::events,
         routes::query::query,
     ),
@@ -36,7 +37,8 @@ use utoipa::{Modify, OpenApi};
         Alert, AlertStatus, AlertKind, Severity, AlertComment, Campaign, Suppression, List<Alert>, List<Campaign>, List<Suppression>,
         routes::alerts::AlertDetail, routes::alerts::AlertPatch, routes::alerts::NewComment,
         NotifyChannel, NewChannel, ChannelKind, List<NotifyChannel>,
-        StoredIndicator, List<StoredIndicator>, UpsertReport, routes::intel::ImportResult)),
+        StoredIndicator, List<StoredIndicator>, UpsertReport, routes::intel::ImportResult,
+        Feed, NewFeed, List<Feed>)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

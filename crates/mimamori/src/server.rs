@@ -142,12 +142,15 @@ pub async fn start(
     if let Some(p) = &pdns {
         state = state.with_metrics(p.metrics());
     }
-    state = state.with_intel(crate::detection::hub(
+    let hub = crate::detection::hub(
         cfg,
         &store,
         matcher,
         ingest.as_ref().map(|i| i.archive().clone()),
-    )?);
+    )?;
+    // Feed subscriptions are checked for due polls every 10 s.
+    mimamori_pipeline::feeds::run(hub.clone(), std::time::Duration::from_secs(10));
+    state = state.with_intel(hub);
     let notifier = if cfg.notify.enabled {
         let notifier = mimamori_notify::Notifier::new(
             store.clone(),

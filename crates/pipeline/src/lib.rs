@@ -22,6 +22,7 @@
 //!   consumer retries, which holds back the ingest checkpoint and, when it
 //!   lasts, makes ingestion push back on senders.
 
+pub mod feeds;
 pub mod hub;
 pub mod intel;
 pub mod retro;

@@ -475,3 +475,255 @@ fn kind_key_static(i: &Indicator) -> &'static str {
         other => other.name(),
     }
 }
+
+/// A feed subscription: polled on a schedule, imported as owned by its org.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Feed {
+    pub id: String,
+    pub owner_org_id: String,
+    pub name: String,
+    pub url: String,
+    /// `plain`, `hosts`, `csv`, `stix` or `misp`.
+    pub format: String,
+    pub interval_secs: i64,
+    /// TLP for what the feed does not mark (`clear` … `red`).
+    pub tlp: String,
+    pub confidence: i64,
+    pub enabled: bool,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_polled: Option<UnixMillis>,
+    /// `imported`, `not-modified` or `error`.
+    pub last_status: Option<String>,
+    pub last_error: Option<String>,
+    /// Indicators in the last import.
+    pub last_count: Option<i64>,
+    pub created_at: UnixMillis,
+}
+
+/// A new feed subscription.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFeed {
+    pub org_id: String,
+    pub name: String,
+    pub url: String,
+    pub format: String,
+    #[serde(default = "default_interval")]
+    pub interval_secs: i64,
+    #[serde(default = "default_feed_tlp")]
+    pub tlp: String,
+    #[serde(default = "default_feed_confidence")]
+    pub confidence: i64,
+}
+
+fn default_interval() -> i64 {
+    3600
+}
+fn default_feed_tlp() -> String {
+    "amber".into()
+}
+fn default_feed_confidence() -> i64 {
+    50
+}
+
+fn feed_from_row(row: &AnyRow) -> Result<Feed> {
+    let enabled: i64 = row.try_get("enabled")?;
+    Ok(Feed {
+        id: row.try_get("id")?,
+        owner_org_id: row.try_get("owner_org_id")?,
+        name: row.try_get("name")?,
+        url: row.try_get("url")?,
+        format: row.try_get("format")?,
+        interval_secs: row.try_get("interval_secs")?,
+        tlp: row.try_get("tlp")?,
+        confidence: row.try_get("confidence")?,
+        enabled: enabled != 0,
+        etag: row.try_get("etag")?,
+        last_modified: row.try_get("last_modified")?,
+        last_polled: row.try_get("last_polled")?,
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+        last_count: row.try_get("last_count")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// What one poll of a feed found.
+#[derive(Debug, Clone)]
+pub struct FeedPoll {
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub count: Option<i64>,
+}
+
+impl Store {
+    /// Subscribes `owner` to a feed.
+    pub async fn feed_create(
+        &self,
+        actor: &AuditActor,
+        owner: &Org,
+        new: &NewFeed,
+    ) -> Result<Feed> {
+        let invalid = |f: &str, r: String| StoreError::Invalid(InvalidInput::new(f, r));
+        if new.name.trim().is_empty() || new.name.chars().count() > 200 {
+            return Err(invalid("name", "must be 1 to 200 characters".into()));
+        }
+        let url = new.url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.contains(char::is_whitespace)
+        {
+            return Err(invalid("url", format!("{url:?} is not an http(s) URL")));
+        }
+        if !["plain", "hosts", "csv", "stix", "misp"].contains(&new.format.as_str()) {
+            return Err(invalid(
+                "format",
+                format!(
+                    "{:?} is not one of plain, hosts, csv, stix, misp",
+                    new.format
+                ),
+            ));
+        }
+        if !(60..=7 * 86_400).contains(&new.interval_secs) {
+            return Err(invalid(
+                "interval_secs",
+                "must be 60 to 604800 seconds".into(),
+            ));
+        }
+        if Tlp::parse_label(&new.tlp).is_none() {
+            return Err(invalid("tlp", format!("{:?} is not a TLP label", new.tlp)));
+        }
+        if !(0..=100).contains(&new.confidence) {
+            return Err(invalid("confidence", "must be 0 to 100".into()));
+        }
+        let id = new_id();
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO intel_feeds (id, owner_org_id, owner_path, name, url, format, interval_secs, tlp, confidence, enabled, etag, last_modified, last_polled, last_status, last_error, last_count, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, NULL, NULL, NULL, NULL, NULL, NULL, $10)",
+        )
+        .bind(&id)
+        .bind(owner.id.as_str())
+        .bind(owner.path.as_str())
+        .bind(new.name.trim())
+        .bind(url)
+        .bind(&new.format)
+        .bind(new.interval_secs)
+        .bind(tlp_str(Tlp::parse_label(&new.tlp).unwrap_or_default()))
+        .bind(new.confidence)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::unique(e, || format!("the org already has a feed named {:?}", new.name)))?;
+        audit::write(
+            &mut tx,
+            actor,
+            AuditRecord {
+                org_id: owner.id.as_str(),
+                org_path: &owner.path,
+                action: "intel.feed.create",
+                target_type: "feed",
+                target_id: Some(&id),
+                detail: json!({"name": new.name, "url": url, "format": new.format, "interval_secs": new.interval_secs}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.feed_get_unscoped(&id).await
+    }
+
+    async fn feed_get_unscoped(&self, id: &str) -> Result<Feed> {
+        let row = sqlx::query("SELECT * FROM intel_feeds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(feed_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Feeds of the orgs in `scope`.
+    pub async fn feed_list(&self, scope: &mimamori_core::Scope) -> Result<Vec<Feed>> {
+        let (pred, bound) = scope.sql_predicate("owner_path", 1);
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM intel_feeds WHERE {pred} ORDER BY id"
+        ))
+        .bind(bound)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(feed_from_row).collect()
+    }
+
+    /// One feed, if in `scope`.
+    pub async fn feed_get(&self, scope: &mimamori_core::Scope, id: &str) -> Result<Feed> {
+        let (pred, bound) = scope.sql_predicate("owner_path", 2);
+        let row = sqlx::query(&format!(
+            "SELECT * FROM intel_feeds WHERE id = $1 AND {pred}"
+        ))
+        .bind(id)
+        .bind(bound)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(feed_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Unsubscribes (the feed's indicators stay).
+    pub async fn feed_delete(&self, actor: &AuditActor, owner: &Org, feed: &Feed) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM intel_feeds WHERE id = $1")
+            .bind(&feed.id)
+            .execute(&mut *tx)
+            .await?;
+        audit::write(
+            &mut tx,
+            actor,
+            AuditRecord {
+                org_id: owner.id.as_str(),
+                org_path: &owner.path,
+                action: "intel.feed.delete",
+                target_type: "feed",
+                target_id: Some(&feed.id),
+                detail: json!({"name": feed.name, "url": feed.url}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enabled feeds whose interval has passed since their last poll.
+    pub async fn feeds_due(&self, now: UnixMillis) -> Result<Vec<Feed>> {
+        let rows = sqlx::query(
+            "SELECT * FROM intel_feeds WHERE enabled = 1 AND (last_polled IS NULL OR last_polled + interval_secs * 1000 <= $1) ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(feed_from_row).collect()
+    }
+
+    /// Records a poll's outcome; a 304 or an error keeps the validators.
+    pub async fn feed_polled(&self, id: &str, poll: &FeedPoll) -> Result<()> {
+        sqlx::query(
+            "UPDATE intel_feeds SET last_polled = $1, last_status = $2, last_error = $3, \
+             etag = COALESCE($4, etag), last_modified = COALESCE($5, last_modified), last_count = COALESCE($6, last_count) WHERE id = $7",
+        )
+        .bind(now_millis())
+        .bind(poll.status)
+        .bind(poll.error.as_deref())
+        .bind(poll.etag.as_deref())
+        .bind(poll.last_modified.as_deref())
+        .bind(poll.count)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -31,7 +31,8 @@ pub use alerts::{
 pub use audit::{AuditActor, AuditEntry};
 pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
 pub use intel::{
-    tlp_str, ActiveIndicator, IndicatorFilter, StoredIndicator, UpsertReport, MAX_IMPORT,
+    tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, NewFeed, StoredIndicator,
+    UpsertReport, MAX_IMPORT,
 };
 pub use notify::{
     validate_target, ChannelKind, NewChannel, NotifyChannel, OutboxItem, MAX_ATTEMPTS,

@@ -293,6 +293,24 @@ impl Store {
         .bind(org.id.as_str())
         .execute(&mut *tx)
         .await?;
+        // Its intel: shares with it or of its indicators, then the rest.
+        sqlx::query(
+            "DELETE FROM indicator_shares WHERE org_id = $1 OR indicator_id IN (SELECT id FROM indicators WHERE owner_org_id = $1)",
+        )
+        .bind(org.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for table in [
+            "indicators",
+            "intel_objects",
+            "intel_feeds",
+            "intel_reports",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE owner_org_id = $1"))
+                .bind(org.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         for table in [
             "alerts",
             "suppressions",

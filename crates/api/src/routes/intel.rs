@@ -7,7 +7,7 @@
 
 use super::{not_found_as, List, PageParams};
 use crate::auth::Caller;
-use crate::error::{ApiBytes, ApiError, ApiPath, ApiQuery, Problem};
+use crate::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -20,7 +20,7 @@ use mimamori_intel::{
 };
 use mimamori_pipeline::hub::IntelHub;
 use mimamori_pipeline::retro::HuntJob;
-use mimamori_store::{IndicatorFilter, StoredIndicator, UpsertReport};
+use mimamori_store::{Feed, IndicatorFilter, NewFeed, StoredIndicator, UpsertReport};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -410,4 +410,114 @@ pub async fn hunt(
         return Err(ApiError::not_found("hunt", &id));
     }
     Ok(Json(job))
+}
+
+/// Feed subscriptions of the orgs in the caller's scope.
+#[utoipa::path(get, path = "/api/v1/intel/feeds", tag = "intel",
+    responses((status = 200, body = List<Feed>), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn feeds(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<List<Feed>>, ApiError> {
+    caller.require(Action::IntelRead)?;
+    let items = state.store.feed_list(&caller.principal.scope()).await?;
+    Ok(Json(items.into()))
+}
+
+/// Subscribes an org in the caller's scope to a feed (polled on its
+/// interval with conditional requests; each poll's outcome is kept).
+#[utoipa::path(post, path = "/api/v1/intel/feeds", tag = "intel",
+    request_body = NewFeed,
+    responses((status = 201, body = Feed), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create_feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewFeed>,
+) -> Result<(StatusCode, Json<Feed>), ApiError> {
+    caller.require(Action::IntelWrite)?;
+    let owner = state
+        .store
+        .org_get(&caller.principal.scope(), &new.org_id)
+        .await
+        .map_err(not_found_as("org", &new.org_id))?;
+    let f = state
+        .store
+        .feed_create(&caller.audit_actor(), &owner, &new)
+        .await?;
+    Ok((StatusCode::CREATED, Json(f)))
+}
+
+/// One feed and its last poll.
+#[utoipa::path(get, path = "/api/v1/intel/feeds/{id}", tag = "intel",
+    params(("id" = String, Path, description = "feed id")),
+    responses((status = 200, body = Feed), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Feed>, ApiError> {
+    caller.require(Action::IntelRead)?;
+    let f = state
+        .store
+        .feed_get(&caller.principal.scope(), &id)
+        .await
+        .map_err(not_found_as("feed", &id))?;
+    Ok(Json(f))
+}
+
+/// Unsubscribes (imported indicators stay).
+#[utoipa::path(delete, path = "/api/v1/intel/feeds/{id}", tag = "intel",
+    params(("id" = String, Path, description = "feed id")),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Action::IntelWrite)?;
+    let f = state
+        .store
+        .feed_get(&caller.principal.scope(), &id)
+        .await
+        .map_err(not_found_as("feed", &id))?;
+    let owner = state
+        .store
+        .org_get(&caller.principal.scope(), &f.owner_org_id)
+        .await
+        .map_err(not_found_as("feed", &id))?;
+    state
+        .store
+        .feed_delete(&caller.audit_actor(), &owner, &f)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Polls a feed now and answers with its state afterwards.
+#[utoipa::path(post, path = "/api/v1/intel/feeds/{id}/poll", tag = "intel",
+    params(("id" = String, Path, description = "feed id")),
+    responses((status = 200, body = Feed), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn poll_feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Feed>, ApiError> {
+    caller.require(Action::IntelWrite)?;
+    let hub = hub(&state)?;
+    let f = state
+        .store
+        .feed_get(&caller.principal.scope(), &id)
+        .await
+        .map_err(not_found_as("feed", &id))?;
+    let http = mimamori_pipeline::feeds::client()
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let outcome = mimamori_pipeline::feeds::poll(hub, &http, &f).await;
+    state.store.feed_polled(&f.id, &outcome).await?;
+    let f = state.store.feed_get(&caller.principal.scope(), &id).await?;
+    Ok(Json(f))
 }

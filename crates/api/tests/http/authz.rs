@@ -169,6 +169,41 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::GET, "/api/v1/hunts/{id}", READERS, Target::Org, 200),
         e(
             Method::GET,
+            "/api/v1/intel/feeds",
+            READERS,
+            Target::List,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            READERS,
+            Target::Org,
+            201,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/intel/feeds/{id}",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::DELETE,
+            "/api/v1/intel/feeds/{id}",
+            READERS,
+            Target::Org,
+            204,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/intel/feeds/{id}/poll",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::GET,
             "/api/v1/notify/channels",
             ADMINS,
             Target::List,
@@ -321,6 +356,26 @@ impl Fixture {
         r.changed_ids[0].clone()
     }
 
+    /// A fresh feed subscription of `org` (its URL refuses connections);
+    /// its id.
+    async fn feed(&self, org: &Org, n: u32) -> String {
+        let new = mimamori_store::NewFeed {
+            org_id: org.id.to_string(),
+            name: format!("matrix-feed{n}"),
+            url: "http://127.0.0.1:9/feed.txt".into(),
+            format: "plain".into(),
+            interval_secs: 3600,
+            tlp: "amber".into(),
+            confidence: 50,
+        };
+        self.s
+            .store
+            .feed_create(&mimamori_store::AuditActor::local_operator(), org, &new)
+            .await
+            .unwrap()
+            .id
+    }
+
     /// A fresh notification channel of `org`; its id.
     async fn channel(&self, org: &Org) -> String {
         let new = mimamori_store::NewChannel {
@@ -417,6 +472,7 @@ impl Fixture {
             }
             (p, Some(o)) if p.starts_with("/api/v1/notify/channels/") => self.channel(o).await,
             (p, Some(o)) if p.starts_with("/api/v1/indicators/") => self.indicator(o, n).await,
+            (p, Some(o)) if p.starts_with("/api/v1/intel/feeds/") => self.feed(o, n).await,
             (p, Some(o)) if p.starts_with("/api/v1/hunts/") => {
                 self.s
                     .hub
@@ -445,6 +501,9 @@ impl Fixture {
             ("PATCH", _) => Some(json!({"sector": "health"})),
             ("POST", "/api/v1/users") => Some(
                 json!({"org_id": target_org_id, "username": format!("nu{n}"), "role": "org-analyst", "password": "a long enough password"}),
+            ),
+            ("POST", "/api/v1/intel/feeds") => Some(
+                json!({"org_id": target_org_id, "name": format!("feed{n}"), "url": "http://127.0.0.1:9/feed.txt", "format": "plain"}),
             ),
             ("POST", "/api/v1/notify/channels") => Some(
                 json!({"org_id": target_org_id, "kind": "syslog", "target": "udp://127.0.0.1:5514"}),
@@ -575,6 +634,16 @@ async fn matrix(f: Fixture) {
                     for item in items {
                         // Intel is visible by org and TLP: the caller's own
                         // org's, or CLEAR/GREEN (none are shared here).
+                        if let (Some(owner), None) =
+                            (item.get("owner_org_id"), item.get("indicator"))
+                        {
+                            // A feed subscription: of an org in scope.
+                            assert!(
+                                f.may_see(role, owner.as_str().unwrap()).await,
+                                "{role}: listed {item}"
+                            );
+                            continue;
+                        }
                         if let Some(owner) = item.get("owner_org_id") {
                             let tlp = &item["indicator"]["tlp"];
                             assert!(

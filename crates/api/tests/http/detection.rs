@@ -441,3 +441,141 @@ async fn stix_imports_are_validated_and_round_trip() {
         .await;
     assert_eq!(items(&before.body).len(), items(&after.body).len());
 }
+
+/// A feed server: serves `body` with `etag`, answers 304 when the client
+/// already has it, 500 when `fail` is set; counts requests.
+struct FeedServer {
+    url: String,
+    state: std::sync::Arc<std::sync::Mutex<(String, String, bool, usize)>>,
+}
+
+async fn feed_server(body: &str, etag: &str) -> FeedServer {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/feed.txt", l.local_addr().unwrap());
+    let state = std::sync::Arc::new(std::sync::Mutex::new((
+        body.to_string(),
+        etag.to_string(),
+        false,
+        0usize,
+    )));
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = l.accept().await else {
+                return;
+            };
+            let st = st.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(sock);
+                let mut if_none_match = None;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("if-none-match") {
+                            if_none_match = Some(v.trim().to_string());
+                        }
+                    }
+                }
+                let (body, etag, fail) = {
+                    let mut s = st.lock().unwrap();
+                    s.3 += 1;
+                    (s.0.clone(), s.1.clone(), s.2)
+                };
+                let resp = if fail {
+                    "HTTP/1.1 500 Oops\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_string()
+                } else if if_none_match.as_deref() == Some(etag.as_str()) {
+                    format!(
+                        "HTTP/1.1 304 Not Modified\r\netag: {etag}\r\nconnection: close\r\n\r\n"
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\netag: {etag}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = r.get_mut().write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    FeedServer { url, state }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_are_polled_conditionally_and_imported() {
+    let s = Server::start().await;
+    let soc = s.token(&s.root, Role::SocAnalyst).await;
+    let fs = feed_server("# list\nfeed-one.example\nfeed-two.example\n", "\"v1\"").await;
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            Some(&soc),
+            Some(serde_json::json!({"org_id": s.root.id, "name": "abuse list", "url": fs.url, "format": "plain", "interval_secs": 300, "tlp": "green"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let poll = format!("/api/v1/intel/feeds/{id}/poll");
+    let r = s.call(Method::POST, &poll, Some(&soc), None).await;
+    assert_eq!(r.body["last_status"], "imported", "{r:?}");
+    assert_eq!(r.body["last_count"], 2);
+    assert_eq!(r.body["etag"], "\"v1\"");
+    let r = s
+        .call(
+            Method::GET,
+            "/api/v1/indicators?contains=feed-",
+            Some(&soc),
+            None,
+        )
+        .await;
+    assert_eq!(items(&r.body).len(), 2);
+    // Unchanged: a conditional request, answered 304, nothing imported.
+    let r = s.call(Method::POST, &poll, Some(&soc), None).await;
+    assert_eq!(r.body["last_status"], "not-modified", "{r:?}");
+    // A failing feed keeps its last data and says why.
+    fs.state.lock().unwrap().2 = true;
+    let r = s.call(Method::POST, &poll, Some(&soc), None).await;
+    assert_eq!(r.body["last_status"], "error");
+    assert!(
+        r.body["last_error"].as_str().unwrap().contains("500"),
+        "{r:?}"
+    );
+    // New content: imported again.
+    {
+        let mut st = fs.state.lock().unwrap();
+        st.0 = "feed-one.example\nfeed-two.example\nfeed-three.example\n".into();
+        st.1 = "\"v2\"".into();
+        st.2 = false;
+    }
+    let r = s.call(Method::POST, &poll, Some(&soc), None).await;
+    assert_eq!(r.body["last_status"], "imported");
+    assert_eq!(r.body["last_count"], 3);
+    assert_eq!(fs.state.lock().unwrap().3, 4);
+    // Invalid subscriptions are refused precisely.
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            Some(&soc),
+            Some(serde_json::json!({"org_id": s.root.id, "name": "x", "url": "ftp://x", "format": "plain"})),
+        )
+        .await;
+    assert!(problem(&r, 422).contains("http"), "{r:?}");
+    // Another org's analyst cannot see the SOC's feed.
+    let m = s.org(&s.root, "m", OrgKind::Member).await;
+    let m_t = s.token(&m, Role::OrgAnalyst).await;
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/intel/feeds/{id}"),
+            Some(&m_t),
+            None,
+        )
+        .await;
+    problem(&r, 404);
+}
