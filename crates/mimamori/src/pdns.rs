@@ -203,10 +203,7 @@ pub fn build_policy(
             continue;
         }
         for o in orgs {
-            let protects = o.path.as_str().starts_with(&a.owner_path)
-                || (a.indicator.tlp <= Tlp::AmberStrict
-                    && a.shared_with.iter().any(|s| s == o.id.as_str()));
-            if protects {
+            if a.protects(o.id.as_str(), o.path.as_str()) {
                 let z = per_org.entry(o.id.as_str()).or_insert_with(|| {
                     Zone::new(&format!("intel:{}", o.slug)).with_ede(EDE_BLOCKED)
                 });

@@ -42,9 +42,13 @@ struct Owner {
 impl Owner {
     /// May this indicator be used on `org`'s telemetry?
     fn protects(&self, org_id: &str, org_path: &str) -> bool {
-        self.tlp <= Tlp::Green
-            || org_path.starts_with(&self.owner_path)
-            || (self.tlp <= Tlp::AmberStrict && self.shared_with.iter().any(|o| o == org_id))
+        mimamori_store::protects(
+            self.tlp,
+            &self.owner_path,
+            &self.shared_with,
+            org_id,
+            org_path,
+        )
     }
 
     /// May `org` see this indicator's details?

@@ -66,6 +66,36 @@ pub struct ActiveIndicator {
     pub shared_with: Vec<String>,
 }
 
+/// Whether an indicator may be used on an org's telemetry and DNS: it is
+/// CLEAR or GREEN, or the org is in the owner's sub-tree (the central SOC's
+/// and a supervisor's intel protects everyone below them), or an AMBER /
+/// AMBER+STRICT indicator was shared with the org. The one statement of the
+/// rule, for detection and Protective DNS alike.
+pub fn protects(
+    tlp: Tlp,
+    owner_path: &str,
+    shared_with: &[String],
+    org_id: &str,
+    org_path: &str,
+) -> bool {
+    tlp <= Tlp::Green
+        || org_path.starts_with(owner_path)
+        || (tlp <= Tlp::AmberStrict && shared_with.iter().any(|o| o == org_id))
+}
+
+impl ActiveIndicator {
+    /// See [`protects`].
+    pub fn protects(&self, org_id: &str, org_path: &str) -> bool {
+        protects(
+            self.indicator.tlp,
+            &self.owner_path,
+            &self.shared_with,
+            org_id,
+            org_path,
+        )
+    }
+}
+
 /// What an import wrote.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct UpsertReport {

@@ -31,7 +31,7 @@ pub use alerts::{
 pub use audit::{AuditActor, AuditEntry};
 pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
 pub use intel::{
-    tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, NewFeed, StoredIndicator,
+    protects, tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, NewFeed, StoredIndicator,
     UpsertReport, MAX_IMPORT,
 };
 pub use notify::{
