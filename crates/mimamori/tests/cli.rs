@@ -3,21 +3,11 @@
 
 mod common;
 
-use common::{mimamori, run_err, run_ok};
+use common::{corpora, mimamori, run_err, run_ok, Running};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the child when dropped, so a failed test leaves no server behind.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts a long-running command and waits (up to `limit`) for a stdout
 /// line containing `marker`; returns the child and that line.
@@ -307,19 +297,6 @@ async fn demo_serves_a_realistic_tree_within_a_minute() {
             .arg(&demo_dir),
     );
     assert!(err.contains("not empty"), "{err}");
-}
-
-fn corpora() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("MIMAMORI_CORPORA") {
-        return p.into();
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora");
-    assert!(
-        beside.is_dir(),
-        "test corpora not found at {} (set MIMAMORI_CORPORA)",
-        beside.display()
-    );
-    beside
 }
 
 /// `mimamori ingest` over real corpora: every EVTX attack sample, a gzipped

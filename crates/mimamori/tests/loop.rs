@@ -6,21 +6,12 @@
 
 mod common;
 
-use common::{mimamori, run_err, run_ok};
+use common::{corpora, mimamori, run_err, run_ok, Running};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts a long-running command; returns it with every stdout line that
 /// contains one of `markers`, waiting (up to `limit`) for all of them.
@@ -53,19 +44,6 @@ fn spawn_until(cmd: &mut Command, markers: &[&str], limit: Duration) -> (Running
         }
     }
     (child, found)
-}
-
-fn corpora() -> PathBuf {
-    if let Some(p) = std::env::var_os("MIMAMORI_CORPORA") {
-        return p.into();
-    }
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora");
-    assert!(
-        beside.is_dir(),
-        "test corpora not found at {} (set MIMAMORI_CORPORA)",
-        beside.display()
-    );
-    beside
 }
 
 /// A DNS query for `name`/A with EDNS (so the answer can carry an Extended

@@ -1,8 +1,8 @@
 //! Helpers shared by the binary's integration tests.
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 
 /// The `mimamori` binary on `data_dir`, logging warnings only.
 pub fn mimamori(data_dir: &Path) -> Command {
@@ -30,4 +30,30 @@ pub fn run_err(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(!out.status.success(), "{cmd:?} should have failed");
     String::from_utf8(out.stderr).unwrap()
+}
+
+/// Kills the child when dropped, so a failed test leaves no server behind
+/// (an orphan would also hold the test harness's output open).
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The shared test corpora: `$MIMAMORI_CORPORA`, else `shared/corpora`
+/// beside the repository.
+pub fn corpora() -> PathBuf {
+    if let Some(p) = std::env::var_os("MIMAMORI_CORPORA") {
+        return p.into();
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora");
+    assert!(
+        beside.is_dir(),
+        "test corpora not found at {} (set MIMAMORI_CORPORA)",
+        beside.display()
+    );
+    beside
 }
