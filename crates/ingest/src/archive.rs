@@ -19,7 +19,8 @@ use mimamori_event::{Event, EventBody, Normalized, OcsfClass};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
@@ -65,6 +66,7 @@ fn to_batch(events: &[&Event]) -> io::Result<RecordBatch> {
     let mut received = Int64Builder::with_capacity(n);
     let mut src_port = Int32Builder::with_capacity(n);
     let mut dst_port = Int32Builder::with_capacity(n);
+    let mut json = Vec::with_capacity(4096);
     for e in events {
         let f = &e.body.fields;
         let cols: [Option<&str>; 16] = [
@@ -88,8 +90,12 @@ fn to_batch(events: &[&Event]) -> io::Result<RecordBatch> {
         for (b, v) in strings.iter_mut().zip(cols.iter()).take(14) {
             b.append_option(*v);
         }
-        strings[14].append_value(serde_json::to_string(f).map_err(io::Error::other)?);
-        strings[15].append_value(serde_json::to_string(&e.body.raw).map_err(io::Error::other)?);
+        json.clear();
+        serde_json::to_writer(&mut json, f).map_err(io::Error::other)?;
+        strings[14].append_value(std::str::from_utf8(&json).map_err(io::Error::other)?);
+        json.clear();
+        serde_json::to_writer(&mut json, &e.body.raw).map_err(io::Error::other)?;
+        strings[15].append_value(std::str::from_utf8(&json).map_err(io::Error::other)?);
         time.append_value(e.time());
         received.append_value(e.received);
         src_port.append_option(f.src_port.map(i32::from));
@@ -124,6 +130,23 @@ fn to_batch(events: &[&Event]) -> io::Result<RecordBatch> {
         s[15].clone(),
     ];
     RecordBatch::try_new(schema(), columns).map_err(io::Error::other)
+}
+
+/// How part files are written. Columns whose values are (nearly) all
+/// distinct get no dictionary and no per-page min/max: both would cost a
+/// hash or comparison of every value (the JSON columns are most of the
+/// bytes) and neither helps a query, which filters on org, time and the
+/// short normalized columns.
+fn writer_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    for col in ["id", "fields", "raw", "url", "process_cmdline"] {
+        let path = ColumnPath::from(col);
+        b = b.set_column_dictionary_enabled(path.clone(), false);
+        if col == "fields" || col == "raw" {
+            b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+    }
+    b.build()
 }
 
 fn date_of(ms: i64) -> String {
@@ -206,15 +229,19 @@ impl Archive {
         from: u64,
         to: u64,
     ) -> io::Result<usize> {
-        let mut groups: BTreeMap<(String, String, OcsfClass), Vec<&Event>> = BTreeMap::new();
+        // Grouped by org, UTC day and class; the day's name is made once
+        // per group, not per event.
+        const DAY_MS: i64 = 86_400_000;
+        let mut groups: BTreeMap<(&str, i64, OcsfClass), Vec<&Event>> = BTreeMap::new();
         for e in events {
             groups
-                .entry((e.org_id.clone(), date_of(e.time()), e.body.class))
+                .entry((e.org_id.as_str(), e.time().div_euclid(DAY_MS), e.body.class))
                 .or_default()
                 .push(e);
         }
         let mut files = 0;
-        for (i, ((org, date, class), evs)) in groups.iter().enumerate() {
+        for (i, ((org, day, class), evs)) in groups.iter().enumerate() {
+            let date = date_of(day * DAY_MS);
             let dir = self
                 .dir
                 .join(format!("org={org}"))
@@ -225,9 +252,7 @@ impl Archive {
             let tmp = dir.join(format!("{name}.tmp"));
             let batch = to_batch(evs)?;
             let file = File::create(&tmp)?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .build();
+            let props = writer_properties();
             let mut writer =
                 ArrowWriter::try_new(file, schema(), Some(props)).map_err(io::Error::other)?;
             writer.write(&batch).map_err(io::Error::other)?;

@@ -21,11 +21,14 @@
 //! - Ids and org are assigned here, never taken from the payload.
 
 pub mod archive;
+pub mod raw;
 pub mod syslog;
+pub mod tls_identity;
 pub mod wal;
 
 use archive::Archive;
 use mimamori_event::{Event, EventBody};
+pub use raw::RawBatch;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +42,9 @@ pub struct IngestConfig {
     pub dir: PathBuf,
     /// Most events queued (not yet in the WAL) at once.
     pub queue_events: usize,
+    /// Most bytes of raw messages ([`RawBatch`]) queued at once: with
+    /// messages of up to 64 KiB, an event count alone bounds nothing.
+    pub queue_bytes: usize,
     /// WAL segment size before rolling to a new file.
     pub segment_bytes: u64,
     /// Archive flush when this many events are buffered…
@@ -52,6 +58,7 @@ impl IngestConfig {
         IngestConfig {
             dir: dir.into(),
             queue_events: 200_000,
+            queue_bytes: 64 * 1024 * 1024,
             segment_bytes: 64 * 1024 * 1024,
             flush_events: 50_000,
             flush_interval: Duration::from_secs(2),
@@ -78,7 +85,8 @@ pub enum IngestError {
 /// What a durable submission reports.
 #[derive(Debug, Clone)]
 pub struct Ack {
-    /// Ids assigned to the events, in order.
+    /// Ids assigned to the events, in order. Empty for a [`RawBatch`]: its
+    /// events get their ids when they are normalized, after the WAL.
     pub ids: Vec<String>,
     /// WAL position after the batch.
     pub wal_position: u64,
@@ -92,9 +100,41 @@ enum Msg {
 
 struct Submission {
     org_id: String,
-    bodies: Vec<EventBody>,
+    payload: Payload,
     ack: oneshot::Sender<Result<Ack, IngestError>>,
-    _permit: OwnedSemaphorePermit,
+    permits: Permits,
+}
+
+/// Queue space held by a submission until it is durable.
+struct Permits {
+    _events: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+enum Payload {
+    /// Parsed events (HTTP, files): stored as NDJSON.
+    Events(Vec<EventBody>),
+    /// Raw messages (syslog): stored as received, normalized after the WAL.
+    Raw(RawBatch),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Events(b) => b.len(),
+            Payload::Raw(r) => r.len(),
+        }
+    }
+}
+
+/// A queued submission; [`Pending::durable`] resolves once it is in the
+/// fsync'd WAL.
+pub struct Pending(oneshot::Receiver<Result<Ack, IngestError>>);
+
+impl Pending {
+    pub async fn durable(self) -> Result<Ack, IngestError> {
+        self.0.await.map_err(|_| IngestError::Stopped)?
+    }
 }
 
 /// A durable reader of acknowledged events besides the archive: streaming
@@ -128,6 +168,9 @@ pub struct Stats {
     pub archive_checkpoint: AtomicU64,
     /// Events handed to consumers (summed over consumers).
     pub events_consumed: AtomicU64,
+    /// Raw messages ([`RawBatch`]) that were made durable but did not parse
+    /// into an event when normalized.
+    pub raw_rejected: AtomicU64,
 }
 
 /// The handle sources submit through. Cheap to clone.
@@ -136,6 +179,8 @@ pub struct Ingest {
     tx: mpsc::UnboundedSender<Msg>,
     permits: Arc<Semaphore>,
     capacity: usize,
+    byte_permits: Arc<Semaphore>,
+    byte_capacity: usize,
     stats: Arc<Stats>,
     archive: Archive,
 }
@@ -143,6 +188,7 @@ pub struct Ingest {
 /// The running threads; join them after dropping every [`Ingest`] handle.
 pub struct IngestThreads {
     wal: std::thread::JoinHandle<()>,
+    normalizer: std::thread::JoinHandle<()>,
     archive: std::thread::JoinHandle<()>,
     consumers: Vec<std::thread::JoinHandle<()>>,
     /// Held (with its exclusive lock) until the threads are joined.
@@ -153,6 +199,7 @@ impl IngestThreads {
     /// Waits until everything submitted is archived.
     pub fn join(self) {
         let _ = self.wal.join();
+        let _ = self.normalizer.join();
         let _ = self.archive.join();
         for c in self.consumers {
             let _ = c.join();
@@ -207,12 +254,13 @@ impl Ingest {
         let mut replayed: Vec<(u64, Vec<Event>)> = vec![];
         let mut replay_end = checkpoint;
         let mut bad = 0usize;
+        let stats = Arc::new(Stats::default());
         let wal = wal::Wal::open(
             &cfg.dir.join("wal"),
             cfg.segment_bytes,
             replay_from,
             |end, payload| {
-                match decode_batch(payload) {
+                match decode_record(payload, &stats) {
                     Ok(evs) => replayed.push((end, evs)),
                     Err(_) => bad += 1,
                 }
@@ -249,28 +297,25 @@ impl Ingest {
             cp.store()?;
         }
         drop(replayed);
-        let stats = Arc::new(Stats::default());
         stats.wal_position.store(wal.position(), Ordering::Relaxed);
         stats
             .archive_checkpoint
             .store(archive.checkpoint()?, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        // Bounded hand-off to the archive: when it lags, the WAL thread
-        // waits, the queue fills, and sources get 429 / slow down.
+        // Bounded hand-offs to the normalizer and on to the archive: when
+        // either lags, the WAL thread waits, the queue fills, and sources
+        // get 429 / slow down.
+        let (norm_tx, norm_rx) = std::sync::mpsc::sync_channel::<(u64, Record)>(64);
         let (arch_tx, arch_rx) = std::sync::mpsc::sync_channel::<(u64, Batch)>(64);
         let released = Arc::new(AtomicU64::new(0));
-        let mut outlets = vec![Outlet {
-            tx: arch_tx,
-            released: released.clone(),
-        }];
+        let mut all_released = vec![released.clone()];
+        let mut outlets = vec![arch_tx];
         let mut consumer_threads = vec![];
         for (consumer, cp) in consumers {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Batch)>(16);
             let released = Arc::new(AtomicU64::new(cp.position));
-            outlets.push(Outlet {
-                tx,
-                released: released.clone(),
-            });
+            outlets.push(tx);
+            all_released.push(released.clone());
             let stats = stats.clone();
             consumer_threads.push(
                 std::thread::Builder::new()
@@ -283,7 +328,13 @@ impl Ingest {
             let floor = absent_floor.unwrap_or(u64::MAX);
             std::thread::Builder::new()
                 .name("mimamori-wal".into())
-                .spawn(move || wal_loop(wal, rx, outlets, floor, stats))?
+                .spawn(move || wal_loop(wal, rx, norm_tx, all_released, floor, stats))?
+        };
+        let normalizer_thread = {
+            let stats = stats.clone();
+            std::thread::Builder::new()
+                .name("mimamori-normalize".into())
+                .spawn(move || normalize_loop(norm_rx, outlets, stats))?
         };
         let archive_thread = {
             let stats = stats.clone();
@@ -299,11 +350,14 @@ impl Ingest {
                 tx,
                 permits: Arc::new(Semaphore::new(cfg.queue_events)),
                 capacity: cfg.queue_events,
+                byte_permits: Arc::new(Semaphore::new(cfg.queue_bytes)),
+                byte_capacity: cfg.queue_bytes,
                 stats,
                 archive,
             },
             IngestThreads {
                 wal: wal_thread,
+                normalizer: normalizer_thread,
                 archive: archive_thread,
                 consumers: consumer_threads,
                 _lock: lock,
@@ -339,19 +393,19 @@ impl Ingest {
     fn enqueue(
         &self,
         org_id: &str,
-        bodies: Vec<EventBody>,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<oneshot::Receiver<Result<Ack, IngestError>>, IngestError> {
+        payload: Payload,
+        permits: Permits,
+    ) -> Result<Pending, IngestError> {
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Msg::Submit(Submission {
                 org_id: org_id.to_string(),
-                bodies,
+                payload,
                 ack,
-                _permit: permit,
+                permits,
             }))
             .map_err(|_| IngestError::Stopped)?;
-        Ok(rx)
+        Ok(Pending(rx))
     }
 
     fn permits_for(&self, n: usize) -> Result<u32, IngestError> {
@@ -359,6 +413,23 @@ impl Ingest {
             return Err(IngestError::BatchTooLarge(n, self.capacity));
         }
         Ok(n.max(1) as u32)
+    }
+
+    fn byte_permits_for(&self, batch: &RawBatch) -> Result<u32, IngestError> {
+        if batch.bytes() > self.byte_capacity {
+            return Err(IngestError::BatchTooLarge(
+                batch.bytes(),
+                self.byte_capacity,
+            ));
+        }
+        Ok(batch.bytes().max(1) as u32)
+    }
+
+    fn overloaded(&self) -> IngestError {
+        self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+        IngestError::Overloaded {
+            queued: self.queued(),
+        }
     }
 
     /// Submits without waiting for queue space: refuses with
@@ -374,14 +445,14 @@ impl Ingest {
             .permits
             .clone()
             .try_acquire_many_owned(n)
-            .map_err(|_| {
-                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
-                IngestError::Overloaded {
-                    queued: self.queued(),
-                }
-            })?;
-        let rx = self.enqueue(org_id, bodies, permit)?;
-        Ok(async move { rx.await.map_err(|_| IngestError::Stopped)? })
+            .map_err(|_| self.overloaded())?;
+        let permits = Permits {
+            _events: permit,
+            _bytes: None,
+        };
+        Ok(self
+            .enqueue(org_id, Payload::Events(bodies), permits)?
+            .durable())
     }
 
     /// Submits, waiting for queue space (backpressure), and resolves once
@@ -394,8 +465,65 @@ impl Ingest {
             .acquire_many_owned(n)
             .await
             .map_err(|_| IngestError::Stopped)?;
-        let rx = self.enqueue(org_id, bodies, permit)?;
-        rx.await.map_err(|_| IngestError::Stopped)?
+        let permits = Permits {
+            _events: permit,
+            _bytes: None,
+        };
+        self.enqueue(org_id, Payload::Events(bodies), permits)?
+            .durable()
+            .await
+    }
+
+    /// Queues raw messages, waiting for queue space (backpressure: a stream
+    /// source that awaits this stops reading), and returns once they are
+    /// queued. They are durable when the returned [`Pending`] resolves, and
+    /// parsed into events after that (rejects counted in
+    /// [`Stats::raw_rejected`]).
+    pub async fn queue_raw(&self, org_id: &str, batch: RawBatch) -> Result<Pending, IngestError> {
+        let n = self.permits_for(batch.len())?;
+        let b = self.byte_permits_for(&batch)?;
+        // Always events first, then bytes: one order, so no two waiters
+        // can each hold what the other waits for.
+        let events = self
+            .permits
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        let bytes = self
+            .byte_permits
+            .clone()
+            .acquire_many_owned(b)
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        let permits = Permits {
+            _events: events,
+            _bytes: Some(bytes),
+        };
+        self.enqueue(org_id, Payload::Raw(batch), permits)
+    }
+
+    /// Like [`Ingest::queue_raw`] without waiting: refuses with
+    /// [`IngestError::Overloaded`] when the queue is full (for sources that
+    /// cannot push back, such as UDP).
+    pub fn try_queue_raw(&self, org_id: &str, batch: RawBatch) -> Result<Pending, IngestError> {
+        let n = self.permits_for(batch.len())?;
+        let b = self.byte_permits_for(&batch)?;
+        let events = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| self.overloaded())?;
+        let bytes = self
+            .byte_permits
+            .clone()
+            .try_acquire_many_owned(b)
+            .map_err(|_| self.overloaded())?;
+        let permits = Permits {
+            _events: events,
+            _bytes: Some(bytes),
+        };
+        self.enqueue(org_id, Payload::Raw(batch), permits)
     }
 }
 
@@ -405,23 +533,24 @@ const GROUP_EVENTS: usize = 100_000;
 /// Events of one WAL record, shared by the archive and the consumers.
 type Batch = Arc<Vec<Event>>;
 
-/// Where the WAL thread hands acknowledged batches, and how far that reader
-/// has made them durable (WAL segments before the minimum are deleted).
-struct Outlet {
-    tx: std::sync::mpsc::SyncSender<(u64, Batch)>,
-    released: Arc<AtomicU64>,
+/// A durable WAL record on its way to normalization.
+enum Record {
+    Events(Vec<Event>),
+    Raw(raw::RawRecord),
 }
 
 fn wal_loop(
     mut wal: wal::Wal,
     mut rx: mpsc::UnboundedReceiver<Msg>,
-    mut outlets: Vec<Outlet>,
+    normalizer: std::sync::mpsc::SyncSender<(u64, Record)>,
+    released: Vec<Arc<AtomicU64>>,
     floor: u64,
     stats: Arc<Stats>,
 ) {
     let mut broken: Option<String> = None;
     let mut buf = Vec::with_capacity(1 << 20);
     let mut stopping = false;
+    let mut normalizer = Some(normalizer);
     while !stopping {
         let Some(first) = rx.blocking_recv() else {
             break;
@@ -432,7 +561,7 @@ fn wal_loop(
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Submit(s) => {
-                    n += s.bodies.len();
+                    n += s.payload.len();
                     group.push(s);
                 }
                 Msg::Stop => stopping = true,
@@ -464,20 +593,36 @@ fn wal_loop(
         let mut pending = Vec::with_capacity(group.len());
         let mut failed: Option<String> = None;
         for s in group {
-            let events: Vec<Event> = s
-                .bodies
-                .into_iter()
-                .map(|body| Event {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    org_id: s.org_id.clone(),
-                    received,
-                    body,
-                })
-                .collect();
             buf.clear();
-            encode_batch(&events, &mut buf);
-            match wal.append(&buf) {
-                Ok(end) => pending.push((s.ack, events, end, s._permit)),
+            let (written, record) = match s.payload {
+                Payload::Events(bodies) => {
+                    let events: Vec<Event> = bodies
+                        .into_iter()
+                        .map(|body| Event {
+                            id: uuid::Uuid::now_v7().to_string(),
+                            org_id: s.org_id.clone(),
+                            received,
+                            body,
+                        })
+                        .collect();
+                    encode_batch(&events, &mut buf);
+                    (wal.append(&buf), Record::Events(events))
+                }
+                Payload::Raw(batch) => {
+                    let base_id = uuid::Uuid::now_v7().as_u128();
+                    raw::encode_header(&batch, &s.org_id, received, base_id, &mut buf);
+                    let written = wal.append_parts(&[&buf, batch.body()]);
+                    let rec = raw::RawRecord {
+                        org_id: s.org_id,
+                        received,
+                        base_id,
+                        batch,
+                    };
+                    (written, Record::Raw(rec))
+                }
+            };
+            match written {
+                Ok(end) => pending.push((s.ack, record, end, s.permits)),
                 Err(e) => {
                     failed = Some(e.to_string());
                     let _ = s.ack.send(Err(IngestError::Wal(e.to_string())));
@@ -503,32 +648,32 @@ fn wal_loop(
             continue;
         }
         stats.wal_position.store(wal.position(), Ordering::Relaxed);
-        for (ack, events, end, permit) in pending {
-            let ids = events.iter().map(|e| e.id.clone()).collect();
-            stats
-                .events_acked
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+        for (ack, record, end, permits) in pending {
+            let (ids, n) = match &record {
+                Record::Events(events) => {
+                    (events.iter().map(|e| e.id.clone()).collect(), events.len())
+                }
+                Record::Raw(r) => (vec![], r.batch.len()),
+            };
+            stats.events_acked.fetch_add(n as u64, Ordering::Relaxed);
             stats.batches_acked.fetch_add(1, Ordering::Relaxed);
             let _ = ack.send(Ok(Ack {
                 ids,
                 wal_position: end,
             }));
-            drop(permit);
-            let batch = Arc::new(events);
-            outlets.retain(|o| {
-                // A reader whose thread died (a panicking consumer) is
-                // dropped; its checkpoint stays put, so the next start
-                // replays to it what it missed.
-                let alive = o.tx.send((end, batch.clone())).is_ok();
-                if !alive {
-                    tracing::error!("an archive or consumer thread is gone");
+            drop(permits);
+            if let Some(tx) = &normalizer {
+                if tx.send((end, record)).is_err() {
+                    // The normalizer died (a panic): what is acknowledged
+                    // stays in the WAL and is replayed at the next start.
+                    tracing::error!("the normalizer thread is gone");
+                    normalizer = None;
                 }
-                alive
-            });
+            }
         }
-        let rel = outlets
+        let rel = released
             .iter()
-            .map(|o| o.released.load(Ordering::Relaxed))
+            .map(|r| r.load(Ordering::Relaxed))
             .min()
             .unwrap_or(0)
             .min(floor);
@@ -537,6 +682,39 @@ fn wal_loop(
                 tracing::warn!(error = %e, "could not delete archived WAL segments");
             }
         }
+    }
+}
+
+/// Turns durable records into events (parsing raw messages) and hands them,
+/// in WAL order, to the archive and the consumers. It runs on its own
+/// thread so parsing is neither on the acknowledgement path nor on the
+/// WAL thread, and the two cores share the work.
+fn normalize_loop(
+    rx: std::sync::mpsc::Receiver<(u64, Record)>,
+    mut outlets: Vec<std::sync::mpsc::SyncSender<(u64, Batch)>>,
+    stats: Arc<Stats>,
+) {
+    while let Ok((end, record)) = rx.recv() {
+        let events = match record {
+            Record::Events(events) => events,
+            Record::Raw(rec) => {
+                let mut events = Vec::with_capacity(rec.batch.len());
+                let rejected = raw::normalize(&rec, &mut events);
+                stats.raw_rejected.fetch_add(rejected, Ordering::Relaxed);
+                events
+            }
+        };
+        let batch = Arc::new(events);
+        outlets.retain(|o| {
+            // A reader whose thread died (a panicking consumer) is
+            // dropped; its checkpoint stays put, so the WAL after it is
+            // kept and the next start replays to it what it missed.
+            let alive = o.send((end, batch.clone())).is_ok();
+            if !alive {
+                tracing::error!("an archive or consumer thread is gone");
+            }
+            alive
+        });
     }
 }
 
@@ -750,6 +928,19 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
         .filter(|l| !l.is_empty())
         .map(serde_json::from_slice)
         .collect()
+}
+
+/// The events of a WAL record of either kind (raw messages are parsed).
+fn decode_record(payload: &[u8], stats: &Stats) -> Result<Vec<Event>, String> {
+    if raw::is_raw(payload) {
+        let rec = raw::decode(payload)?;
+        let mut events = Vec::with_capacity(rec.batch.len());
+        let rejected = raw::normalize(&rec, &mut events);
+        stats.raw_rejected.fetch_add(rejected, Ordering::Relaxed);
+        Ok(events)
+    } else {
+        decode_batch(payload).map_err(|e| e.to_string())
+    }
 }
 
 fn now_millis() -> i64 {

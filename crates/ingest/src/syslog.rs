@@ -10,22 +10,24 @@
 //! window fills) instead of buffering. UDP cannot push back: when the
 //! queue is full its batch is dropped and counted.
 
-use crate::Ingest;
+use crate::tls_identity::ClientOrgs;
+use crate::{Ingest, RawBatch};
 use ipnet::IpNet;
-use mimamori_parse::{Format, LineParser};
+use mimamori_parse::Format;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, UdpSocket};
 
 /// Largest syslog message accepted (RFC 5425 asks receivers for 8 KiB at
 /// least; we allow 64 KiB). Longer frames are rejected and skipped.
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// Messages per batch handed to the pipeline.
-const BATCH: usize = 1000;
-/// Longest a message waits in a partial batch.
+/// Datagrams per batch handed to the pipeline.
+const UDP_BATCH: usize = 1000;
+/// Longest a datagram waits in a partial batch.
 const BATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// Maps sender addresses to orgs by the orgs' declared networks.
@@ -74,6 +76,8 @@ pub struct SyslogStats {
     pub rejected: AtomicU64,
     pub unattributed: AtomicU64,
     pub dropped_overload: AtomicU64,
+    /// TLS handshakes that failed (no or no valid client certificate, …).
+    pub tls_refused: AtomicU64,
 }
 
 /// Everything a syslog listener needs.
@@ -84,29 +88,11 @@ pub struct SyslogContext {
     pub stats: Arc<SyslogStats>,
 }
 
-impl SyslogContext {
-    fn parse(&self, msgs: &[Vec<u8>]) -> Vec<mimamori_event::EventBody> {
-        let mut parser = LineParser::new(Format::Syslog);
-        let mut out = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            match parser.push_line(m) {
-                Some(Ok(e)) => out.push(e),
-                Some(Err(reason)) => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%reason, "rejected syslog message");
-                }
-                None => {}
-            }
-        }
-        out
-    }
-}
-
 /// Receives datagrams until the socket fails.
 pub async fn serve_udp(socket: UdpSocket, ctx: SyslogContext) -> std::io::Result<()> {
     let mut buf = vec![0u8; MAX_MESSAGE];
     // Per-org pending batches, flushed by size or age.
-    let mut pending: std::collections::HashMap<String, Vec<Vec<u8>>> = Default::default();
+    let mut pending: std::collections::HashMap<String, RawBatch> = Default::default();
     let mut tick = tokio::time::interval(BATCH_DELAY);
     loop {
         tokio::select! {
@@ -117,19 +103,25 @@ pub async fn serve_udp(socket: UdpSocket, ctx: SyslogContext) -> std::io::Result
                     ctx.stats.unattributed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let msg = trim_frame(&buf[..n]).to_vec();
-                let batch = pending.entry(org.clone()).or_default();
+                let msg = trim_frame(&buf[..n]);
+                if msg.is_empty() {
+                    ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let batch = pending
+                    .entry(org.clone())
+                    .or_insert_with(|| RawBatch::new(Format::Syslog));
                 batch.push(msg);
-                if batch.len() >= BATCH {
-                    let msgs = std::mem::take(batch);
-                    submit_udp(&ctx, &org, &msgs);
+                if batch.len() >= UDP_BATCH {
+                    let batch = std::mem::replace(batch, RawBatch::new(Format::Syslog));
+                    submit_udp(&ctx, &org, batch);
                 }
             }
             _ = tick.tick() => {
-                for (org, msgs) in pending.iter_mut() {
-                    if !msgs.is_empty() {
-                        let msgs = std::mem::take(msgs);
-                        submit_udp(&ctx, org, &msgs);
+                for (org, batch) in pending.iter_mut() {
+                    if !batch.is_empty() {
+                        let batch = std::mem::replace(batch, RawBatch::new(Format::Syslog));
+                        submit_udp(&ctx, org, batch);
                     }
                 }
             }
@@ -137,17 +129,13 @@ pub async fn serve_udp(socket: UdpSocket, ctx: SyslogContext) -> std::io::Result
     }
 }
 
-fn submit_udp(ctx: &SyslogContext, org: &str, msgs: &[Vec<u8>]) {
-    let events = ctx.parse(msgs);
-    let n = events.len() as u64;
-    if n == 0 {
-        return;
-    }
-    match ctx.ingest.try_submit(org, events) {
-        Ok(fut) => {
+fn submit_udp(ctx: &SyslogContext, org: &str, batch: RawBatch) {
+    let n = batch.len() as u64;
+    match ctx.ingest.try_queue_raw(org, batch) {
+        Ok(pending) => {
             let stats = ctx.stats.clone();
             tokio::spawn(async move {
-                if fut.await.is_ok() {
+                if pending.durable().await.is_ok() {
                     stats.accepted.fetch_add(n, Ordering::Relaxed);
                 }
             });
@@ -170,10 +158,20 @@ fn trim_frame(m: &[u8]) -> &[u8] {
     m
 }
 
+/// A TLS listener's setup.
+#[derive(Clone)]
+pub struct SyslogTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// When the acceptor asks for client certificates: which certificate
+    /// belongs to which org (see [`crate::tls_identity`]). `None`: senders
+    /// are attributed by address, as over plain TCP.
+    pub clients: Option<Arc<ClientOrgs>>,
+}
+
 /// Accepts TCP connections (plain, or TLS when `tls` is given).
 pub async fn serve_tcp(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<SyslogTls>,
     ctx: SyslogContext,
     max_connections: usize,
 ) -> std::io::Result<()> {
@@ -184,24 +182,53 @@ pub async fn serve_tcp(
             tracing::warn!(%peer, "too many syslog connections; refusing");
             continue;
         };
-        let Some(org) = ctx.orgs.resolve(peer.ip()) else {
+        let by_network = ctx.orgs.resolve(peer.ip());
+        let by_certificate = tls.as_ref().and_then(|t| t.clients.clone());
+        if by_certificate.is_none() && by_network.is_none() {
             ctx.stats.unattributed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, "syslog sender is in no org's declared networks; closing");
             continue;
-        };
+        }
         let ctx = ctx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let result = match tls {
-                None => read_stream(stream, &org, peer, &ctx).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(s)) => read_stream(s, &org, peer, &ctx).await,
-                        _ => {
-                            tracing::debug!(%peer, "syslog TLS handshake failed");
+            let result = match (tls, by_network) {
+                (None, Some(org)) => read_stream(stream, &org, peer, &ctx).await,
+                (None, None) => Ok(()),
+                (Some(tls), by_network) => {
+                    let accepted =
+                        tokio::time::timeout(Duration::from_secs(10), tls.acceptor.accept(stream))
+                            .await;
+                    match accepted {
+                        Ok(Ok(s)) => {
+                            let org = match &tls.clients {
+                                None => by_network,
+                                Some(clients) => {
+                                    let cert =
+                                        s.get_ref().1.peer_certificates().and_then(|c| c.first());
+                                    cert.and_then(|c| clients.resolve(c.as_ref())).or_else(|| {
+                                        clients.network_fallback().then_some(by_network).flatten()
+                                    })
+                                }
+                            };
+                            match org {
+                                Some(org) => read_stream(s, &org, peer, &ctx).await,
+                                None => {
+                                    ctx.stats.unattributed.fetch_add(1, Ordering::Relaxed);
+                                    tracing::warn!(%peer, "syslog TLS sender's certificate names no org; closing");
+                                    Ok(())
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            ctx.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%peer, error = %e, "syslog TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            ctx.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%peer, "syslog TLS handshake timed out");
                             Ok(())
                         }
                     }
@@ -214,118 +241,219 @@ pub async fn serve_tcp(
     }
 }
 
+/// Bytes read from a connection at once. Every complete frame of a read
+/// goes to the pipeline as one batch (one queue entry, one WAL record).
+const READ_BUF: usize = 256 * 1024;
+/// Batches of one connection queued and not yet durable. Reading goes on
+/// while earlier batches wait for their fsync (so one connection can fill
+/// more than one group commit), but no further: with the queue's own bounds
+/// this keeps a connection's memory bounded.
+const IN_FLIGHT: usize = 4;
+
 /// Reads frames from one connection, detecting the framing from its first
 /// byte (a digit: octet counting, RFC 6587 §3.4.1; else newline framing).
-/// A batch is what the connection has already delivered (up to [`BATCH`]):
-/// it is stored as soon as reading on would have to wait for the network.
+/// A message counts as accepted once its batch is in the fsync'd WAL; when
+/// the queue is full, the connection is not read (the sender's TCP window
+/// fills) until there is room.
 async fn read_stream<S: AsyncRead + Unpin>(
-    stream: S,
+    mut stream: S,
     org: &str,
     peer: SocketAddr,
     ctx: &SyslogContext,
 ) -> std::io::Result<()> {
-    let mut r = BufReader::with_capacity(256 * 1024, stream);
-    let octet_counting = match r.fill_buf().await?.first() {
-        None => return Ok(()),
-        Some(b) => b.is_ascii_digit(),
+    let mut buf = vec![0u8; READ_BUF];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut framer = Framer::default();
+    let mut in_flight: VecDeque<(u64, crate::Pending)> = VecDeque::with_capacity(IN_FLIGHT);
+    let stats = &ctx.stats;
+    let settle = |(n, pending): (u64, crate::Pending)| async move {
+        pending
+            .durable()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        stats.accepted.fetch_add(n, Ordering::Relaxed);
+        Ok::<(), std::io::Error>(())
     };
-    let chunk = BATCH.min(ctx.ingest.capacity()).max(1);
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(chunk);
     loop {
-        let done = match read_frame(&mut r, octet_counting).await? {
-            Some(Ok(m)) => {
-                ctx.stats.received.fetch_add(1, Ordering::Relaxed);
-                batch.push(m);
-                false
-            }
-            Some(Err(reason)) => {
-                ctx.stats.received.fetch_add(1, Ordering::Relaxed);
-                ctx.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        if start > 0 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let n = stream.read(&mut buf[end..]).await?;
+        let eof = n == 0;
+        end += n;
+        let mut batch = RawBatch::with_capacity(Format::Syslog, end - start + 1024);
+        let mut rejected = 0u64;
+        let used = framer.frames(&buf[start..end], eof, |frame| match frame {
+            Ok(m) => batch.push(m),
+            Err(reason) => {
+                rejected += 1;
                 tracing::debug!(%peer, %reason, "rejected syslog frame");
-                false
             }
-            None => true,
-        };
-        if !batch.is_empty() && (batch.len() >= chunk || done || r.buffer().is_empty()) {
-            let events = ctx.parse(&batch);
-            tracing::debug!(%peer, frames = batch.len(), events = events.len(), "syslog batch");
-            batch.clear();
-            let n = events.len() as u64;
-            if n > 0 {
-                // Durable before we read on: a full queue stops the reading.
-                ctx.ingest
-                    .submit(org, events)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                ctx.stats.accepted.fetch_add(n, Ordering::Relaxed);
-            }
+        });
+        start += used;
+        if start == 0 && end == buf.len() {
+            // Cannot happen: a full buffer always holds a complete or an
+            // over-long (skipped) frame. Guard anyway, since a read into an
+            // empty slice would look like the end of the stream.
+            return Err(std::io::Error::other("syslog framing made no progress"));
         }
-        if done {
-            return Ok(());
-        }
-    }
-}
-
-/// One frame: `Some(Ok(msg))`, `Some(Err(reason))` for a frame that is
-/// skipped (too long, bad length), `None` at end of stream.
-async fn read_frame<R: AsyncBufReadExt + Unpin>(
-    r: &mut R,
-    octet_counting: bool,
-) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
-    if octet_counting {
-        let mut len_buf = Vec::with_capacity(8);
-        loop {
-            let mut b = [0u8; 1];
-            if r.read(&mut b).await? == 0 {
-                return Ok(None);
-            }
-            match b[0] {
-                b' ' => break,
-                d if d.is_ascii_digit() && len_buf.len() < 7 => len_buf.push(d),
-                b'\n' | b'\r' if len_buf.is_empty() => continue,
-                _ => return Ok(Some(Err("bad octet-counting length".into()))),
-            }
-        }
-        let len: usize = std::str::from_utf8(&len_buf)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(usize::MAX);
-        if len > MAX_MESSAGE {
-            // Skip the frame without buffering it.
-            let mut skip = (&mut *r).take(len as u64);
-            tokio::io::copy(&mut skip, &mut tokio::io::sink()).await?;
-            return Ok(Some(Err(format!(
-                "frame of {len} bytes exceeds {MAX_MESSAGE}"
-            ))));
-        }
-        let mut msg = vec![0u8; len];
-        r.read_exact(&mut msg).await?;
-        Ok(Some(Ok(trim_frame(&msg).to_vec())))
-    } else {
-        let mut msg = Vec::new();
-        let mut limited = (&mut *r).take(MAX_MESSAGE as u64 + 1);
-        let n = limited.read_until(b'\n', &mut msg).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if msg.len() > MAX_MESSAGE && !msg.ends_with(b"\n") {
-            // Discard the rest of the over-long line.
-            let mut sink = Vec::new();
-            loop {
-                sink.clear();
-                let mut chunk = (&mut *r).take(64 * 1024);
-                let n = chunk.read_until(b'\n', &mut sink).await?;
-                if n == 0 || sink.ends_with(b"\n") {
-                    break;
+        stats
+            .received
+            .fetch_add(batch.len() as u64 + rejected, Ordering::Relaxed);
+        stats.rejected.fetch_add(rejected, Ordering::Relaxed);
+        if !batch.is_empty() {
+            if in_flight.len() >= IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    settle(oldest).await?;
                 }
             }
-            return Ok(Some(Err(format!("line longer than {MAX_MESSAGE} bytes"))));
+            let n = batch.len() as u64;
+            let pending = ctx
+                .ingest
+                .queue_raw(org, batch)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            in_flight.push_back((n, pending));
         }
-        let m = trim_frame(&msg);
-        if m.is_empty() {
-            return Ok(Some(Err("empty line".into())));
+        if eof {
+            break;
         }
-        Ok(Some(Ok(m.to_vec())))
+    }
+    for p in in_flight {
+        settle(p).await?;
+    }
+    Ok(())
+}
+
+/// Splits a byte stream into syslog frames (RFC 6587), across reads,
+/// without copying: [`Framer::frames`] hands out slices of the buffer it is
+/// given and says how much of it it used; the rest (a partial frame) must be
+/// given again, with more bytes after it, on the next call.
+#[derive(Debug, Default)]
+struct Framer {
+    /// `None` until the first byte: a digit means octet counting.
+    octet_counting: Option<bool>,
+    /// Bytes still to skip of an over-long octet-counted frame.
+    skip_bytes: usize,
+    /// Skipping to the end of an over-long (or unframeable) line.
+    skip_line: bool,
+}
+
+/// Longest octet count accepted (7 digits: the count itself is checked
+/// against [`MAX_MESSAGE`]).
+const MAX_LEN_DIGITS: usize = 7;
+
+impl Framer {
+    /// Calls `out` for every complete frame in `data` (`Err` for a skipped
+    /// one, with the reason) and returns the number of bytes consumed. At
+    /// `eof`, a final unterminated line counts as a frame.
+    fn frames<'a>(
+        &mut self,
+        data: &'a [u8],
+        eof: bool,
+        mut out: impl FnMut(Result<&'a [u8], String>),
+    ) -> usize {
+        let mut pos = 0;
+        loop {
+            if self.skip_bytes > 0 {
+                let n = self.skip_bytes.min(data.len() - pos);
+                self.skip_bytes -= n;
+                pos += n;
+                if self.skip_bytes > 0 {
+                    return pos;
+                }
+            }
+            if self.skip_line {
+                match memchr::memchr(b'\n', &data[pos..]) {
+                    Some(i) => {
+                        pos += i + 1;
+                        self.skip_line = false;
+                    }
+                    None => return data.len(),
+                }
+            }
+            let rest = &data[pos..];
+            if rest.is_empty() {
+                return pos;
+            }
+            let octet = *self
+                .octet_counting
+                .get_or_insert_with(|| rest[0].is_ascii_digit());
+            if octet {
+                // Line ends between frames are tolerated.
+                if rest[0] == b'\n' || rest[0] == b'\r' {
+                    pos += 1;
+                    continue;
+                }
+                let digits = rest
+                    .iter()
+                    .take(MAX_LEN_DIGITS + 1)
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                match rest.get(digits) {
+                    None if !eof && digits <= MAX_LEN_DIGITS => return pos,
+                    Some(b' ') if digits > 0 && digits <= MAX_LEN_DIGITS => {}
+                    _ if eof && digits == rest.len() => {
+                        out(Err("truncated frame at end of stream".into()));
+                        return data.len();
+                    }
+                    _ => {
+                        // The stream is out of step: no length can be
+                        // trusted any more. Resynchronize at the next line
+                        // end (most senders end frames with one).
+                        out(Err("bad octet-counting length".into()));
+                        self.skip_line = true;
+                        continue;
+                    }
+                }
+                let len: usize = rest[..digits]
+                    .iter()
+                    .fold(0, |n, d| n * 10 + usize::from(d - b'0'));
+                let body = digits + 1;
+                if len > MAX_MESSAGE {
+                    out(Err(format!("frame of {len} bytes exceeds {MAX_MESSAGE}")));
+                    pos += body;
+                    self.skip_bytes = len;
+                    continue;
+                }
+                if rest.len() < body + len {
+                    if eof {
+                        out(Err("truncated frame at end of stream".into()));
+                        return data.len();
+                    }
+                    return pos;
+                }
+                out(Ok(trim_frame(&rest[body..body + len])));
+                pos += body + len;
+            } else {
+                let window = &rest[..rest.len().min(MAX_MESSAGE + 1)];
+                let line = match memchr::memchr(b'\n', window) {
+                    Some(i) => {
+                        pos += i + 1;
+                        &rest[..i]
+                    }
+                    None if window.len() > MAX_MESSAGE => {
+                        out(Err(format!("line longer than {MAX_MESSAGE} bytes")));
+                        pos += window.len();
+                        self.skip_line = true;
+                        continue;
+                    }
+                    None if eof => {
+                        pos = data.len();
+                        rest
+                    }
+                    None => return pos,
+                };
+                let m = trim_frame(line);
+                if m.is_empty() {
+                    out(Err("empty line".into()));
+                } else {
+                    out(Ok(m));
+                }
+            }
+        }
     }
 }
 
@@ -333,13 +461,42 @@ async fn read_frame<R: AsyncBufReadExt + Unpin>(
 mod tests {
     use super::*;
 
-    async fn frames(input: &[u8], octet: bool) -> Vec<Result<Vec<u8>, String>> {
-        let mut r = BufReader::new(input);
+    /// The frames of `input`, fed to a [`Framer`] in reads of `chunk`
+    /// bytes the way `read_stream` does: unconsumed bytes come again with
+    /// the next read.
+    fn frames_in_chunks(input: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, String>> {
+        let mut framer = Framer::default();
         let mut out = vec![];
-        while let Some(f) = read_frame(&mut r, octet).await.unwrap() {
-            out.push(f);
+        let mut buf: Vec<u8> = vec![];
+        let mut fed = 0;
+        loop {
+            let take = chunk.min(input.len() - fed);
+            buf.extend_from_slice(&input[fed..fed + take]);
+            fed += take;
+            let eof = take == 0;
+            let used = framer.frames(&buf, eof, |f| out.push(f.map(<[u8]>::to_vec)));
+            buf.drain(..used);
+            if eof {
+                assert!(buf.is_empty(), "bytes left at end of stream");
+                return out;
+            }
         }
-        out
+    }
+
+    async fn frames(input: &[u8], octet: bool) -> Vec<Result<Vec<u8>, String>> {
+        let whole = frames_in_chunks(input, input.len().max(1));
+        if let Some(first) = input.iter().find(|b| **b != b'\n' && **b != b'\r') {
+            assert_eq!(first.is_ascii_digit(), octet);
+        }
+        // However the stream is cut into reads, the frames are the same.
+        for chunk in [1, 2, 7, 100, 4096] {
+            assert_eq!(
+                frames_in_chunks(input, chunk),
+                whole,
+                "reads of {chunk} bytes"
+            );
+        }
+        whole
     }
 
     #[tokio::test]
@@ -360,6 +517,20 @@ mod tests {
         assert_eq!(got[1], Ok(m2.as_bytes().to_vec()));
         let got = frames(b"12x <13>oops", true).await;
         assert!(got[0].is_err());
+        // A bad length skips to the next line end, where framing resumes.
+        let input = format!("12x garbage\n{} {m2}", m2.len());
+        let got = frames(input.as_bytes(), true).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], Ok(m2.as_bytes().to_vec()));
+        // Frames as loggen sends them: the count includes a trailing line end.
+        let input = format!("{} {m2}\n{} {m2}\n", m2.len() + 1, m2.len() + 1);
+        let got = frames(input.as_bytes(), true).await;
+        assert_eq!(got, vec![Ok(m2.as_bytes().to_vec()); 2]);
+        // A frame cut off by the end of the stream is rejected, not stored.
+        let input = format!("{} {m2}{} {}", m2.len(), m2.len(), &m2[..10]);
+        let got = frames(input.as_bytes(), true).await;
+        assert_eq!(got[0], Ok(m2.as_bytes().to_vec()));
+        assert!(got[1].as_ref().unwrap_err().contains("truncated"));
     }
 
     #[tokio::test]

@@ -158,17 +158,29 @@ impl Wal {
     /// Appends one record (buffered; durable only after [`Wal::sync`]).
     /// Returns the position after it.
     pub fn append(&mut self, payload: &[u8]) -> io::Result<u64> {
-        if payload.len() > MAX_RECORD {
+        self.append_parts(&[payload])
+    }
+
+    /// Appends one record whose payload is the concatenation of `parts`
+    /// (so a header and a body need not be copied into one buffer first).
+    pub fn append_parts(&mut self, parts: &[&[u8]]) -> io::Result<u64> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > MAX_RECORD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("WAL record of {} bytes exceeds {MAX_RECORD}", payload.len()),
+                format!("WAL record of {len} bytes exceeds {MAX_RECORD}"),
             ));
         }
-        self.out.write_all(&(payload.len() as u32).to_le_bytes())?;
-        self.out
-            .write_all(&crc32fast::hash(payload).to_le_bytes())?;
-        self.out.write_all(payload)?;
-        self.seg_len += HEADER + payload.len() as u64;
+        let mut crc = crc32fast::Hasher::new();
+        for p in parts {
+            crc.update(p);
+        }
+        self.out.write_all(&(len as u32).to_le_bytes())?;
+        self.out.write_all(&crc.finalize().to_le_bytes())?;
+        for p in parts {
+            self.out.write_all(p)?;
+        }
+        self.seg_len += HEADER + len as u64;
         Ok(self.position())
     }
 

@@ -151,6 +151,31 @@ pub struct SyslogSection {
     /// Most simultaneous TCP/TLS connections per listener.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// PEM file of the CAs that sign senders' client certificates. When
+    /// set, the TLS listener asks every sender for a certificate and
+    /// attributes it by `tls_client_orgs` instead of by address.
+    #[serde(default)]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    /// With `tls_client_ca`: refuse senders without a valid certificate
+    /// (default). `false` lets them connect, to be attributed by address
+    /// when `tls_network_fallback` is on.
+    #[serde(default = "default_true")]
+    pub tls_client_required: bool,
+    /// Client certificate identity → org slug. Identities: `sha256:HEX`
+    /// (fingerprint of the certificate), `dns:NAME`, `ip:ADDRESS`,
+    /// `email:ADDRESS`, `uri:URI` (subject alternative names) and
+    /// `cn:NAME` (subject common name); the most specific match wins.
+    #[serde(default)]
+    pub tls_client_orgs: std::collections::BTreeMap<String, String>,
+    /// Attribute a TLS sender whose certificate names no org (or who sent
+    /// none, when not required) by its address, as plain TCP senders are.
+    /// Off by default: such senders are refused.
+    #[serde(default)]
+    pub tls_network_fallback: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_connections() -> usize {
@@ -164,6 +189,10 @@ impl Default for SyslogSection {
             tcp: None,
             tls: None,
             max_connections: default_max_connections(),
+            tls_client_ca: None,
+            tls_client_required: true,
+            tls_client_orgs: Default::default(),
+            tls_network_fallback: false,
         }
     }
 }

@@ -275,6 +275,35 @@ async fn org_networks(
         .collect())
 }
 
+/// `tls_client_orgs` (identity → org slug) with org ids for slugs;
+/// identities naming an org that does not exist are reported and skipped.
+async fn client_orgs(
+    store: &mimamori_store::Store,
+    by_slug: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    if by_slug.is_empty() {
+        return Ok(vec![]);
+    }
+    let Some(root) = store.root_org().await? else {
+        return Ok(vec![]);
+    };
+    let orgs = store
+        .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
+        .await?;
+    let mut out = vec![];
+    for (identity, slug) in by_slug {
+        match orgs.iter().find(|o| &o.slug == slug) {
+            Some(o) => out.push((identity.clone(), o.id.to_string())),
+            None => tracing::warn!(
+                identity,
+                slug,
+                "[syslog] tls_client_orgs names an org that does not exist"
+            ),
+        }
+    }
+    Ok(out)
+}
+
 /// Starts the configured syslog listeners; returns their bound addresses.
 async fn start_syslog(
     data_dir: &Path,
@@ -282,15 +311,28 @@ async fn start_syslog(
     store: &mimamori_store::Store,
     ingest: &mimamori_ingest::Ingest,
 ) -> anyhow::Result<Vec<(&'static str, SocketAddr)>> {
-    use mimamori_ingest::syslog::{self, OrgResolver, SyslogContext};
+    use mimamori_ingest::syslog::{self, OrgResolver, SyslogContext, SyslogTls};
+    use mimamori_ingest::tls_identity::{self, ClientAuth, ClientOrgs};
     let sc = &cfg.syslog;
     if sc.udp.is_none() && sc.tcp.is_none() && sc.tls.is_none() {
         return Ok(vec![]);
     }
     let orgs = std::sync::Arc::new(OrgResolver::new(org_networks(store).await?));
-    // Org networks change through the API and CLI: refresh the table.
+    let clients = match (&sc.tls, &sc.tls_client_ca) {
+        (Some(_), Some(_)) => Some(std::sync::Arc::new(
+            ClientOrgs::new(
+                client_orgs(store, &sc.tls_client_orgs).await?,
+                sc.tls_network_fallback,
+            )
+            .context("bad [syslog] tls_client_orgs")?,
+        )),
+        _ => None,
+    };
+    // Org networks and slugs change through the API and CLI: refresh the
+    // tables.
     {
-        let (orgs, store) = (orgs.clone(), store.clone());
+        let (orgs, clients, store) = (orgs.clone(), clients.clone(), store.clone());
+        let by_slug = sc.tls_client_orgs.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
@@ -298,6 +340,18 @@ async fn start_syslog(
                 match org_networks(&store).await {
                     Ok(nets) => orgs.replace(nets),
                     Err(e) => tracing::warn!(error = %e, "cannot refresh org networks for syslog"),
+                }
+                if let Some(clients) = &clients {
+                    match client_orgs(&store, &by_slug).await {
+                        Ok(table) => {
+                            if let Err(e) = clients.replace(table) {
+                                tracing::warn!(error = %e, "cannot refresh syslog client identities");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot refresh syslog client identities")
+                        }
+                    }
                 }
             }
         });
@@ -327,10 +381,17 @@ async fn start_syslog(
                 Some(files) => files,
                 None => (data_dir.join("tls/cert.pem"), data_dir.join("tls/key.pem")),
             };
-            Some(
-                mimamori_api::tls::acceptor_from_pem_files(&cert, &key)
+            let auth = if sc.tls_client_required {
+                ClientAuth::Required
+            } else {
+                ClientAuth::Optional
+            };
+            let client_ca = sc.tls_client_ca.as_deref().map(|ca| (ca, auth));
+            Some(SyslogTls {
+                acceptor: tls_identity::acceptor(&cert, &key, client_ca)
                     .context("cannot set up TLS for syslog")?,
-            )
+                clients: clients.clone(),
+            })
         } else {
             None
         };

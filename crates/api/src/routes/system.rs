@@ -77,6 +77,11 @@ fn ingest_metrics(state: &AppState) -> Vec<(&'static str, &'static str, u64)> {
                 s.overloaded.load(Relaxed),
             ),
             (
+                "ingest_raw_rejected",
+                "Raw messages (syslog) stored in the WAL that did not parse into an event",
+                s.raw_rejected.load(Relaxed),
+            ),
+            (
                 "ingest_queued_events",
                 "Events waiting for the WAL",
                 i.queued() as u64,
