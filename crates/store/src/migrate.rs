@@ -17,6 +17,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_detection.sql"),
     ),
     (3, "intel", include_str!("../migrations/0003_intel.sql")),
+    // 4 and 5 are taken by work in flight (DNS policy, intel sharing).
+    (
+        6,
+        "intel_clock",
+        include_str!("../migrations/0006_intel_clock.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {
