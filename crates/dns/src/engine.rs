@@ -240,6 +240,8 @@ struct Answer {
     /// Additional-section records of a rewritten answer (the policy
     /// zone's SOA, see `EngineConfig::rpz_soa_in_additional`).
     additional: Vec<Record>,
+    /// RA=0: a policy NXDOMAIN of a zone with `signal_nxdomain_ra`.
+    no_ra: bool,
 }
 
 impl Answer {
@@ -259,6 +261,7 @@ impl Answer {
             stale: false,
             aa: !matches!(hit.trigger, Trigger::ResponseIp(_)),
             additional: vec![],
+            no_ra: rcode == wire::RCODE_NXDOMAIN && hit.zone.signals_nxdomain_ra(),
         }
     }
 }
@@ -464,6 +467,9 @@ impl Engine {
             Action::Passthru => Simple::ResolveExempt,
             Action::NxDomain => {
                 wire::synth(out, pkt, q, empty(wire::RCODE_NXDOMAIN, false), ttl, ede);
+                if hit.zone.signals_nxdomain_ra() {
+                    clear_ra(out);
+                }
                 Simple::Done(Fast::Reply)
             }
             Action::NoData => {
@@ -796,7 +802,7 @@ impl Engine {
         let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
         m.metadata.recursion_desired = q.rd();
         m.metadata.checking_disabled = q.cd();
-        m.metadata.recursion_available = true;
+        m.metadata.recursion_available = !ans.no_ra;
         m.metadata.authoritative = ans.aa;
         m.metadata.response_code = ResponseCode::from(0, ans.rcode);
         m.add_queries(req.queries);
@@ -925,6 +931,7 @@ impl Engine {
                 stale,
                 aa: false,
                 additional: vec![],
+                no_ra: false,
             };
             if !apply_policy {
                 return Ok(ans);
@@ -985,6 +992,7 @@ impl Engine {
                                 stale,
                                 aa: sub.aa,
                                 additional: vec![],
+                                no_ra: sub.no_ra,
                             };
                             out.records.extend(sub_records(&sub)?);
                             return Ok(out);
@@ -1085,7 +1093,7 @@ impl Engine {
                     RData::CNAME(CNAME(target.clone())),
                 )];
                 let mut rcode = 0;
-                let mut sub_aa = true;
+                let (mut sub_aa, mut sub_no_ra) = (true, false);
                 if depth < 8 && q.qtype != wire::TYPE_CNAME {
                     let tw = name_to_wire(&target);
                     let sub = self
@@ -1106,13 +1114,14 @@ impl Engine {
                         return Ok(Some(sub));
                     }
                     rcode = sub.rcode;
-                    sub_aa = sub.aa;
+                    (sub_aa, sub_no_ra) = (sub.aa, sub.no_ra);
                     recs.extend(sub_records(&sub)?);
                 }
                 let mut a = Answer::rewritten(rcode, recs, hit, checked);
                 if chained {
                     a.aa = sub_aa;
                 }
+                a.no_ra |= sub_no_ra;
                 a
             }
         }))
@@ -1185,6 +1194,13 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// Clears RA in a wire-format answer's header.
+fn clear_ra(out: &mut [u8]) {
+    if let Some(b) = out.get_mut(3) {
+        *b &= !0x80;
     }
 }
 

@@ -33,4 +33,4 @@ pub use policy::{
 };
 pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError};
 pub use upstream::{Forwarder, Upstream, UpstreamError};
-pub use xfr::{Refreshed, Secondary, XfrConfig, XfrError, XfrStats};
+pub use xfr::{notify_router, Refreshed, Secondary, XfrConfig, XfrError, XfrStats};

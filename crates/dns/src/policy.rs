@@ -145,6 +145,10 @@ pub struct Zone {
     override_action: Option<Action>,
     /// A disabled zone matches nothing (Unbound's `disabled` override).
     disabled: bool,
+    /// Clear RA on the NXDOMAIN answers this zone makes (Unbound's
+    /// `rpz-signal-nxdomain-ra`), so a client can tell a policy NXDOMAIN
+    /// from a real one.
+    signal_nxdomain_ra: bool,
 }
 
 impl std::fmt::Debug for Zone {
@@ -236,6 +240,7 @@ impl Zone {
             stats: LoadStats::default(),
             override_action: None,
             disabled: false,
+            signal_nxdomain_ra: false,
         }
     }
 
@@ -251,6 +256,17 @@ impl Zone {
     pub fn disabled(mut self) -> Self {
         self.disabled = true;
         self
+    }
+
+    /// Marks this zone's NXDOMAIN answers with RA=0 (Unbound's
+    /// `rpz-signal-nxdomain-ra`).
+    pub fn with_signal_nxdomain_ra(mut self) -> Self {
+        self.signal_nxdomain_ra = true;
+        self
+    }
+
+    pub fn signals_nxdomain_ra(&self) -> bool {
+        self.signal_nxdomain_ra
     }
 
     pub fn name(&self) -> &Arc<str> {

@@ -542,6 +542,21 @@ impl Secondary {
     }
 }
 
+/// A handler for [`crate::Engine::on_notify`]: a NOTIFY for one of the
+/// zones, from the address of its primary, wakes its refresh loop.
+pub fn notify_router(secondaries: Vec<Arc<Secondary>>) -> Arc<crate::engine::NotifyHandler> {
+    Arc::new(move |zone: &Name, from: std::net::IpAddr| {
+        let mut taken = false;
+        for s in &secondaries {
+            if s.cfg.zone == *zone && s.cfg.primary.ip() == from {
+                s.notify();
+                taken = true;
+            }
+        }
+        taken
+    })
+}
+
 /// Whether the answers so far make a whole response: an SOA answer; an
 /// AXFR's closing SOA (RFC 5936 §2.2); an IXFR's lone SOA (up to date), a
 /// full zone's closing SOA, or the new serial's SOA closing the last

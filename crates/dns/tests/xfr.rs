@@ -238,17 +238,8 @@ async fn zone_follows_its_primary_by_axfr_ixfr_and_notify() {
     assert_eq!(rcode(&h, "fourth.test."), ResponseCode::NoError);
     push(&state, 7, vec![rr("seventh.test", "CNAME", ".")]);
     // The primary sends a NOTIFY to the resolver's DNS port.
-    {
-        let sec = sec.clone();
-        let apex = Name::from_ascii(APEX).unwrap();
-        h.engine().on_notify(Arc::new(move |zone: &Name, from| {
-            let ours = *zone == apex && from.is_loopback();
-            if ours {
-                sec.notify();
-            }
-            ours
-        }));
-    }
+    h.engine()
+        .on_notify(mimamori_dns::notify_router(vec![sec.clone()]));
     let notify = |zone: &str| {
         let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Notify);
         m.add_query(Query::query(

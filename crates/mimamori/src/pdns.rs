@@ -152,18 +152,7 @@ impl ZoneSources {
         if self.transferred.is_empty() {
             return vec![];
         }
-        let secs = self.transferred.clone();
-        engine.on_notify(Arc::new(move |zone, from| {
-            let mut taken = false;
-            for s in secs.iter() {
-                let c = s.config();
-                if c.zone == *zone && c.primary.ip() == from {
-                    s.notify();
-                    taken = true;
-                }
-            }
-            taken
-        }));
+        engine.on_notify(mimamori_dns::notify_router(self.transferred.clone()));
         self.transferred
             .iter()
             .map(|s| {
