@@ -259,9 +259,12 @@ fn standalone_pdns_blocks_from_an_rpz_file() {
 /// A stand-in primary for `rpz.test.` on 127.0.0.1 TCP: answers SOA and
 /// AXFR from the current version (serial, owner → CNAME target); refuses
 /// IXFR so the secondary falls back to AXFR. Stops when dropped.
+/// The primary's zone: its serial and (owner, CNAME target) pairs.
+type PrimaryZone = std::sync::Arc<std::sync::Mutex<(u32, Vec<(&'static str, &'static str)>)>>;
+
 struct Primary {
     addr: std::net::SocketAddr,
-    zone: std::sync::Arc<std::sync::Mutex<(u32, Vec<(&'static str, &'static str)>)>>,
+    zone: PrimaryZone,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
