@@ -15,17 +15,22 @@ pub mod cache;
 pub mod doh;
 pub mod engine;
 pub mod log;
+pub mod nsinfo;
 pub mod policy;
 mod rpz;
 pub mod server;
 pub mod table;
 pub mod upstream;
 pub mod wire;
+pub mod xfr;
 
-pub use engine::{Engine, EngineConfig, Fast, RateLimit, Scratch, StatsSnapshot};
+pub use engine::{Engine, EngineConfig, Fast, NotifyHandler, RateLimit, Scratch, StatsSnapshot};
 pub use log::{query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, Transport};
+pub use nsinfo::NsServer;
 pub use policy::{
-    Action, Hit, LoadStats, LocalData, OrgPolicy, Policy, PolicyError, PolicyHandle, Trigger, Zone,
+    Action, Hit, LoadStats, LocalData, NsHit, OrgPolicy, Policy, PolicyError, PolicyHandle,
+    Trigger, Zone,
 };
 pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError};
 pub use upstream::{Forwarder, Upstream, UpstreamError};
+pub use xfr::{notify_router, Refreshed, Secondary, XfrConfig, XfrError, XfrStats};

@@ -18,7 +18,9 @@
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use mimamori_dns::{query_log, Action, OrgPolicy, PdnsConfig, Policy, PolicyHandle, Zone};
+use mimamori_dns::{
+    query_log, Action, OrgPolicy, PdnsConfig, Policy, PolicyHandle, Secondary, XfrConfig, Zone,
+};
 use mimamori_event::{EventBody, Normalized, OcsfClass};
 use mimamori_intel::{IndicatorKind, Tlp};
 use mimamori_store::{ActiveIndicator, Store};
@@ -44,6 +46,11 @@ pub struct PdnsArgs {
     /// checked in order.
     #[arg(long)]
     pub rpz: Vec<String>,
+    /// RPZ zone transferred from its primary: ZONE@ADDR[:PORT] (AXFR, then
+    /// IXFR on the SOA refresh timer and when the primary sends a NOTIFY
+    /// to --listen); repeat. Checked after the --rpz files.
+    #[arg(long = "rpz-primary", value_name = "ZONE@ADDR:PORT")]
+    pub rpz_primary: Vec<String>,
     /// Domains to block (one per line, `*.` for sub-domains); repeat.
     #[arg(long)]
     pub blocklist: Vec<PathBuf>,
@@ -71,10 +78,102 @@ pub struct PdnsSection {
     /// RPZ zone files (FILE or FILE=ORIGIN), checked before the intel.
     #[serde(default)]
     pub rpz: Vec<String>,
+    /// RPZ zones transferred from their primaries ("ZONE@ADDR:PORT"),
+    /// checked after the files: AXFR, then IXFR on the SOA refresh timer
+    /// and on NOTIFY.
+    #[serde(default)]
+    pub rpz_primaries: Vec<String>,
     #[serde(default)]
     pub blocklists: Vec<PathBuf>,
     #[serde(default)]
     pub allowlists: Vec<PathBuf>,
+}
+
+/// The configured policy zones: from files, and transferred from primaries.
+/// In force in the order allowlists, RPZ files, transferred RPZ zones,
+/// blocklists (an allowed name is never blocked by what follows).
+#[derive(Clone)]
+struct ZoneSources {
+    /// Allowlists and RPZ files.
+    head: Vec<Arc<Zone>>,
+    transferred: Vec<Arc<Secondary>>,
+    /// Blocklists.
+    tail: Vec<Arc<Zone>>,
+}
+
+impl ZoneSources {
+    fn load(
+        rpz: &[String],
+        primaries: &[String],
+        blocklists: &[PathBuf],
+        allowlists: &[PathBuf],
+    ) -> anyhow::Result<Self> {
+        let head = file_zones(rpz, &[], allowlists)?;
+        let tail = file_zones(&[], blocklists, &[])?;
+        let transferred = primaries
+            .iter()
+            .map(|spec| XfrConfig::parse(spec).map(Secondary::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            head,
+            transferred,
+            tail,
+        })
+    }
+
+    /// The zones in force now (a transferred zone not loaded yet is left
+    /// out).
+    fn zones(&self) -> Vec<Arc<Zone>> {
+        let mut v = self.head.clone();
+        v.extend(self.transferred.iter().filter_map(|s| s.zone()));
+        v.extend(self.tail.iter().cloned());
+        v
+    }
+
+    /// The first transfer of each zone, before answering: a zone whose
+    /// primary cannot be reached is left out (logged) and retried by the
+    /// refresh loop.
+    async fn first_transfers(&self) {
+        for s in &self.transferred {
+            if let Err(e) = s.refresh().await {
+                tracing::error!(zone = %s.config().zone, primary = %s.config().primary, error = %e,
+                    "RPZ zone: first transfer failed; running without it until a retry succeeds");
+            }
+        }
+    }
+
+    /// Keeps the transferred zones current (`on_change` after each load)
+    /// and routes NOTIFY from their primaries to them.
+    fn follow(
+        &self,
+        engine: &mimamori_dns::Engine,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        if self.transferred.is_empty() {
+            return vec![];
+        }
+        engine.on_notify(mimamori_dns::notify_router(self.transferred.clone()));
+        self.transferred
+            .iter()
+            .map(|s| {
+                let s = s.clone();
+                let on_change = on_change.clone();
+                tokio::spawn(async move {
+                    // The first refresh already ran in `first_transfers`.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    s.run(on_change).await
+                })
+            })
+            .collect()
+    }
+
+    /// Counters of the transfers, summed over the zones.
+    fn xfr_stats(&self) -> (u64, u64) {
+        self.transferred.iter().fold((0, 0), |(ok, failed), s| {
+            let st = s.stats();
+            (ok + st.axfr + st.ixfr, failed + st.failures)
+        })
+    }
 }
 
 /// Zones from files, in the order allowlists, RPZ, blocklists (an allowed
@@ -114,7 +213,14 @@ fn file_zones(
 /// Runs the standalone resolver until Ctrl-C.
 pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let zones = file_zones(&args.rpz, &args.blocklist, &args.allowlist)?;
+    let sources = ZoneSources::load(
+        &args.rpz,
+        &args.rpz_primary,
+        &args.blocklist,
+        &args.allowlist,
+    )?;
+    sources.first_transfers().await;
+    let zones = sources.zones();
     eprintln!(
         "policy: {} zone(s) loaded in {:.2} s",
         zones.len(),
@@ -124,8 +230,16 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     let mut cfg = PdnsConfig::new(args.listen, args.upstreams);
     cfg.udp_threads = args.threads;
     cfg.query_log = args.query_log.is_some().then_some(log);
-    let handle = mimamori_dns::start(cfg, PolicyHandle::new(Policy::new(zones)))
+    let policy = PolicyHandle::new(Policy::new(zones));
+    let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the resolver: {e}"))?;
+    let _followers = {
+        let sources2 = sources.clone();
+        sources.follow(
+            handle.engine(),
+            Arc::new(move || policy.set(Policy::new(sources2.zones()))),
+        )
+    };
     println!("pdns listening on udp+tcp {}", handle.udp_addr());
     if let Some(sink) = args.query_log {
         std::thread::spawn(move || {
@@ -248,6 +362,9 @@ pub struct Running {
     pub handle: mimamori_dns::Handle,
     pub dropped_events: Arc<AtomicU64>,
     watcher: tokio::task::JoinHandle<()>,
+    /// The refresh loops of transferred RPZ zones.
+    followers: Vec<tokio::task::JoinHandle<()>>,
+    sources: ZoneSources,
 }
 
 impl Running {
@@ -255,9 +372,26 @@ impl Running {
     pub fn metrics(&self) -> Arc<mimamori_api::MetricsSource> {
         let engine = self.handle.engine().clone();
         let dropped = self.dropped_events.clone();
+        let sources = self.sources.clone();
         Arc::new(move || {
             let s = engine.stats();
+            let (xfr_ok, xfr_failed) = sources.xfr_stats();
             vec![
+                (
+                    "pdns_rpz_transfers",
+                    "RPZ zone transfers (AXFR or IXFR) loaded",
+                    xfr_ok,
+                ),
+                (
+                    "pdns_rpz_transfer_failures",
+                    "RPZ zone transfers that failed (the zone in force was kept)",
+                    xfr_failed,
+                ),
+                (
+                    "pdns_ns_lookups",
+                    "NS lookups for NSDNAME/NSIP triggers",
+                    s.ns_lookups,
+                ),
                 ("pdns_queries", "DNS queries answered or dropped", s.queries),
                 ("pdns_blocked", "DNS queries blocked by policy", s.blocked),
                 (
@@ -306,6 +440,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         // The handle stops the resolver when it is dropped, right after.
         self.watcher.abort();
+        for f in &self.followers {
+            f.abort();
+        }
     }
 }
 
@@ -321,13 +458,29 @@ pub async fn start_in_serve(
     if section.upstreams.is_empty() {
         anyhow::bail!("[pdns] listen is set but no upstreams: add upstreams = [\"ADDR:53\"]");
     }
-    let files = file_zones(&section.rpz, &section.blocklists, &section.allowlists)?;
-    let policy = PolicyHandle::new(load_policy(store, &files).await?);
+    let sources = ZoneSources::load(
+        &section.rpz,
+        &section.rpz_primaries,
+        &section.blocklists,
+        &section.allowlists,
+    )?;
+    sources.first_transfers().await;
+    let policy = PolicyHandle::new(load_policy(store, &sources.zones()).await?);
     let (log, rx) = query_log(65_536);
     let mut cfg = PdnsConfig::new(listen, section.upstreams.clone());
     cfg.query_log = ingest.is_some().then_some(log);
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the DNS resolver on {listen}: {e}"))?;
+    // A transferred zone that changed marks the policy for a rebuild, which
+    // the watcher below does on its next tick.
+    let zones_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let followers = {
+        let changed = zones_changed.clone();
+        sources.follow(
+            handle.engine(),
+            Arc::new(move || changed.store(true, Ordering::SeqCst)),
+        )
+    };
     let dropped = Arc::new(AtomicU64::new(0));
     if let (Some(ingest), Some(root)) = (ingest, store.root_org().await?) {
         let dropped = dropped.clone();
@@ -339,6 +492,7 @@ pub async fn start_in_serve(
     }
     let watcher = {
         let store = store.clone();
+        let sources = sources.clone();
         tokio::spawn(async move {
             let mut seen = mimamori_pipeline::intel::SnapshotVersion::of(&store)
                 .await
@@ -352,11 +506,12 @@ pub async fn start_in_serve(
                         continue;
                     }
                 };
-                if now == seen {
+                let zones_dirty = zones_changed.swap(false, Ordering::SeqCst);
+                if now == seen && !zones_dirty {
                     continue;
                 }
                 let started = Instant::now();
-                match load_policy(&store, &files).await {
+                match load_policy(&store, &sources.zones()).await {
                     Ok(p) => {
                         policy.set(p);
                         seen = now;
@@ -366,6 +521,9 @@ pub async fn start_in_serve(
                         );
                     }
                     Err(e) => {
+                        if zones_dirty {
+                            zones_changed.store(true, Ordering::SeqCst);
+                        }
                         tracing::error!(error = %e, "DNS policy: reload failed; keeping the current one")
                     }
                 }
@@ -376,6 +534,8 @@ pub async fn start_in_serve(
         handle,
         dropped_events: dropped,
         watcher,
+        followers,
+        sources,
     }))
 }
 
