@@ -22,10 +22,11 @@ pub mod table;
 pub mod upstream;
 pub mod wire;
 
-pub use engine::{Engine, EngineConfig, Fast, RateLimit, Scratch, StatsSnapshot};
+pub use engine::{Engine, EngineConfig, Fast, Prefetch, RateLimit, Scratch, StatsSnapshot};
 pub use log::{query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, Transport};
 pub use policy::{
-    Action, Hit, LoadStats, LocalData, OrgPolicy, Policy, PolicyError, PolicyHandle, Trigger, Zone,
+    token_digest, Action, Hit, LoadStats, LocalData, OrgPolicy, Policy, PolicyError, PolicyHandle,
+    Trigger, UnknownToken, Zone,
 };
 pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError};
 pub use upstream::{Forwarder, Upstream, UpstreamError};

@@ -169,6 +169,9 @@ pub fn start_with_upstream(
         .enable_all()
         .build()
         .map_err(PdnsError::Runtime)?;
+    if cfg.engine.prefetch.is_some() {
+        runtime.spawn(engine.clone().run_prefetch());
+    }
     let n = if cfg.udp_threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
