@@ -17,6 +17,7 @@ pub mod engine;
 pub mod log;
 pub mod policy;
 mod rpz;
+pub mod secure;
 pub mod server;
 pub mod table;
 pub mod upstream;
@@ -28,5 +29,6 @@ pub use policy::{
     token_digest, Action, Hit, LoadStats, LocalData, OrgPolicy, Policy, PolicyError, PolicyHandle,
     Trigger, UnknownToken, Zone,
 };
+pub use secure::{Chain, SecureUpstream, SpecError, UpstreamSpec};
 pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError};
 pub use upstream::{Forwarder, Upstream, UpstreamError};
