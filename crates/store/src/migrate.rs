@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_detection.sql"),
     ),
     (3, "intel", include_str!("../migrations/0003_intel.sql")),
+    (
+        4,
+        "dns_policy",
+        include_str!("../migrations/0004_dns_policy.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {
