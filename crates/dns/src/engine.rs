@@ -45,6 +45,33 @@ pub struct EngineConfig {
     /// Unbound does with `minimal-responses: no` (it tells a client which
     /// policy zone answered). Off by default: minimal answers.
     pub rpz_soa_in_additional: bool,
+    /// Refreshing popular answers before they expire; `None` disables it.
+    pub prefetch: Option<Prefetch>,
+}
+
+/// Prefetch (as Unbound's `prefetch: yes`): a cached answer asked for
+/// `min_hits` times in the last `window_percent` of its TTL is refreshed
+/// from the upstream in the background, so popular names never expire
+/// into a miss. Bounded: at most `max_inflight` refreshes run at once and
+/// at most `queue` wait; past that a refresh is skipped (counted) and the
+/// name is simply resolved when it expires.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetch {
+    pub min_hits: u32,
+    pub window_percent: u32,
+    pub max_inflight: usize,
+    pub queue: usize,
+}
+
+impl Default for Prefetch {
+    fn default() -> Self {
+        Self {
+            min_hits: 2,
+            window_percent: 10,
+            max_inflight: 32,
+            queue: 1024,
+        }
+    }
 }
 
 /// A per-client token bucket for UDP queries: `qps` sustained, `burst` at
@@ -70,6 +97,7 @@ impl Default for EngineConfig {
             rate_limit: None,
             max_inflight: 10_000,
             rpz_soa_in_additional: false,
+            prefetch: Some(Prefetch::default()),
         }
     }
 }
@@ -91,6 +119,8 @@ pub struct Stats {
     /// cache), and those that failed (the name is then judged without).
     pub ns_lookups: AtomicU64,
     pub ns_lookup_failures: AtomicU64,
+    pub prefetches: AtomicU64,
+    pub prefetch_skipped: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -109,6 +139,10 @@ pub struct StatsSnapshot {
     pub log_dropped: u64,
     pub ns_lookups: u64,
     pub ns_lookup_failures: u64,
+    /// Answers refreshed before expiry (upstream queries sent for it).
+    pub prefetches: u64,
+    /// Prefetches not done because the queue was full (or not running).
+    pub prefetch_skipped: u64,
 }
 
 /// What the fast path did with a packet.
@@ -162,6 +196,9 @@ pub struct Engine {
     pub(crate) ns_cache: crate::nsinfo::NsCache,
     /// Who hears DNS NOTIFY messages (RFC 1996), see [`Engine::on_notify`].
     notify: std::sync::RwLock<Option<Arc<NotifyHandler>>>,
+    /// Cache keys to refresh; drained by [`Engine::run_prefetch`].
+    prefetch_tx: tokio::sync::mpsc::Sender<cache::Key>,
+    prefetch_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<cache::Key>>>,
 }
 
 /// Called with the zone and the sender of a NOTIFY; `true` if the zone is
@@ -332,7 +369,11 @@ impl Engine {
         cfg: EngineConfig,
         log: Option<QueryLog>,
     ) -> Self {
+        let (prefetch_tx, prefetch_rx) =
+            tokio::sync::mpsc::channel(cfg.prefetch.map_or(1, |p| p.queue.max(1)));
         Self {
+            prefetch_tx,
+            prefetch_rx: std::sync::Mutex::new(Some(prefetch_rx)),
             policy,
             cache: Cache::new(cfg.cache_entries, cfg.serve_stale_for),
             upstream,
@@ -412,6 +453,8 @@ impl Engine {
             log_dropped: self.log.as_ref().map_or(0, QueryLog::dropped),
             ns_lookups: g(&s.ns_lookups),
             ns_lookup_failures: g(&s.ns_lookup_failures),
+            prefetches: g(&s.prefetches),
+            prefetch_skipped: g(&s.prefetch_skipped),
         }
     }
 
@@ -507,10 +550,26 @@ impl Engine {
     /// The synchronous path: answers blocks and fresh cache hits into `out`,
     /// or says the packet needs [`Engine::resolve`]. Counts and logs what it
     /// answers; a deferred packet is counted by `resolve`.
+    #[inline]
     pub fn answer_fast(
         &self,
         pkt: &[u8],
         client: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Fast {
+        self.answer_fast_for(pkt, client, None, transport, out, scratch)
+    }
+
+    /// [`Engine::answer_fast`] for a client that presented a DoH path token
+    /// (its SHA-256, see [`crate::policy::token_digest`]), which selects
+    /// its org when its address is in no org's network.
+    pub fn answer_fast_for(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        token: Option<&[u8; 32]>,
         transport: Transport,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
@@ -538,7 +597,10 @@ impl Engine {
             return Fast::Defer;
         }
         let policy = self.policy.load();
-        let org = policy.org_of(client.ip());
+        let Ok(org) = policy.select_org(client.ip(), token) else {
+            // The full path refuses it.
+            return Fast::Defer;
+        };
         let mut exempt = false;
         if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
             match self.simple(&hit, pkt, &q, transport, out) {
@@ -604,11 +666,18 @@ impl Engine {
             Some((
                 entry.rcode,
                 self.log.is_some().then(|| entry.summary.clone()),
+                self.wants_prefetch(entry, now),
             ))
         });
-        let Some(Some((rcode, summary))) = hit else {
+        let Some(Some((rcode, summary, prefetch))) = hit else {
             return Fast::Defer;
         };
+        if prefetch {
+            // The one allocation on this path, once per entry and TTL.
+            if self.prefetch_tx.try_send(scratch.key.clone()).is_err() {
+                self.stats.prefetch_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         self.log(
@@ -626,6 +695,79 @@ impl Engine {
         Fast::Reply
     }
 
+    /// Whether this hit on `entry` should schedule its refresh: it lands in
+    /// the prefetch window and is the `min_hits`-th there, and no refresh
+    /// was scheduled yet.
+    #[inline]
+    fn wants_prefetch(&self, entry: &Entry, now: Instant) -> bool {
+        let Some(pf) = &self.cfg.prefetch else {
+            return false;
+        };
+        let window = entry.fresh_secs.saturating_mul(pf.window_percent) / 100;
+        if window == 0 || entry.fresh_secs.saturating_sub(entry.age(now)) > window {
+            return false;
+        }
+        let hits = entry.window_hits.fetch_add(1, Ordering::Relaxed) + 1;
+        hits >= pf.min_hits && !entry.prefetching.swap(true, Ordering::Relaxed)
+    }
+
+    /// Refreshes the cache keys the fast path schedules, at most
+    /// `max_inflight` at once, until the engine is dropped. Started by
+    /// [`crate::server::start`]; a second call returns at once.
+    pub async fn run_prefetch(self: Arc<Self>) {
+        let Some(mut rx) = self
+            .prefetch_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.cfg.prefetch.map_or(1, |p| p.max_inflight.max(1)),
+        ));
+        let engine = Arc::downgrade(&self);
+        drop(self);
+        while let Some(key) = rx.recv().await {
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _permit = permit;
+                engine.refresh(key).await;
+            });
+        }
+    }
+
+    /// Asks the upstream again for a cached key and replaces the entry.
+    async fn refresh(&self, key: cache::Key) {
+        if key.len() < 6 {
+            return;
+        }
+        let (name, rest) = key.split_at(key.len() - 5);
+        let qtype = u16::from_be_bytes([rest[0], rest[1]]);
+        let dnssec_ok = rest[4] != 0;
+        self.stats.prefetches.fetch_add(1, Ordering::Relaxed);
+        let id = getrandom::u32().map(|v| v as u16).unwrap_or(0x5a5a);
+        let req = upstream_query(id, name, qtype, dnssec_ok, false);
+        match self.upstream.query(&req).await {
+            Ok(resp) => {
+                if let Some((entry, true)) =
+                    Entry::from_response(&resp, self.cfg.max_ttl, self.cfg.max_negative_ttl)
+                {
+                    self.cache.insert(key, entry);
+                }
+            }
+            Err(e) => {
+                // The old entry stays, and expires into an ordinary miss.
+                tracing::debug!(error = %e, "prefetch failed");
+            }
+        }
+    }
+
     /// The full path: everything [`Engine::answer_fast`] does, plus
     /// resolution through the upstream, local-data CNAMEs, CNAME-chain and
     /// response-IP policy, serve-stale and error answers. `None` means send
@@ -634,6 +776,19 @@ impl Engine {
         &self,
         pkt: &[u8],
         client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        self.resolve_for(pkt, client, None, transport).await
+    }
+
+    /// [`Engine::resolve`] with a DoH path token (see
+    /// [`Engine::answer_fast_for`]). A token the policy does not know (or
+    /// no longer knows) is answered REFUSED without resolving anything.
+    pub async fn resolve_for(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        token: Option<&[u8; 32]>,
         transport: Transport,
     ) -> Option<Vec<u8>> {
         let start = Instant::now();
@@ -669,7 +824,9 @@ impl Engine {
             return m.to_vec().ok();
         }
         let policy = self.policy.load_full();
-        let org = policy.org_of(client.ip());
+        let Ok(org) = policy.select_org(client.ip(), token) else {
+            return wire::error_reply(pkt, wire::RCODE_REFUSED);
+        };
         let org_name = policy.org_name(org).cloned();
         let mut exempt = false;
         if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {

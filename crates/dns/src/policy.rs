@@ -149,6 +149,9 @@ pub struct Zone {
     /// `rpz-signal-nxdomain-ra`), so a client can tell a policy NXDOMAIN
     /// from a real one.
     signal_nxdomain_ra: bool,
+    /// A PASSTHRU trigger of this zone only stops the zone's own blocks:
+    /// later zones still decide (see [`Zone::with_passthru_falling_through`]).
+    passthru_falls_through: bool,
 }
 
 impl std::fmt::Debug for Zone {
@@ -241,7 +244,18 @@ impl Zone {
             override_action: None,
             disabled: false,
             signal_nxdomain_ra: false,
+            passthru_falls_through: false,
         }
+    }
+
+    /// Makes this zone's PASSTHRU triggers mean "no verdict here" instead
+    /// of "exempt from every later zone". Used for an ancestor org's list
+    /// checked as a mandate for the orgs beneath it: its own exceptions
+    /// (an allow under one of its blocks) lift that block, but must not
+    /// exempt the name from the sub-org's own policy or the intel.
+    pub fn with_passthru_falling_through(mut self) -> Self {
+        self.passthru_falls_through = true;
+        self
     }
 
     /// Overrides the action of every trigger in the zone (RPZ "policy
@@ -685,6 +699,11 @@ pub struct Policy {
     respip: bool,
     nsdname: bool,
     nsip: bool,
+    /// The org of clients in no org's network and without a DoH token.
+    fallback: Option<usize>,
+    org_index: std::collections::HashMap<Arc<str>, usize>,
+    /// DoH path tokens by the SHA-256 of the secret.
+    doh_tokens: std::collections::HashMap<[u8; 32], DohToken>,
 }
 
 /// An NSDNAME or NSIP match: the hit, the position of its zone in the
@@ -695,6 +714,24 @@ pub struct NsHit<'a> {
     pub hit: Hit<'a>,
     pub ordinal: usize,
     pub server: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DohToken {
+    org: usize,
+    expires: Option<std::time::SystemTime>,
+}
+
+/// A DoH path token that selects no org: unknown, revoked or expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown, revoked or expired DNS client token")]
+pub struct UnknownToken;
+
+/// The SHA-256 of a DoH path token, the form a [`Policy`] holds tokens in
+/// (the same digest the store keeps of every token secret).
+pub fn token_digest(secret: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
 }
 
 impl Policy {
@@ -715,9 +752,66 @@ impl Policy {
         for net in &org.networks {
             self.org_nets.insert(*net, idx);
         }
+        self.org_index.entry(org.name.clone()).or_insert(idx);
         self.orgs.push(org);
         self.refresh();
         self
+    }
+
+    /// Clients in no org's network and without a DoH token get the policy
+    /// of the org named `name` (added with [`Policy::with_org`]; typically
+    /// the root, whose list applies to everyone).
+    pub fn with_fallback_org(mut self, name: &str) -> Self {
+        self.fallback = self.org_index.get(name).copied();
+        self
+    }
+
+    /// A DoH path token (by [`token_digest`]) that selects the org named
+    /// `org` for clients outside every org's networks. A token of an org
+    /// not in the policy is ignored.
+    pub fn with_doh_token(
+        mut self,
+        org: &str,
+        digest: [u8; 32],
+        expires: Option<std::time::SystemTime>,
+    ) -> Self {
+        if let Some(&idx) = self.org_index.get(org) {
+            self.doh_tokens
+                .insert(digest, DohToken { org: idx, expires });
+        }
+        self
+    }
+
+    /// The org a DoH token selects, if the token is known and unexpired.
+    pub fn doh_token_org(&self, digest: &[u8; 32]) -> Option<usize> {
+        let t = self.doh_tokens.get(digest)?;
+        match t.expires {
+            Some(e) if e <= std::time::SystemTime::now() => None,
+            _ => Some(t.org),
+        }
+    }
+
+    /// The org of a query: the one whose network holds `ip` (longest
+    /// prefix) or else the DoH token's or else the fallback. The source
+    /// address comes first so that, inside an org's network, a token of
+    /// another org cannot lift the network's policy. An invalid token is
+    /// an error even inside a network: such a client is misconfigured or
+    /// revoked, and is answered nothing.
+    pub fn select_org(
+        &self,
+        ip: IpAddr,
+        token: Option<&[u8; 32]>,
+    ) -> Result<Option<usize>, UnknownToken> {
+        let by_token = match token {
+            Some(d) => Some(self.doh_token_org(d).ok_or(UnknownToken)?),
+            None => None,
+        };
+        Ok(self
+            .org_nets
+            .lookup(ip)
+            .map(|(i, _)| *i)
+            .or(by_token)
+            .or(self.fallback))
     }
 
     fn refresh(&mut self) {
@@ -753,9 +847,11 @@ impl Policy {
         self.respip
     }
 
-    /// The org whose network holds `ip` (longest prefix).
+    /// The org whose network holds `ip` (longest prefix), else the
+    /// fallback org.
+    #[inline]
     pub fn org_of(&self, ip: IpAddr) -> Option<usize> {
-        self.org_nets.lookup(ip).map(|(i, _)| *i)
+        self.org_nets.lookup(ip).map(|(i, _)| *i).or(self.fallback)
     }
 
     pub fn org_name(&self, org: Option<usize>) -> Option<&Arc<str>> {
@@ -778,17 +874,24 @@ impl Policy {
         for z in self.zones_for(org) {
             if !z.client_ip.is_empty() {
                 if let Some((&a, net)) = z.client_ip.lookup(client) {
-                    return Some(Hit {
-                        zone: z,
-                        action: z.action(a),
-                        trigger: Trigger::ClientIp(net),
-                    });
+                    let action = z.action(a);
+                    if !(z.passthru_falls_through && action.is_passthru()) {
+                        return Some(Hit {
+                            zone: z,
+                            action,
+                            trigger: Trigger::ClientIp(net),
+                        });
+                    }
                 }
             }
             if let Some((a, trigger)) = z.check_qname(qname) {
+                let action = z.action(a);
+                if z.passthru_falls_through && action.is_passthru() {
+                    continue;
+                }
                 return Some(Hit {
                     zone: z,
-                    action: z.action(a),
+                    action,
                     trigger,
                 });
             }
@@ -799,11 +902,13 @@ impl Policy {
     /// QNAME triggers only, for the targets of a CNAME chain.
     pub fn check_name(&self, org: Option<usize>, name: &[u8]) -> Option<Hit<'_>> {
         self.zones_for(org).find_map(|z| {
-            z.check_qname(name).map(|(a, trigger)| Hit {
-                zone: z,
-                action: z.action(a),
-                trigger,
-            })
+            z.check_qname(name)
+                .map(|(a, trigger)| Hit {
+                    zone: z,
+                    action: z.action(a),
+                    trigger,
+                })
+                .filter(|h| !(z.passthru_falls_through && h.action.is_passthru()))
         })
     }
 
@@ -892,6 +997,9 @@ impl Policy {
                 .filter_map(|ip| z.resp_ip.lookup(*ip))
                 .max_by_key(|(_, net)| net.prefix_len());
             if let Some((&a, net)) = best {
+                if z.passthru_falls_through && z.action(a).is_passthru() {
+                    continue;
+                }
                 return Some((
                     ordinal,
                     Hit {

@@ -32,6 +32,12 @@ pub struct PdnsConfig {
     pub doh_listen: Option<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
     /// Upstream resolvers, tried in order.
     pub upstreams: Vec<SocketAddr>,
+    /// Upstreams of any kind (plain, DoT, DoH), tried in order; when not
+    /// empty they replace `upstreams`.
+    pub upstream_specs: Vec<crate::secure::UpstreamSpec>,
+    /// CA certificates (PEM) that DoT and DoH upstreams' certificates must
+    /// chain to; the system's bundle when `None`.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Per-upstream timeout.
     pub upstream_timeout: Duration,
     /// UDP receive threads (0: one per available core).
@@ -53,6 +59,8 @@ impl PdnsConfig {
             tls_listen: None,
             doh_listen: None,
             upstreams,
+            upstream_specs: vec![],
+            ca_file: None,
             upstream_timeout: Duration::from_millis(1500),
             udp_threads: 0,
             async_threads: 1,
@@ -71,6 +79,8 @@ pub enum PdnsError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("runtime: {0}")]
     Runtime(io::Error),
+    #[error(transparent)]
+    Upstream(#[from] crate::secure::SpecError),
 }
 
 /// A running resolver. Dropping it (or [`Handle::shutdown`]) stops it.
@@ -147,7 +157,15 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// Starts the resolver with a forwarder to `cfg.upstreams`.
 pub fn start(cfg: PdnsConfig, policy: PolicyHandle) -> Result<Handle, PdnsError> {
-    let upstream = Arc::new(Forwarder::new(cfg.upstreams.clone(), cfg.upstream_timeout));
+    let upstream: Arc<dyn Upstream> = if cfg.upstream_specs.is_empty() {
+        Arc::new(Forwarder::new(cfg.upstreams.clone(), cfg.upstream_timeout))
+    } else {
+        Arc::new(crate::secure::Chain::from_specs(
+            &cfg.upstream_specs,
+            cfg.ca_file.as_deref(),
+            cfg.upstream_timeout,
+        )?)
+    };
     start_with_upstream(cfg, policy, upstream)
 }
 
@@ -169,6 +187,9 @@ pub fn start_with_upstream(
         .enable_all()
         .build()
         .map_err(PdnsError::Runtime)?;
+    if cfg.engine.prefetch.is_some() {
+        runtime.spawn(engine.clone().run_prefetch());
+    }
     let n = if cfg.udp_threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

@@ -462,7 +462,7 @@ pub const PATCH_MAX_ROWS: usize = 50_000;
 pub const BASE_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// How far before the newest change it has seen a patch re-reads. Intel
-/// writers stamp rows in commit order (store migration 0006), so only a
+/// writers stamp rows in commit order (store migration 0005), so only a
 /// wall clock stepped back between two writers needs this margin.
 const CLOCK_SLACK_MS: i64 = 2_000;
 

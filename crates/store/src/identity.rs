@@ -152,9 +152,10 @@ impl Store {
     pub async fn user_create(&self, actor: &AuditActor, org: &Org, new: &NewUser) -> Result<User> {
         let username = validate::username(&new.username)?;
         if !new.role.for_humans() {
+            let role = new.role;
             return Err(InvalidInput::new(
                 "role",
-                "sensor is a machine role: issue a sensor token instead of a user",
+                format!("{role} is a machine role: issue a {role} token instead of a user"),
             )
             .into());
         }

@@ -148,7 +148,7 @@ fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator>
 }
 
 /// Starts a write to `indicators` in `tx`: takes the intel write lock (see
-/// migration 0006) and returns the time to stamp `updated_at` with. Every
+/// migration 0005) and returns the time to stamp `updated_at` with. Every
 /// transaction that writes indicator rows calls this first, so stamps
 /// follow commit order.
 pub(crate) async fn intel_write_begun(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64> {

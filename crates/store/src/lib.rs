@@ -16,6 +16,7 @@
 
 mod alerts;
 mod audit;
+mod dns;
 mod identity;
 mod intel;
 mod migrate;
@@ -29,6 +30,10 @@ pub use alerts::{
     MAX_COMMENT_CHARS,
 };
 pub use audit::{AuditActor, AuditEntry};
+pub use dns::{
+    DnsClientToken, DnsListItem, DnsListKind, DnsPolicyEntry, DnsPolicyVersion, NewDnsPolicyEntry,
+    MAX_DNS_POLICY_ENTRIES,
+};
 pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
 pub use intel::{
     protects, tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, IntelChanges, NewFeed,

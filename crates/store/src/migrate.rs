@@ -17,11 +17,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_detection.sql"),
     ),
     (3, "intel", include_str!("../migrations/0003_intel.sql")),
-    // 4 and 5 are taken by work in flight (DNS policy, intel sharing).
     (
-        6,
+        4,
+        "dns_policy",
+        include_str!("../migrations/0004_dns_policy.sql"),
+    ),
+    (
+        5,
         "intel_clock",
-        include_str!("../migrations/0006_intel_clock.sql"),
+        include_str!("../migrations/0005_intel_clock.sql"),
     ),
 ];
 

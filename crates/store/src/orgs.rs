@@ -315,6 +315,7 @@ impl Store {
             "alerts",
             "suppressions",
             "notify_channels",
+            "dns_policy",
             "tokens",
             "users",
         ] {
