@@ -176,7 +176,7 @@ impl Store {
             created_at: now_millis(),
             created_by: Some(actor.actor.clone()),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dns_policy WHERE org_id = $1")
             .bind(&entry.org_id)
             .fetch_one(&mut *tx)
@@ -231,7 +231,7 @@ impl Store {
         org: &Org,
         entry: &DnsPolicyEntry,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM dns_policy WHERE id = $1")
             .bind(&entry.id)
             .execute(&mut *tx)
