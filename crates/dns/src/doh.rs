@@ -44,17 +44,20 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
-/// The token's digest, if the current policy knows it; else the 403.
-fn check_token(engine: &Engine, token: &str) -> Result<[u8; 32], Response> {
+/// The token's digest, if the current policy knows it.
+fn check_token(engine: &Engine, token: &str) -> Option<[u8; 32]> {
     let digest = crate::policy::token_digest(token);
-    if token.len() > 200 || engine.policy().load().doh_token_org(&digest).is_none() {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "unknown, revoked or expired DNS client token: ask your DNS administrator for the current DoH URL\n",
-        )
-            .into_response());
-    }
-    Ok(digest)
+    (token.len() <= 200 && engine.policy().load().doh_token_org(&digest).is_some())
+        .then_some(digest)
+}
+
+/// The answer to an unknown, revoked or expired token.
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "unknown, revoked or expired DNS client token: ask your DNS administrator for the current DoH URL\n",
+    )
+        .into_response()
 }
 
 async fn doh_get_token(
@@ -64,8 +67,8 @@ async fn doh_get_token(
     q: Query<HashMap<String, String>>,
 ) -> Response {
     match check_token(&engine, &token) {
-        Ok(d) => get_with(&engine, peer, Some(&d), q).await,
-        Err(r) => r,
+        Some(d) => get_with(&engine, peer, Some(&d), q).await,
+        None => forbidden(),
     }
 }
 
@@ -77,8 +80,8 @@ async fn doh_post_token(
     body: Bytes,
 ) -> Response {
     match check_token(&engine, &token) {
-        Ok(d) => post_with(&engine, peer, Some(&d), &headers, &body).await,
-        Err(r) => r,
+        Some(d) => post_with(&engine, peer, Some(&d), &headers, &body).await,
+        None => forbidden(),
     }
 }
 
