@@ -6,61 +6,11 @@
 
 mod common;
 
-use common::{corpora, mimamori, run_err, run_ok, Running};
+use common::{corpora, dns_query, mimamori, run_err, run_ok, spawn_until};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Starts a long-running command; returns it with every stdout line that
-/// contains one of `markers`, waiting (up to `limit`) for all of them.
-fn spawn_until(cmd: &mut Command, markers: &[&str], limit: Duration) -> (Running, Vec<String>) {
-    let mut child = Running(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut found = vec![];
-    let start = Instant::now();
-    for m in markers {
-        loop {
-            let left = limit.saturating_sub(start.elapsed());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no line with {m:?} within {limit:?}"));
-            if line.contains(m) {
-                found.push(line);
-                break;
-            }
-        }
-    }
-    (child, found)
-}
-
-/// A DNS query for `name`/A with EDNS (so the answer can carry an Extended
-/// DNS Error).
-fn dns_query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = vec![];
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    // OPT: root name, type 41, UDP size 1232, no extended flags, no data.
-    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
-    q
-}
 
 /// Sends a query and returns (rcode, whether an EDE option is present).
 fn ask(server: &str, name: &str) -> Option<(u8, bool)> {

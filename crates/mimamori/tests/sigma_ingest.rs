@@ -8,12 +8,10 @@
 
 mod common;
 
-use common::{corpora, mimamori, run_ok, Running};
+use common::{corpora, mimamori, run_ok, spawn_until};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 struct Case {
@@ -103,29 +101,12 @@ async fn sigma_regression_cases_alert_through_http_ingest() {
     assert!(text.contains("sigma_rules = []"), "{text}");
     std::fs::write(&config, text.replace("sigma_rules = []", &rules)).unwrap();
 
-    let mut server = Running(
-        mimamori(&data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    let (_server, lines) = spawn_until(
+        mimamori(&data).args(["serve", "--listen", "127.0.0.1:0"]),
+        &["API listening"],
+        Duration::from_secs(120),
     );
-    let stdout = server.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let api = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the server did not start");
-        if line.contains("API listening") {
-            break line.split_whitespace().last().unwrap().to_string();
-        }
-    };
+    let api = lines[0].split_whitespace().last().unwrap().to_string();
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, token: &str| {
         client
