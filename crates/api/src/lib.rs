@@ -88,7 +88,7 @@ impl AppState {
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
-    use routes::{alerts, audit, identity, ingest, intel, notify, orgs, query, system, taxii};
+    use routes::{alerts, audit, dns, identity, ingest, intel, notify, orgs, query, system, taxii};
     let api = Router::new()
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route(
@@ -134,6 +134,8 @@ pub fn router(state: AppState) -> Router {
             get(intel::feed).delete(intel::delete_feed),
         )
         .route("/intel/feeds/{id}/poll", post(intel::poll_feed))
+        .route("/dns/policy", get(dns::list).post(dns::add))
+        .route("/dns/policy/{id}", get(dns::get).delete(dns::remove))
         .route("/hunts", get(intel::hunts))
         .route("/hunts/{id}", get(intel::hunt))
         .route("/query", post(query::query))

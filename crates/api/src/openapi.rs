@@ -5,9 +5,9 @@ use crate::routes::{self, List};
 use mimamori_core::org::Contact;
 use mimamori_core::{NewOrg, Org, OrgKind, OrgPatch, Role};
 use mimamori_store::{
-    Alert, AlertComment, AlertKind, AlertStatus, AuditEntry, Campaign, ChannelKind, Feed,
-    IssuedToken, NewChannel, NewFeed, NewToken, NewUser, NotifyChannel, Severity, StoredIndicator,
-    Suppression, TokenInfo, UpsertReport, User,
+    Alert, AlertComment, AlertKind, AlertStatus, AuditEntry, Campaign, ChannelKind, DnsListKind,
+    DnsPolicyEntry, Feed, IssuedToken, NewChannel, NewDnsPolicyEntry, NewFeed, NewToken, NewUser,
+    NotifyChannel, Severity, StoredIndicator, Suppression, TokenInfo, UpsertReport, User,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         routes::notify::list, routes::notify::create, routes::notify::get, routes::notify::delete, routes::notify::test,
         routes::intel::list, routes::intel::get, routes::intel::import, routes::intel::export, routes::intel::hunts, routes::intel::hunt,
         routes::intel::feeds, routes::intel::create_feed, routes::intel::feed, routes::intel::delete_feed, routes::intel::poll_feed,
+        routes::dns::list, routes::dns::add, routes::dns::get, routes::dns::remove,
         routes::ingest::events,
         routes::query::query,
     ),
@@ -38,7 +39,8 @@ use utoipa::{Modify, OpenApi};
         routes::alerts::AlertDetail, routes::alerts::AlertPatch, routes::alerts::NewComment,
         NotifyChannel, NewChannel, ChannelKind, List<NotifyChannel>,
         StoredIndicator, List<StoredIndicator>, UpsertReport, routes::intel::ImportResult,
-        Feed, NewFeed, List<Feed>)),
+        Feed, NewFeed, List<Feed>,
+        DnsPolicyEntry, NewDnsPolicyEntry, DnsListKind, List<DnsPolicyEntry>)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

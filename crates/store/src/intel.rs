@@ -96,6 +96,16 @@ impl ActiveIndicator {
     }
 }
 
+/// Indicator rows changed since some time: see [`Store::intel_changed_since`].
+#[derive(Debug, Clone, Default)]
+pub struct IntelChanges {
+    /// The changed rows that can match now.
+    pub active: Vec<ActiveIndicator>,
+    /// Every changed row, active or not (revoked, expired, not for
+    /// detection): their older versions must stop matching.
+    pub changed_ids: Vec<String>,
+}
+
 /// What an import wrote.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct UpsertReport {
@@ -137,6 +147,17 @@ fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator>
     })
 }
 
+/// Starts a write to `indicators` in `tx`: takes the intel write lock (see
+/// migration 0005) and returns the time to stamp `updated_at` with. Every
+/// transaction that writes indicator rows calls this first, so stamps
+/// follow commit order.
+pub(crate) async fn intel_write_begun(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64> {
+    sqlx::query("UPDATE intel_clock SET writes = writes + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(now_millis())
+}
+
 /// The SQL condition "indicator `i` is visible to org `$n`".
 fn visible_to(n: usize) -> String {
     format!(
@@ -165,8 +186,8 @@ impl Store {
                 ),
             )));
         }
-        let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        let now = intel_write_begun(&mut tx).await?;
         for org in share_with {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE id = $1")
                 .bind(org)
@@ -453,6 +474,115 @@ impl Store {
         Ok(out)
     }
 
+    /// Indicators changed at or after `since_ms`: those still able to match
+    /// (as in [`Store::intel_active`]) and the ids of every changed row, so
+    /// a matcher built before `since_ms` can be patched (the changed rows
+    /// replace their old versions) instead of rebuilt from every row.
+    ///
+    /// `None` when more than `max_rows` rows changed (a bulk import, for
+    /// which a full reload is cheaper than a patch); counted first, so that
+    /// case reads no rows.
+    pub async fn intel_changed_since(
+        &self,
+        since_ms: i64,
+        max_rows: usize,
+    ) -> Result<Option<IntelChanges>> {
+        let now = now_millis();
+        let changed: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM indicators WHERE updated_at >= $1")
+                .bind(since_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        if changed > max_rows as i64 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT id, owner_org_id, owner_path, body, detection, revoked, valid_until FROM indicators WHERE updated_at >= $1 ORDER BY id",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let shares = sqlx::query(
+            "SELECT s.indicator_id, s.org_id FROM indicator_shares s JOIN indicators i ON i.id = s.indicator_id WHERE i.updated_at >= $1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &shares {
+            by_ind
+                .entry(s.try_get("indicator_id")?)
+                .or_default()
+                .push(s.try_get("org_id")?);
+        }
+        let mut out = IntelChanges::default();
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let detection: i64 = row.try_get("detection")?;
+            let revoked: i64 = row.try_get("revoked")?;
+            let valid_until: Option<i64> = row.try_get("valid_until")?;
+            out.changed_ids.push(id.clone());
+            if detection != 1 || revoked != 0 || valid_until.is_some_and(|v| v <= now) {
+                continue;
+            }
+            let body: String = row.try_get("body")?;
+            out.active.push(ActiveIndicator {
+                shared_with: by_ind.remove(&id).unwrap_or_default(),
+                id,
+                owner_org_id: row.try_get("owner_org_id")?,
+                owner_path: row.try_get("owner_path")?,
+                indicator: from_json_text("body", &body)?,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// The rows among `ids` that can match now, as [`Store::intel_active`]
+    /// gives them: what a retro-hunt for those indicators needs, without
+    /// reading every active row.
+    pub async fn intel_active_among(&self, ids: &[String]) -> Result<Vec<ActiveIndicator>> {
+        let now = now_millis();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let rows_sql = format!(
+                "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE detection = 1 AND revoked = 0 AND (valid_until IS NULL OR valid_until > $1) AND id IN ({}) ORDER BY id",
+                list.join(", ")
+            );
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+            let shares_sql = format!(
+                "SELECT indicator_id, org_id FROM indicator_shares WHERE indicator_id IN ({})",
+                list.join(", ")
+            );
+            let mut rows = sqlx::query(&rows_sql).bind(now);
+            let mut shares = sqlx::query(&shares_sql);
+            for id in chunk {
+                rows = rows.bind(id.as_str());
+                shares = shares.bind(id.as_str());
+            }
+            let rows = rows.fetch_all(&self.pool).await?;
+            let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
+            for s in &shares.fetch_all(&self.pool).await? {
+                by_ind
+                    .entry(s.try_get("indicator_id")?)
+                    .or_default()
+                    .push(s.try_get("org_id")?);
+            }
+            for row in &rows {
+                let body: String = row.try_get("body")?;
+                let id: String = row.try_get("id")?;
+                out.push(ActiveIndicator {
+                    shared_with: by_ind.remove(&id).unwrap_or_default(),
+                    id,
+                    owner_org_id: row.try_get("owner_org_id")?,
+                    owner_path: row.try_get("owner_path")?,
+                    indicator: from_json_text("body", &body)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The newest change to any indicator (ms), for cheap change polling.
     pub async fn intel_version(&self) -> Result<(i64, i64)> {
         let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at) AS m FROM indicators")
@@ -466,7 +596,7 @@ impl Store {
     /// Records sightings: the indicators matched in `org_id`'s telemetry at
     /// `time`. A sighting extends nothing by itself; callers decide.
     pub async fn intel_sighted(&self, ids: &[String], org_id: &str, time: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for id in ids {
             let row = sqlx::query("SELECT sighting_orgs FROM indicators WHERE id = $1")
                 .bind(id)
@@ -630,7 +760,7 @@ impl Store {
         }
         let id = new_id();
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO intel_feeds (id, owner_org_id, owner_path, name, url, format, interval_secs, tlp, confidence, enabled, etag, last_modified, last_polled, last_status, last_error, last_count, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, NULL, NULL, NULL, NULL, NULL, NULL, $10)",
@@ -706,7 +836,7 @@ impl Store {
 
     /// Unsubscribes (the feed's indicators stay).
     pub async fn feed_delete(&self, actor: &AuditActor, owner: &Org, feed: &Feed) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM intel_feeds WHERE id = $1")
             .bind(&feed.id)
             .execute(&mut *tx)

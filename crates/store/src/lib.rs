@@ -16,6 +16,7 @@
 
 mod alerts;
 mod audit;
+mod dns;
 mod identity;
 mod intel;
 mod migrate;
@@ -29,10 +30,14 @@ pub use alerts::{
     MAX_COMMENT_CHARS,
 };
 pub use audit::{AuditActor, AuditEntry};
+pub use dns::{
+    DnsClientToken, DnsListItem, DnsListKind, DnsPolicyEntry, DnsPolicyVersion, NewDnsPolicyEntry,
+    MAX_DNS_POLICY_ENTRIES,
+};
 pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
 pub use intel::{
-    protects, tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, NewFeed, StoredIndicator,
-    UpsertReport, MAX_IMPORT,
+    protects, tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, IntelChanges, NewFeed,
+    StoredIndicator, UpsertReport, MAX_IMPORT,
 };
 pub use notify::{
     validate_target, ChannelKind, NewChannel, NotifyChannel, OutboxItem, MAX_ATTEMPTS,
@@ -132,6 +137,18 @@ pub struct Store {
 }
 
 impl Store {
+    /// Begins a transaction that will write. On SQLite it takes the write
+    /// lock at once (`BEGIN IMMEDIATE`, waiting up to the busy timeout):
+    /// a deferred transaction that reads first and writes later fails with
+    /// `SQLITE_BUSY` at once, without waiting, whenever another connection
+    /// wrote in between — under load, alerts and imports did.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Opens (creating if needed) the database at `url` and brings its
     /// schema up to date. `url` is `sqlite://PATH` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Store> {

@@ -17,6 +17,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_detection.sql"),
     ),
     (3, "intel", include_str!("../migrations/0003_intel.sql")),
+    (
+        4,
+        "dns_policy",
+        include_str!("../migrations/0004_dns_policy.sql"),
+    ),
+    (
+        5,
+        "intel_clock",
+        include_str!("../migrations/0005_intel_clock.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {
