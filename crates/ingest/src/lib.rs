@@ -1145,6 +1145,158 @@ mod tests {
         assert_eq!(archive.read_events(None).unwrap().len(), acked.len() + 4);
     }
 
+    fn syslog_batch(prefix: &str, n: usize) -> RawBatch {
+        let mut b = RawBatch::new(mimamori_parse::Format::Syslog);
+        for i in 0..n {
+            b.push(format!("<13>1 2026-11-25T10:00:00Z h app - - - {prefix}-{i}").as_bytes());
+        }
+        b
+    }
+
+    fn messages(events: &[Event]) -> Vec<String> {
+        let mut m: Vec<String> = events
+            .iter()
+            .map(|e| e.body.fields.message.clone().unwrap_or_default())
+            .collect();
+        m.sort();
+        m
+    }
+
+    #[tokio::test]
+    async fn raw_batches_are_archived_and_consumed_once_with_stable_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(vec![]));
+        let recorder = Recorder {
+            name: "detect",
+            seen: seen.clone(),
+        };
+        let (ingest, threads) =
+            Ingest::start_with(cfg(dir.path()), vec![Box::new(recorder)]).unwrap();
+        let mut pending = vec![];
+        for round in 0..5 {
+            let mut batch = syslog_batch(&format!("r{round}"), 30);
+            batch.push(b"not syslog at all");
+            pending.push(ingest.queue_raw("org-s", batch).await.unwrap());
+            // Parsed events and raw batches share the WAL.
+            ingest
+                .submit("org-s", vec![body(&format!("p{round}.example"))])
+                .await
+                .unwrap();
+        }
+        for p in pending {
+            let ack = p.durable().await.unwrap();
+            assert!(ack.ids.is_empty(), "raw events get their ids after the WAL");
+        }
+        drop(ingest);
+        threads.join();
+        let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
+        let events = archive.read_events(None).unwrap();
+        assert_eq!(events.len(), 5 * 30 + 5);
+        let raw: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.body.fields.message.is_some())
+            .collect();
+        assert_eq!(raw.len(), 5 * 30);
+        assert!(raw.iter().all(|e| e.org_id == "org-s"));
+        let mut ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), events.len(), "ids are distinct");
+        // The consumer got exactly what the archive holds, ids included.
+        let mut consumed = seen.lock().unwrap().clone();
+        consumed.sort();
+        assert_eq!(consumed, ids);
+    }
+
+    #[tokio::test]
+    async fn a_raw_record_without_archive_is_replayed_once_with_the_same_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        // A raw record durable in the WAL, as if the process died right
+        // after the fsync.
+        let batch = syslog_batch("lost", 40);
+        let base = uuid::Uuid::now_v7().as_u128();
+        {
+            let mut wal = wal::Wal::open(&dir.path().join("wal"), 1 << 20, 0, |_, _| {}).unwrap();
+            let mut head = vec![];
+            raw::encode_header(&batch, "org-r", 7, base, &mut head);
+            wal.append_parts(&[&head, batch.body()]).unwrap();
+            wal.sync().unwrap();
+        }
+        let mut first = None;
+        for _ in 0..3 {
+            let (ingest, threads) = Ingest::start(cfg(dir.path())).unwrap();
+            drop(ingest);
+            threads.join();
+            let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
+            let mut events = archive.read_events(None).unwrap();
+            events.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(events.len(), 40);
+            assert!(events
+                .iter()
+                .all(|e| e.org_id == "org-r" && e.received == 7));
+            let want: Vec<String> = (0..40).map(|i| format!("lost-{i}")).collect();
+            let mut want = want;
+            want.sort();
+            assert_eq!(messages(&events), want);
+            match &first {
+                None => first = Some(events),
+                Some(f) => assert_eq!(f, &events, "a second start changed the archive"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_raw_queue_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ingest, threads) = Ingest::start(IngestConfig {
+            queue_bytes: 4096,
+            ..cfg(dir.path())
+        })
+        .unwrap();
+        // One event, but more bytes than the whole queue: never fits.
+        let mut big = RawBatch::new(mimamori_parse::Format::Syslog);
+        big.push(&[b'x'; 5000]);
+        assert!(matches!(
+            ingest.try_queue_raw("o", big.clone()).err(),
+            Some(IngestError::BatchTooLarge(5004, 4096))
+        ));
+        assert!(matches!(
+            ingest.queue_raw("o", big).await.err(),
+            Some(IngestError::BatchTooLarge(5004, 4096))
+        ));
+        // Few events, many bytes: the byte bound refuses where the event
+        // bound (200,000) would not.
+        let mut refused = 0;
+        let mut pending = vec![];
+        for i in 0..500 {
+            match ingest.try_queue_raw("o", syslog_batch(&format!("b{i}"), 20)) {
+                Ok(p) => pending.push(p),
+                Err(IngestError::Overloaded { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let accepted = pending.len();
+        for p in pending {
+            p.durable().await.unwrap();
+        }
+        assert!(refused > 0, "a 4 KiB queue took 500 batches of ~1 KiB");
+        // A waiting submitter is let in once there is room again.
+        ingest
+            .queue_raw("o", syslog_batch("late", 20))
+            .await
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
+        drop(ingest);
+        threads.join();
+        let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
+        assert_eq!(
+            archive.read_events(None).unwrap().len(),
+            (accepted + 1) * 20
+        );
+    }
+
     #[test]
     fn retention_removes_old_partitions_per_org() {
         let dir = tempfile::tempdir().unwrap();
