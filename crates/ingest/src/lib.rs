@@ -385,6 +385,12 @@ impl Ingest {
         self.capacity
     }
 
+    /// Most bytes of raw messages the queue holds (the largest
+    /// [`RawBatch`] ever admitted).
+    pub fn byte_capacity(&self) -> usize {
+        self.byte_capacity
+    }
+
     /// Events queued and not yet in the WAL.
     pub fn queued(&self) -> usize {
         self.capacity - self.permits.available_permits()

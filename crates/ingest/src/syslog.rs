@@ -283,10 +283,29 @@ async fn read_stream<S: AsyncRead + Unpin>(
         let n = stream.read(&mut buf[end..]).await?;
         let eof = n == 0;
         end += n;
-        let mut batch = RawBatch::with_capacity(Format::Syslog, end - start + 1024);
+        // One batch per read, unless the queue is configured smaller than
+        // a read's messages: then several, each small enough to be
+        // admitted (a batch larger than the queue would be refused).
+        let (max_events, max_bytes) = (ctx.ingest.capacity(), ctx.ingest.byte_capacity());
+        let mut batches = vec![RawBatch::with_capacity(
+            Format::Syslog,
+            (end - start + 1024).min(max_bytes),
+        )];
         let mut rejected = 0u64;
+        let mut received = 0u64;
         let used = framer.frames(&buf[start..end], eof, |frame| match frame {
-            Ok(m) => batch.push(m),
+            Ok(m) => {
+                received += 1;
+                let full = batches.last().is_some_and(|b| {
+                    !b.is_empty() && (b.len() >= max_events || b.bytes() + 4 + m.len() > max_bytes)
+                });
+                if full {
+                    batches.push(RawBatch::new(Format::Syslog));
+                }
+                if let Some(b) = batches.last_mut() {
+                    b.push(m);
+                }
+            }
             Err(reason) => {
                 rejected += 1;
                 tracing::debug!(%peer, %reason, "rejected syslog frame");
@@ -301,9 +320,9 @@ async fn read_stream<S: AsyncRead + Unpin>(
         }
         stats
             .received
-            .fetch_add(batch.len() as u64 + rejected, Ordering::Relaxed);
+            .fetch_add(received + rejected, Ordering::Relaxed);
         stats.rejected.fetch_add(rejected, Ordering::Relaxed);
-        if !batch.is_empty() {
+        for batch in batches.into_iter().filter(|b| !b.is_empty()) {
             if in_flight.len() >= IN_FLIGHT {
                 if let Some(oldest) = in_flight.pop_front() {
                     settle(oldest).await?;
@@ -544,6 +563,55 @@ mod tests {
         let got = frames(long.as_bytes(), false).await;
         assert!(got[0].as_ref().unwrap_err().contains("longer than"));
         assert_eq!(got[1], Ok(b"<13>after".to_vec()));
+    }
+
+    /// A queue smaller than one read's messages: the read is split into
+    /// batches the queue admits, and nothing is lost.
+    #[tokio::test]
+    async fn reads_larger_than_the_queue_are_split_not_refused() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (ingest, threads) = crate::Ingest::start(crate::IngestConfig {
+            queue_events: 7,
+            flush_interval: Duration::from_millis(50),
+            ..crate::IngestConfig::new(dir.path())
+        })
+        .unwrap();
+        let ctx = SyslogContext {
+            ingest: ingest.clone(),
+            orgs: Arc::new(OrgResolver::new(vec![(
+                "127.0.0.0/8".parse().unwrap(),
+                "org-lo".into(),
+            )])),
+            stats: Default::default(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_tcp(listener, None, ctx.clone(), 4));
+        let mut lines = String::new();
+        for i in 0..500 {
+            lines.push_str(&format!("<13>1 2026-11-25T10:00:00Z h app - - - m{i}\n"));
+        }
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(lines.as_bytes()).await.unwrap();
+        drop(tcp);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while ctx.stats.accepted.load(Ordering::Relaxed) < 500 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "accepted {} of 500",
+                ctx.stats.accepted.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.abort();
+        let _ = server.await;
+        ingest.shutdown();
+        threads.join();
+        let (archive, _) = crate::archive::Archive::recover(&dir.path().join("archive")).unwrap();
+        let events = archive.read_events(None).unwrap();
+        assert_eq!(events.len(), 500);
+        assert!(events.iter().all(|e| e.org_id == "org-lo"));
     }
 
     #[test]
