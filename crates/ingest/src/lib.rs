@@ -45,6 +45,10 @@ pub struct IngestConfig {
     /// Most bytes of raw messages ([`RawBatch`]) queued at once: with
     /// messages of up to 64 KiB, an event count alone bounds nothing.
     pub queue_bytes: usize,
+    /// Most events past the WAL and not yet archived and consumed (held in
+    /// the hand-offs, the archive's buffer and by consumers). Keep it well
+    /// above `flush_events`, or the archive waits for `flush_interval`.
+    pub pipeline_events: usize,
     /// WAL segment size before rolling to a new file.
     pub segment_bytes: u64,
     /// Archive flush when this many events are buffered…
@@ -59,6 +63,7 @@ impl IngestConfig {
             dir: dir.into(),
             queue_events: 200_000,
             queue_bytes: 64 * 1024 * 1024,
+            pipeline_events: 200_000,
             segment_bytes: 64 * 1024 * 1024,
             flush_events: 50_000,
             flush_interval: Duration::from_secs(2),
@@ -305,7 +310,8 @@ impl Ingest {
         // Bounded hand-offs to the normalizer and on to the archive: when
         // either lags, the WAL thread waits, the queue fills, and sources
         // get 429 / slow down.
-        let (norm_tx, norm_rx) = std::sync::mpsc::sync_channel::<(u64, Record)>(64);
+        let (norm_tx, norm_rx) = std::sync::mpsc::sync_channel::<(u64, Record, usize)>(64);
+        let gate = Arc::new(InFlight::new(cfg.pipeline_events));
         let (arch_tx, arch_rx) = std::sync::mpsc::sync_channel::<(u64, Batch)>(64);
         let released = Arc::new(AtomicU64::new(0));
         let mut all_released = vec![released.clone()];
@@ -328,13 +334,16 @@ impl Ingest {
             let floor = absent_floor.unwrap_or(u64::MAX);
             std::thread::Builder::new()
                 .name("mimamori-wal".into())
-                .spawn(move || wal_loop(wal, rx, norm_tx, all_released, floor, stats))?
+                .spawn({
+                    let gate = gate.clone();
+                    move || wal_loop(wal, rx, norm_tx, gate, all_released, floor, stats)
+                })?
         };
         let normalizer_thread = {
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("mimamori-normalize".into())
-                .spawn(move || normalize_loop(norm_rx, outlets, stats))?
+                .spawn(move || normalize_loop(norm_rx, outlets, gate, stats))?
         };
         let archive_thread = {
             let stats = stats.clone();
@@ -537,7 +546,64 @@ impl Ingest {
 const GROUP_EVENTS: usize = 100_000;
 
 /// Events of one WAL record, shared by the archive and the consumers.
-type Batch = Arc<Vec<Event>>;
+type Batch = Arc<Tracked>;
+
+/// Events past the WAL and not yet let go by every reader (the hand-offs,
+/// the archive's buffer, the consumers). The hand-offs are bounded in
+/// records, and a record holds one event or 100,000; bounding the events
+/// themselves is what bounds memory whatever the batch sizes.
+struct InFlight {
+    events: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    limit: usize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        InFlight {
+            events: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits until `n` more events fit (a record larger than the limit
+    /// passes alone), then counts them.
+    fn take(&self, n: usize) {
+        let mut held = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        while *held > 0 && *held + n > self.limit {
+            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held += n;
+    }
+
+    fn give(&self, n: usize) {
+        let mut held = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        *held = held.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
+
+/// A record's events, counted in [`InFlight`] until the last reader drops
+/// them.
+struct Tracked {
+    events: Vec<Event>,
+    taken: usize,
+    gate: Arc<InFlight>,
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = Vec<Event>;
+    fn deref(&self) -> &Vec<Event> {
+        &self.events
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.gate.give(self.taken);
+    }
+}
 
 /// A durable WAL record on its way to normalization.
 enum Record {
@@ -548,7 +614,8 @@ enum Record {
 fn wal_loop(
     mut wal: wal::Wal,
     mut rx: mpsc::UnboundedReceiver<Msg>,
-    normalizer: std::sync::mpsc::SyncSender<(u64, Record)>,
+    normalizer: std::sync::mpsc::SyncSender<(u64, Record, usize)>,
+    gate: Arc<InFlight>,
     released: Vec<Arc<AtomicU64>>,
     floor: u64,
     stats: Arc<Stats>,
@@ -669,7 +736,11 @@ fn wal_loop(
             }));
             drop(permits);
             if let Some(tx) = &normalizer {
-                if tx.send((end, record)).is_err() {
+                // Waits while the readers hold too many events: the queue
+                // then fills and sources slow down.
+                gate.take(n);
+                if tx.send((end, record, n)).is_err() {
+                    gate.give(n);
                     // The normalizer died (a panic): what is acknowledged
                     // stays in the WAL and is replayed at the next start.
                     tracing::error!("the normalizer thread is gone");
@@ -696,11 +767,12 @@ fn wal_loop(
 /// thread so parsing is neither on the acknowledgement path nor on the
 /// WAL thread, and the two cores share the work.
 fn normalize_loop(
-    rx: std::sync::mpsc::Receiver<(u64, Record)>,
+    rx: std::sync::mpsc::Receiver<(u64, Record, usize)>,
     mut outlets: Vec<std::sync::mpsc::SyncSender<(u64, Batch)>>,
+    gate: Arc<InFlight>,
     stats: Arc<Stats>,
 ) {
-    while let Ok((end, record)) = rx.recv() {
+    while let Ok((end, record, taken)) = rx.recv() {
         let events = match record {
             Record::Events(events) => events,
             Record::Raw(rec) => {
@@ -710,7 +782,11 @@ fn normalize_loop(
                 events
             }
         };
-        let batch = Arc::new(events);
+        let batch = Arc::new(Tracked {
+            events,
+            taken,
+            gate: gate.clone(),
+        });
         outlets.retain(|o| {
             // A reader whose thread died (a panicking consumer) is
             // dropped; its checkpoint stays put, so the WAL after it is
@@ -1301,6 +1377,57 @@ mod tests {
             archive.read_events(None).unwrap().len(),
             (accepted + 1) * 20
         );
+    }
+
+    /// A consumer that blocks in its first `consume` until told to go on.
+    struct Blocked(Option<std::sync::mpsc::Receiver<()>>);
+
+    impl Consumer for Blocked {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn consume(&mut self, _: &[Event]) {
+            if let Some(go) = self.0.take() {
+                let _ = go.recv();
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_past_the_wal_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (go, wait) = std::sync::mpsc::channel();
+        let (ingest, threads) = Ingest::start_with(
+            IngestConfig {
+                pipeline_events: 10,
+                ..cfg(dir.path())
+            },
+            vec![Box::new(Blocked(Some(wait)))],
+        )
+        .unwrap();
+        // The consumer holds the first batch and has the second waiting:
+        // 10 events, the limit. The third is acknowledged, then the WAL
+        // thread waits to hand it over, so the fourth is not (the hand-off
+        // channels alone would take 16 batches).
+        let mut acks = vec![];
+        for i in 0..4 {
+            let f = ingest
+                .try_submit("o", vec![body(&format!("b{i}.example")); 5])
+                .unwrap();
+            acks.push(tokio::spawn(f));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let done = acks.iter().filter(|a| a.is_finished()).count();
+        assert_eq!(done, 3, "acknowledged while the consumer held the limit");
+        go.send(()).unwrap();
+        for a in acks {
+            a.await.unwrap().unwrap();
+        }
+        drop(ingest);
+        threads.join();
+        let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
+        assert_eq!(archive.read_events(None).unwrap().len(), 20);
     }
 
     #[test]
