@@ -1415,11 +1415,16 @@ mod tests {
                 .try_submit("o", vec![body(&format!("b{i}.example")); 5])
                 .unwrap();
             acks.push(tokio::spawn(f));
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let done = || acks.iter().filter(|a| a.is_finished()).count();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while done() < 3 {
+            assert!(Instant::now() < deadline, "only {} acknowledged", done());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Give the WAL thread every chance to go further than it may.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let done = acks.iter().filter(|a| a.is_finished()).count();
-        assert_eq!(done, 3, "acknowledged while the consumer held the limit");
+        assert_eq!(done(), 3, "acknowledged while the consumer held the limit");
         go.send(()).unwrap();
         for a in acks {
             a.await.unwrap().unwrap();
