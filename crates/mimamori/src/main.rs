@@ -1,6 +1,12 @@
 //! The `mimamori` binary: argument handling and wiring only. The work is
 //! done in the library crates (see ARCHITECTURE.md).
 
+// Events are allocated on the normalize thread and freed on the archive
+// thread; glibc malloc made those cross-thread frees a fifth of the archive
+// thread's time under syslog load (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod config;
 mod demo;
