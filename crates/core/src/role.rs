@@ -61,6 +61,8 @@ pub enum Action {
     IntelRead,
     /// Contribute threat intelligence (owned by an org in scope).
     IntelWrite,
+    /// Create and change sharing groups owned by an org in scope.
+    SharingManage,
 }
 
 impl Role {
@@ -119,6 +121,7 @@ impl Role {
                     | NotifyManage
                     | IntelRead
                     | IntelWrite
+                    | SharingManage
             ),
             Role::Sensor => action == Ingest,
         }

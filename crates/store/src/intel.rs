@@ -15,13 +15,14 @@
 //! only where it is visible.
 
 use crate::audit::{self, AuditActor, AuditRecord};
+use crate::sharing::{check_sharing, Sharing};
 use crate::{from_json_text, json_text, Page, PageRequest, Result, Store, StoreError};
 use mimamori_core::{new_id, now_millis, InvalidInput, Org, UnixMillis};
 use mimamori_intel::{Indicator, Tlp};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 use std::collections::HashMap;
 
 /// The stored spelling of a TLP label.
@@ -49,6 +50,8 @@ pub struct StoredIndicator {
     pub indicator: Indicator,
     /// Orgs an AMBER indicator is shared with (only shown to its owner).
     pub shared_with: Vec<String>,
+    /// Sharing groups it is shared with (only shown to its owner).
+    pub shared_with_groups: Vec<String>,
     pub sightings: i64,
     pub sighting_orgs: Vec<String>,
     pub last_sighting: Option<UnixMillis>,
@@ -121,7 +124,11 @@ pub struct IndicatorFilter {
 /// Largest import accepted in one call.
 pub const MAX_IMPORT: usize = 5_000_000;
 
-fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator> {
+fn stored_from_row(
+    row: &AnyRow,
+    shares: Vec<String>,
+    groups: Vec<String>,
+) -> Result<StoredIndicator> {
     let body: String = row.try_get("body")?;
     let orgs: String = row.try_get("sighting_orgs")?;
     Ok(StoredIndicator {
@@ -129,6 +136,7 @@ fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator>
         owner_org_id: row.try_get("owner_org_id")?,
         indicator: from_json_text("body", &body)?,
         shared_with: shares,
+        shared_with_groups: groups,
         sightings: row.try_get("sightings")?,
         sighting_orgs: from_json_text("sighting_orgs", &orgs)?,
         last_sighting: row.try_get("last_sighting")?,
@@ -139,8 +147,31 @@ fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator>
 
 /// The SQL condition "indicator `i` is visible to org `$n`".
 fn visible_to(n: usize) -> String {
+    visible_sql(
+        "i",
+        "indicator_shares",
+        "indicator_group_shares",
+        "indicator_id",
+        n,
+    )
+}
+
+/// The TLP rule in SQL for any shared thing (indicators, reports): the row
+/// aliased `alias` (with `id`, `owner_org_id`, `tlp`) is visible to org
+/// `$n` when the org owns it, it is CLEAR/GREEN, or it is AMBER /
+/// AMBER+STRICT and shared with the org directly (`shares`) or with a
+/// sharing group the org is a member of (`group_shares`). RED: owner only.
+pub(crate) fn visible_sql(
+    alias: &str,
+    shares: &str,
+    group_shares: &str,
+    key: &str,
+    n: usize,
+) -> String {
     format!(
-        "(i.owner_org_id = ${n} OR i.tlp IN ('clear', 'green') OR (i.tlp IN ('amber', 'amber-strict') AND EXISTS (SELECT 1 FROM indicator_shares s WHERE s.indicator_id = i.id AND s.org_id = ${n})))"
+        "({alias}.owner_org_id = ${n} OR {alias}.tlp IN ('clear', 'green') OR ({alias}.tlp IN ('amber', 'amber-strict') AND (\
+         EXISTS (SELECT 1 FROM {shares} s WHERE s.{key} = {alias}.id AND s.org_id = ${n}) OR \
+         EXISTS (SELECT 1 FROM {group_shares} gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.{key} = {alias}.id AND gm.org_id = ${n}))))"
     )
 }
 
@@ -156,65 +187,87 @@ impl Store {
         share_with: &[String],
         source: &str,
     ) -> Result<UpsertReport> {
-        if indicators.len() > MAX_IMPORT {
-            return Err(StoreError::Invalid(InvalidInput::new(
-                "indicators",
-                format!(
-                    "{} indicators in one import; the most is {MAX_IMPORT}",
-                    indicators.len()
-                ),
-            )));
-        }
-        let now = now_millis();
+        let sharing = Sharing {
+            orgs: share_with.to_vec(),
+            groups: vec![],
+        };
+        self.intel_upsert_with(actor, owner, indicators, &sharing, source)
+            .await
+    }
+
+    /// [`Store::intel_upsert`] sharing AMBER indicators with orgs and with
+    /// sharing groups (that `owner` owns or is a member of).
+    pub async fn intel_upsert_with(
+        &self,
+        actor: &AuditActor,
+        owner: &Org,
+        indicators: &[Indicator],
+        sharing: &Sharing,
+        source: &str,
+    ) -> Result<UpsertReport> {
         let mut tx = self.pool.begin().await?;
-        for org in share_with {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE id = $1")
-                .bind(org)
-                .fetch_one(&mut *tx)
-                .await?;
-            if n == 0 {
-                return Err(StoreError::Invalid(InvalidInput::new(
-                    "share_with",
-                    format!("no org {org}"),
-                )));
-            }
-        }
-        // The owner's existing rows for these values, in chunks (a bound
-        // parameter list per chunk keeps under every driver's limit).
-        let mut existing: HashMap<(String, String), (String, Indicator)> = HashMap::new();
-        let keyed: Vec<(String, &Indicator)> =
-            indicators.iter().map(|i| (kind_key(i), i)).collect();
-        for chunk in keyed.chunks(500) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
+        let report = upsert_tx(&mut tx, actor, owner, indicators, sharing, source).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+/// The body of an import, in the caller's transaction (a report's accepted
+/// proposal is stored in the same transaction as its decision).
+pub(crate) async fn upsert_tx(
+    tx: &mut Transaction<'_, Any>,
+    actor: &AuditActor,
+    owner: &Org,
+    indicators: &[Indicator],
+    sharing: &Sharing,
+    source: &str,
+) -> Result<UpsertReport> {
+    let share_with = &sharing.orgs;
+    if indicators.len() > MAX_IMPORT {
+        return Err(StoreError::Invalid(InvalidInput::new(
+            "indicators",
+            format!(
+                "{} indicators in one import; the most is {MAX_IMPORT}",
+                indicators.len()
+            ),
+        )));
+    }
+    let now = now_millis();
+    check_sharing(tx, owner, sharing).await?;
+    // The owner's existing rows for these values, in chunks (a bound
+    // parameter list per chunk keeps under every driver's limit).
+    let mut existing: HashMap<(String, String), (String, Indicator)> = HashMap::new();
+    let keyed: Vec<(String, &Indicator)> = indicators.iter().map(|i| (kind_key(i), i)).collect();
+    for chunk in keyed.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
                 "SELECT id, kind_key, value, body FROM indicators WHERE owner_org_id = $1 AND value IN ({})",
                 placeholders.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(owner.id.as_str());
-            for (_, ind) in chunk {
-                q = q.bind(ind.value.as_str());
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let body: String = row.try_get("body")?;
-                existing.insert(
-                    (row.try_get("kind_key")?, row.try_get("value")?),
-                    (row.try_get("id")?, from_json_text("body", &body)?),
-                );
-            }
+        let mut q = sqlx::query(&sql).bind(owner.id.as_str());
+        for (_, ind) in chunk {
+            q = q.bind(ind.value.as_str());
         }
-        let mut report = UpsertReport::default();
-        let mut fresh: Vec<(String, &str, Indicator)> = vec![];
-        for (key, ind) in keyed {
-            match existing.get_mut(&(key.clone(), ind.value.clone())) {
-                Some((id, old)) => {
-                    let before = old.clone();
-                    old.merge(ind.clone());
-                    if *old == before {
-                        report.unchanged += 1;
-                        continue;
-                    }
-                    sqlx::query(
+        for row in q.fetch_all(&mut **tx).await? {
+            let body: String = row.try_get("body")?;
+            existing.insert(
+                (row.try_get("kind_key")?, row.try_get("value")?),
+                (row.try_get("id")?, from_json_text("body", &body)?),
+            );
+        }
+    }
+    let mut report = UpsertReport::default();
+    let mut fresh: Vec<(String, &str, Indicator)> = vec![];
+    for (key, ind) in keyed {
+        match existing.get_mut(&(key.clone(), ind.value.clone())) {
+            Some((id, old)) => {
+                let before = old.clone();
+                old.merge(ind.clone());
+                if *old == before {
+                    report.unchanged += 1;
+                    continue;
+                }
+                sqlx::query(
                         "UPDATE indicators SET kind = $1, tlp = $2, detection = $3, revoked = $4, confidence = $5, first_seen = $6, last_seen = $7, valid_until = $8, body = $9, updated_at = $10 WHERE id = $11",
                     )
                     .bind(old.kind.name())
@@ -228,75 +281,84 @@ impl Store {
                     .bind(json_text(old)?)
                     .bind(now)
                     .bind(id.as_str())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
-                    report.updated += 1;
-                    report.changed_ids.push(id.clone());
-                }
-                None => {
-                    let id = new_id();
-                    existing.insert((key.clone(), ind.value.clone()), (id.clone(), ind.clone()));
-                    fresh.push((id, kind_key_static(ind), ind.clone()));
-                }
+                report.updated += 1;
+                report.changed_ids.push(id.clone());
+            }
+            None => {
+                let id = new_id();
+                existing.insert((key.clone(), ind.value.clone()), (id.clone(), ind.clone()));
+                fresh.push((id, kind_key_static(ind), ind.clone()));
             }
         }
-        // New rows, many per statement.
-        const COLS: usize = 19;
-        for chunk in fresh.chunks(100) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
-            let sql = format!(
+    }
+    // New rows, many per statement.
+    const COLS: usize = 19;
+    for chunk in fresh.chunks(100) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
                 "INSERT INTO indicators (id, owner_org_id, owner_path, kind, kind_key, value, tlp, detection, revoked, confidence, first_seen, last_seen, valid_until, body, sightings, sighting_orgs, last_sighting, created_at, updated_at) VALUES {}",
                 rows.join(", ")
             );
-            let mut q = sqlx::query(&sql);
-            for (id, key, ind) in chunk {
-                q = q
-                    .bind(id.as_str())
-                    .bind(owner.id.as_str())
-                    .bind(owner.path.as_str())
-                    .bind(ind.kind.name())
-                    .bind(*key)
-                    .bind(ind.value.as_str())
-                    .bind(tlp_str(ind.tlp))
-                    .bind(i64::from(ind.detection))
-                    .bind(i64::from(ind.revoked))
-                    .bind(i64::from(ind.confidence))
-                    .bind(ms(ind.first_seen))
-                    .bind(ms(ind.last_seen))
-                    .bind(ind.valid_until.map(ms))
-                    .bind(json_text(ind)?)
-                    .bind(0i64)
-                    .bind("[]")
-                    .bind(None::<i64>)
-                    .bind(now)
-                    .bind(now);
-            }
-            q.execute(&mut *tx).await?;
-            report.inserted += chunk.len();
-            report
-                .changed_ids
-                .extend(chunk.iter().map(|(id, ..)| id.clone()));
+        let mut q = sqlx::query(&sql);
+        for (id, key, ind) in chunk {
+            q = q
+                .bind(id.as_str())
+                .bind(owner.id.as_str())
+                .bind(owner.path.as_str())
+                .bind(ind.kind.name())
+                .bind(*key)
+                .bind(ind.value.as_str())
+                .bind(tlp_str(ind.tlp))
+                .bind(i64::from(ind.detection))
+                .bind(i64::from(ind.revoked))
+                .bind(i64::from(ind.confidence))
+                .bind(ms(ind.first_seen))
+                .bind(ms(ind.last_seen))
+                .bind(ind.valid_until.map(ms))
+                .bind(json_text(ind)?)
+                .bind(0i64)
+                .bind("[]")
+                .bind(None::<i64>)
+                .bind(now)
+                .bind(now);
         }
-        if !share_with.is_empty() {
-            for id in &report.changed_ids {
-                for org in share_with {
-                    sqlx::query(
+        q.execute(&mut **tx).await?;
+        report.inserted += chunk.len();
+        report
+            .changed_ids
+            .extend(chunk.iter().map(|(id, ..)| id.clone()));
+    }
+    if !share_with.is_empty() || !sharing.groups.is_empty() {
+        for id in &report.changed_ids {
+            for org in share_with {
+                sqlx::query(
                         "INSERT INTO indicator_shares (indicator_id, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     )
                     .bind(id)
                     .bind(org)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
-                }
+            }
+            for group in &sharing.groups {
+                sqlx::query(
+                        "INSERT INTO indicator_group_shares (indicator_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(group)
+                    .execute(&mut **tx)
+                    .await?;
             }
         }
-        audit::write(
-            &mut tx,
+    }
+    audit::write(
+            tx,
             actor,
             AuditRecord {
                 org_id: owner.id.as_str(),
@@ -305,14 +367,14 @@ impl Store {
                 target_type: "indicators",
                 target_id: None,
                 detail: json!({"source": source, "inserted": report.inserted, "updated": report.updated,
-                    "unchanged": report.unchanged, "share_with": share_with}),
+                    "unchanged": report.unchanged, "share_with": share_with, "share_groups": sharing.groups}),
             },
         )
         .await?;
-        tx.commit().await?;
-        Ok(report)
-    }
+    Ok(report)
+}
 
+impl Store {
     /// Indicators visible to the org `viewer_org_id`, newest change first.
     pub async fn intel_list(
         &self,
@@ -404,17 +466,25 @@ impl Store {
         let owner: String = row.try_get("owner_org_id")?;
         let id: String = row.try_get("id")?;
         // Who else may see it is the owner's business.
-        let shares = if owner == viewer_org_id {
-            sqlx::query_scalar(
-                "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 ORDER BY org_id",
+        let (shares, groups) = if owner == viewer_org_id {
+            (
+                sqlx::query_scalar(
+                    "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 ORDER BY org_id",
+                )
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?,
+                sqlx::query_scalar(
+                    "SELECT group_id FROM indicator_group_shares WHERE indicator_id = $1 ORDER BY group_id",
+                )
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?,
             )
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
         } else {
-            vec![]
+            (vec![], vec![])
         };
-        stored_from_row(row, shares)
+        stored_from_row(row, shares, groups)
     }
 
     /// Every indicator that can match now (used for detection, not revoked,
@@ -428,9 +498,14 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let shares = sqlx::query("SELECT indicator_id, org_id FROM indicator_shares")
-            .fetch_all(&self.pool)
-            .await?;
+        // A group share counts as a share with each member: detection and
+        // Protective DNS protect (and alerts reveal to) group members.
+        let shares = sqlx::query(
+            "SELECT indicator_id, org_id FROM indicator_shares UNION \
+             SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
         for s in &shares {
             by_ind
@@ -453,14 +528,21 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest change to any indicator (ms), for cheap change polling.
+    /// The newest change to any indicator (ms), for cheap change polling:
+    /// `(rows, newest change)` over the indicators and the sharing groups
+    /// (a new group member must be protected at once; a removed one no
+    /// longer).
     pub async fn intel_version(&self) -> Result<(i64, i64)> {
-        let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at) AS m FROM indicators")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM indicators) + (SELECT COUNT(*) FROM sharing_group_members) + (SELECT COUNT(*) FROM indicator_group_shares) AS n, \
+             (SELECT MAX(updated_at) FROM indicators) AS m, (SELECT MAX(updated_at) FROM sharing_groups) AS g",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let n: i64 = row.try_get("n")?;
         let m: Option<i64> = row.try_get("m")?;
-        Ok((n, m.unwrap_or(0)))
+        let g: Option<i64> = row.try_get("g")?;
+        Ok((n, m.unwrap_or(0).max(g.unwrap_or(0))))
     }
 
     /// Records sightings: the indicators matched in `org_id`'s telemetry at
@@ -756,4 +838,113 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// What an analyst's verdict on an indicator alert does to the indicators
+/// that raised it (those of the alert's kind and value that protect the
+/// alert's org): a true positive (`resolved`) keeps them valid for
+/// `extend_ms` after now at least (an indicator without an end keeps
+/// none) and counts as a re-observation; a false positive lowers their
+/// confidence by `false_positive_drop` points (not below 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerdictPolicy {
+    pub extend_ms: i64,
+    pub false_positive_drop: u8,
+}
+
+impl Default for VerdictPolicy {
+    fn default() -> Self {
+        VerdictPolicy {
+            extend_ms: 30 * 86_400_000,
+            false_positive_drop: 20,
+        }
+    }
+}
+
+/// Applies a verdict on the indicator alert `rule_id` (`<kind>:<value>`)
+/// in org `org_id` to the indicators that raised it, in the alert
+/// update's transaction; each change is audited under the indicator's
+/// owner. Returns the ids changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_verdict(
+    tx: &mut Transaction<'_, Any>,
+    actor: &AuditActor,
+    alert_id: &str,
+    org_id: &str,
+    org_path: &str,
+    rule_id: &str,
+    true_positive: bool,
+    policy: &VerdictPolicy,
+) -> Result<Vec<String>> {
+    let Some((key, value)) = rule_id.split_once(':') else {
+        return Ok(vec![]);
+    };
+    let rows = sqlx::query(
+        "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE kind_key = $1 AND value = $2 ORDER BY id",
+    )
+    .bind(key)
+    .bind(value)
+    .fetch_all(&mut **tx)
+    .await?;
+    let now = now_millis();
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut changed = vec![];
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let owner_id: String = row.try_get("owner_org_id")?;
+        let owner_path: String = row.try_get("owner_path")?;
+        let body: String = row.try_get("body")?;
+        let mut ind: Indicator = from_json_text("body", &body)?;
+        let shared: Vec<String> = sqlx::query_scalar(
+            "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 UNION \
+             SELECT gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.indicator_id = $1",
+        )
+        .bind(&id)
+        .fetch_all(&mut **tx)
+        .await?;
+        if !protects(ind.tlp, &owner_path, &shared, org_id, org_path) {
+            continue;
+        }
+        let before = (ind.valid_until.map(ms), ind.confidence);
+        if true_positive {
+            ind.confirm(at, time::Duration::milliseconds(policy.extend_ms));
+        } else {
+            ind.confidence = ind.confidence.saturating_sub(policy.false_positive_drop);
+        }
+        sqlx::query(
+            "UPDATE indicators SET confidence = $1, first_seen = $2, last_seen = $3, valid_until = $4, body = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(i64::from(ind.confidence))
+        .bind(ms(ind.first_seen))
+        .bind(ms(ind.last_seen))
+        .bind(ind.valid_until.map(ms))
+        .bind(json_text(&ind)?)
+        .bind(now)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        let owner_path = mimamori_core::OrgPath(owner_path);
+        audit::write(
+            tx,
+            actor,
+            AuditRecord {
+                org_id: &owner_id,
+                org_path: &owner_path,
+                action: if true_positive {
+                    "intel.verdict.true_positive"
+                } else {
+                    "intel.verdict.false_positive"
+                },
+                target_type: "indicator",
+                target_id: Some(&id),
+                detail: json!({"alert_id": alert_id, "alert_org_id": org_id,
+                    "before": {"valid_until": before.0, "confidence": before.1},
+                    "after": {"valid_until": ind.valid_until.map(ms), "confidence": ind.confidence}}),
+            },
+        )
+        .await?;
+        changed.push(id);
+    }
+    Ok(changed)
 }

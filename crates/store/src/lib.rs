@@ -21,7 +21,9 @@ mod intel;
 mod migrate;
 mod notify;
 mod orgs;
+mod reports;
 pub mod secret;
+mod sharing;
 
 pub use alerts::{
     Alert, AlertChange, AlertComment, AlertFilter, AlertKind, AlertStatus, Campaign,
@@ -32,12 +34,16 @@ pub use audit::{AuditActor, AuditEntry};
 pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
 pub use intel::{
     protects, tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, NewFeed, StoredIndicator,
-    UpsertReport, MAX_IMPORT,
+    UpsertReport, VerdictPolicy, MAX_IMPORT,
 };
 pub use notify::{
     validate_target, ChannelKind, NewChannel, NotifyChannel, OutboxItem, MAX_ATTEMPTS,
 };
 pub use orgs::OrgFilter;
+pub use reports::{
+    NewReport, Proposal, ProposalStatus, Report, ReportHit, ReportPage, MAX_REPORT_PAGES,
+};
+pub use sharing::{NewSharingGroup, Sharing, SharingGroup, SharingGroupPatch, MAX_GROUP_CHANGE};
 
 use mimamori_core::InvalidInput;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_detection.sql"),
     ),
     (3, "intel", include_str!("../migrations/0003_intel.sql")),
+    (
+        5,
+        "intel_sharing",
+        include_str!("../migrations/0005_intel_sharing.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {
