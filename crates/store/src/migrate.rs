@@ -20,7 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         5,
         "intel_sharing",
-        include_str!("../migrations/0005_intel_sharing.sql"),
+        include_str!("../migrations/0006_intel_sharing.sql"),
     ),
 ];
 
