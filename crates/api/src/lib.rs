@@ -98,7 +98,7 @@ impl AppState {
 /// The complete router.
 pub fn router(state: AppState) -> Router {
     use routes::{
-        alerts, audit, identity, ingest, intel, notify, orgs, query, reports, sharing, system,
+        alerts, audit, dns, identity, ingest, intel, notify, orgs, query, reports, sharing, system,
         taxii,
     };
     let api = Router::new()
@@ -163,6 +163,8 @@ pub fn router(state: AppState) -> Router {
             "/intel/reports/{id}/proposals/{proposal_id}/reject",
             post(reports::reject),
         )
+        .route("/dns/policy", get(dns::list).post(dns::add))
+        .route("/dns/policy/{id}", get(dns::get).delete(dns::remove))
         .route("/hunts", get(intel::hunts))
         .route("/hunts/{id}", get(intel::hunt))
         .route("/query", post(query::query))

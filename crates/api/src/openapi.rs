@@ -5,9 +5,9 @@ use crate::routes::{self, List};
 use mimamori_core::org::Contact;
 use mimamori_core::{NewOrg, Org, OrgKind, OrgPatch, Role};
 use mimamori_store::{
-    Alert, AlertComment, AlertKind, AlertStatus, AuditEntry, Campaign, ChannelKind, Feed,
-    IssuedToken, NewChannel, NewFeed, NewToken, NewUser, NotifyChannel, Severity, StoredIndicator,
-    Suppression, TokenInfo, UpsertReport, User,
+    Alert, AlertComment, AlertKind, AlertStatus, AuditEntry, Campaign, ChannelKind, DnsListKind,
+    DnsPolicyEntry, Feed, IssuedToken, NewChannel, NewDnsPolicyEntry, NewFeed, NewToken, NewUser,
+    NotifyChannel, Severity, StoredIndicator, Suppression, TokenInfo, UpsertReport, User,
 };
 use mimamori_store::{
     NewSharingGroup, Proposal, ProposalStatus, Report, ReportHit, ReportPage, SharingGroup,
@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         routes::sharing::list, routes::sharing::create, routes::sharing::get, routes::sharing::update, routes::sharing::delete,
         routes::reports::upload, routes::reports::list, routes::reports::get, routes::reports::document,
         routes::reports::accept, routes::reports::reject,
+        routes::dns::list, routes::dns::add, routes::dns::get, routes::dns::remove,
         routes::ingest::events,
         routes::query::query,
     ),
@@ -48,7 +49,8 @@ use utoipa::{Modify, OpenApi};
         Feed, NewFeed, List<Feed>,
         SharingGroup, NewSharingGroup, SharingGroupPatch, List<SharingGroup>,
         Report, ReportPage, ReportHit, Proposal, ProposalStatus, List<Report>, List<ReportHit>,
-        routes::reports::ReportDetail, routes::reports::AcceptBody, routes::reports::Decision)),
+        routes::reports::ReportDetail, routes::reports::AcceptBody, routes::reports::Decision,
+        DnsPolicyEntry, NewDnsPolicyEntry, DnsListKind, List<DnsPolicyEntry>)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

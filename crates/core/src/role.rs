@@ -23,16 +23,21 @@ pub enum Role {
     OrgAnalyst,
     /// A telemetry shipper: may only send events for its one org.
     Sensor,
+    /// A Protective DNS client (a roaming laptop): its token, in the DoH
+    /// path `/dns-query/<token>`, selects its org's DNS policy. It may do
+    /// nothing in the API.
+    DnsClient,
 }
 
 /// Every role, in decreasing power (used by tests and `--help`).
-pub const ALL_ROLES: [Role; 6] = [
+pub const ALL_ROLES: [Role; 7] = [
     Role::SocAdmin,
     Role::SocAnalyst,
     Role::SupervisorAnalyst,
     Role::OrgAdmin,
     Role::OrgAnalyst,
     Role::Sensor,
+    Role::DnsClient,
 ];
 
 /// Something a caller may try to do. Authorization is the pair (role allows
@@ -63,6 +68,10 @@ pub enum Action {
     IntelWrite,
     /// Create and change sharing groups owned by an org in scope.
     SharingManage,
+    /// Read an org's Protective DNS allow and block lists.
+    DnsPolicyRead,
+    /// Change them (they apply to the org and, for blocks, its sub-tree).
+    DnsPolicyManage,
 }
 
 impl Role {
@@ -74,6 +83,7 @@ impl Role {
             Role::OrgAdmin => "org-admin",
             Role::OrgAnalyst => "org-analyst",
             Role::Sensor => "sensor",
+            Role::DnsClient => "dns-client",
         }
     }
 
@@ -100,12 +110,31 @@ impl Role {
         use Action::*;
         match self {
             Role::SocAdmin => action != Ingest,
-            Role::SocAnalyst | Role::SupervisorAnalyst | Role::OrgAnalyst => {
+            Role::SocAnalyst | Role::OrgAnalyst => {
                 matches!(
                     action,
-                    OrgRead | EventRead | AlertRead | AlertTriage | IntelRead | IntelWrite
+                    OrgRead
+                        | EventRead
+                        | AlertRead
+                        | AlertTriage
+                        | IntelRead
+                        | IntelWrite
+                        | DnsPolicyRead
                 )
             }
+            // A supervisor sets DNS policy for its sub-tree, as it shares
+            // intel with it.
+            Role::SupervisorAnalyst => matches!(
+                action,
+                OrgRead
+                    | EventRead
+                    | AlertRead
+                    | AlertTriage
+                    | IntelRead
+                    | IntelWrite
+                    | DnsPolicyRead
+                    | DnsPolicyManage
+            ),
             Role::OrgAdmin => matches!(
                 action,
                 OrgRead
@@ -122,15 +151,18 @@ impl Role {
                     | IntelRead
                     | IntelWrite
                     | SharingManage
+                    | DnsPolicyRead
+                    | DnsPolicyManage
             ),
             Role::Sensor => action == Ingest,
+            Role::DnsClient => false,
         }
     }
 
-    /// Whether a human user may hold this role (sensors are machines: they
-    /// only ever get tokens).
+    /// Whether a human user may hold this role (sensors and DNS clients
+    /// are machines: they only ever get tokens).
     pub fn for_humans(self) -> bool {
-        self != Role::Sensor
+        !matches!(self, Role::Sensor | Role::DnsClient)
     }
 }
 
@@ -207,7 +239,12 @@ impl Principal {
         }
         let grantable: &[Role] = match self.role {
             Role::SocAdmin => &ALL_ROLES,
-            Role::OrgAdmin => &[Role::OrgAdmin, Role::OrgAnalyst, Role::Sensor],
+            Role::OrgAdmin => &[
+                Role::OrgAdmin,
+                Role::OrgAnalyst,
+                Role::Sensor,
+                Role::DnsClient,
+            ],
             _ => &[],
         };
         if !grantable.contains(&role) {

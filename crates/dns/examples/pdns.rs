@@ -105,13 +105,13 @@ fn main() -> ExitCode {
             Ok(z) => {
                 let st = z.stats();
                 eprintln!(
-                    "loaded {}: {} names, {} wildcards, {} client-ip, {} response-ip, {} NS triggers ignored, {} skipped",
+                    "loaded {}: {} names, {} wildcards, {} client-ip, {} response-ip, {} NSDNAME+NSIP, {} skipped",
                     z.name(),
                     st.qname_triggers,
                     st.wildcard_triggers,
                     st.client_ip_triggers,
                     st.response_ip_triggers,
-                    st.ns_triggers_ignored,
+                    st.nsdname_triggers + st.nsip_triggers,
                     st.skipped
                 );
                 zones.push(Arc::new(z));

@@ -46,6 +46,12 @@ pub struct Entry {
     pub addrs: Box<[IpAddr]>,
     /// A short human form of the answer for the query log.
     pub summary: std::sync::Arc<str>,
+    /// Hits in the prefetch window (the end of the entry's life); counted
+    /// only there, so hot entries cause no shared-counter traffic the rest
+    /// of the time.
+    pub window_hits: std::sync::atomic::AtomicU32,
+    /// A refresh of this entry has been scheduled (at most one per entry).
+    pub prefetching: std::sync::atomic::AtomicBool,
 }
 
 impl Entry {
@@ -168,6 +174,8 @@ impl Entry {
             cname_targets: targets.into_boxed_slice(),
             addrs: addrs.into_boxed_slice(),
             summary: summary.into(),
+            window_hits: Default::default(),
+            prefetching: Default::default(),
         };
         Some((entry, fresh > 0))
     }

@@ -3,6 +3,11 @@
 //! HTTP/2 (hyper's automatic protocol detection; over TLS the caller's
 //! rustls config should offer ALPN `h2` and `http/1.1`), through the same
 //! [`Engine`] as UDP and TCP.
+//!
+//! `/dns-query/<token>` (GET and POST alike) carries a DNS client token in
+//! the path: it selects the token's org for a client whose address is in no
+//! org's network (a roaming laptop). An unknown, revoked or expired token is
+//! refused with HTTP 403 and nothing is resolved.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,12 +37,66 @@ const MEDIA: &str = "application/dns-message";
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/dns-query", get(doh_get).post(doh_post))
+        .route(
+            "/dns-query/{token}",
+            get(doh_get_token).post(doh_post_token),
+        )
         .with_state(engine)
+}
+
+/// The token's digest, if the current policy knows it.
+fn check_token(engine: &Engine, token: &str) -> Option<[u8; 32]> {
+    let digest = crate::policy::token_digest(token);
+    (token.len() <= 200 && engine.policy().load().doh_token_org(&digest).is_some())
+        .then_some(digest)
+}
+
+/// The answer to an unknown, revoked or expired token.
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "unknown, revoked or expired DNS client token: ask your DNS administrator for the current DoH URL\n",
+    )
+        .into_response()
+}
+
+async fn doh_get_token(
+    State(engine): State<Arc<Engine>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    match check_token(&engine, &token) {
+        Some(d) => get_with(&engine, peer, Some(&d), q).await,
+        None => forbidden(),
+    }
+}
+
+async fn doh_post_token(
+    State(engine): State<Arc<Engine>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match check_token(&engine, &token) {
+        Some(d) => post_with(&engine, peer, Some(&d), &headers, &body).await,
+        None => forbidden(),
+    }
 }
 
 async fn doh_get(
     State(engine): State<Arc<Engine>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    get_with(&engine, peer, None, q).await
+}
+
+async fn get_with(
+    engine: &Engine,
+    peer: SocketAddr,
+    token: Option<&[u8; 32]>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(dns) = q.get("dns") else {
@@ -49,7 +108,7 @@ async fn doh_get(
     else {
         return (StatusCode::BAD_REQUEST, "dns parameter is not base64url").into_response();
     };
-    answer(&engine, &pkt, peer).await
+    answer(engine, &pkt, peer, token).await
 }
 
 async fn doh_post(
@@ -58,6 +117,16 @@ async fn doh_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    post_with(&engine, peer, None, &headers, &body).await
+}
+
+async fn post_with(
+    engine: &Engine,
+    peer: SocketAddr,
+    token: Option<&[u8; 32]>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -65,24 +134,30 @@ async fn doh_post(
     if !ct.eq_ignore_ascii_case(MEDIA) {
         return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
     }
-    answer(&engine, &body, peer).await
+    answer(engine, body, peer, token).await
 }
 
-async fn answer(engine: &Engine, pkt: &[u8], peer: SocketAddr) -> Response {
+async fn answer(
+    engine: &Engine,
+    pkt: &[u8],
+    peer: SocketAddr,
+    token: Option<&[u8; 32]>,
+) -> Response {
     if pkt.len() > 65535 {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
     let mut out = Vec::with_capacity(512);
-    let resp = match engine.answer_fast(
+    let resp = match engine.answer_fast_for(
         pkt,
         peer,
+        token,
         Transport::Https,
         &mut out,
         &mut Scratch::default(),
     ) {
         Fast::Reply => Some(out),
         Fast::Drop => None,
-        Fast::Defer => engine.resolve(pkt, peer, Transport::Https).await,
+        Fast::Defer => engine.resolve_for(pkt, peer, token, Transport::Https).await,
     };
     let Some(resp) = resp else {
         // RPZ DROP (or a packet not worth answering): no DNS answer exists

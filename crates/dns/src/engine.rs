@@ -14,7 +14,8 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use crate::cache::{self, Cache, Entry};
 use crate::log::{BlockedBy, QueryLog, QueryLogEntry, Transport};
-use crate::policy::{Action, Hit, LocalCname, LocalData, Policy, PolicyHandle, Trigger};
+use crate::nsinfo::NsServer;
+use crate::policy::{Action, Hit, LocalCname, LocalData, NsHit, Policy, PolicyHandle, Trigger};
 use crate::upstream::Upstream;
 use crate::wire::{self, Question, Synth, WireError};
 
@@ -39,6 +40,38 @@ pub struct EngineConfig {
     /// Cache misses being resolved at once; past this, a miss is answered
     /// SERVFAIL at once instead of queueing without bound.
     pub max_inflight: usize,
+    /// Put the RPZ zone's SOA in the additional section of local-data
+    /// answers of client-IP triggers and of every NSDNAME/NSIP rewrite, as
+    /// Unbound does with `minimal-responses: no` (it tells a client which
+    /// policy zone answered). Off by default: minimal answers.
+    pub rpz_soa_in_additional: bool,
+    /// Refreshing popular answers before they expire; `None` disables it.
+    pub prefetch: Option<Prefetch>,
+}
+
+/// Prefetch (as Unbound's `prefetch: yes`): a cached answer asked for
+/// `min_hits` times in the last `window_percent` of its TTL is refreshed
+/// from the upstream in the background, so popular names never expire
+/// into a miss. Bounded: at most `max_inflight` refreshes run at once and
+/// at most `queue` wait; past that a refresh is skipped (counted) and the
+/// name is simply resolved when it expires.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetch {
+    pub min_hits: u32,
+    pub window_percent: u32,
+    pub max_inflight: usize,
+    pub queue: usize,
+}
+
+impl Default for Prefetch {
+    fn default() -> Self {
+        Self {
+            min_hits: 2,
+            window_percent: 10,
+            max_inflight: 32,
+            queue: 1024,
+        }
+    }
 }
 
 /// A per-client token bucket for UDP queries: `qps` sustained, `burst` at
@@ -63,6 +96,8 @@ impl Default for EngineConfig {
             block_ttl: 300,
             rate_limit: None,
             max_inflight: 10_000,
+            rpz_soa_in_additional: false,
+            prefetch: Some(Prefetch::default()),
         }
     }
 }
@@ -80,6 +115,12 @@ pub struct Stats {
     pub dropped: AtomicU64,
     pub malformed: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// NS lookups made for NSDNAME/NSIP triggers (cache misses of the NS
+    /// cache), and those that failed (the name is then judged without).
+    pub ns_lookups: AtomicU64,
+    pub ns_lookup_failures: AtomicU64,
+    pub prefetches: AtomicU64,
+    pub prefetch_skipped: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -96,6 +137,12 @@ pub struct StatsSnapshot {
     pub malformed: u64,
     pub rate_limited: u64,
     pub log_dropped: u64,
+    pub ns_lookups: u64,
+    pub ns_lookup_failures: u64,
+    /// Answers refreshed before expiry (upstream queries sent for it).
+    pub prefetches: u64,
+    /// Prefetches not done because the queue was full (or not running).
+    pub prefetch_skipped: u64,
 }
 
 /// What the fast path did with a packet.
@@ -141,11 +188,22 @@ pub struct Engine {
     cache: Cache,
     upstream: Arc<dyn Upstream>,
     cfg: EngineConfig,
-    stats: Stats,
+    pub(crate) stats: Stats,
     log: Option<QueryLog>,
     limiter: Option<Limiter>,
     inflight: std::sync::atomic::AtomicUsize,
+    /// Zone cuts found for NSDNAME/NSIP triggers.
+    pub(crate) ns_cache: crate::nsinfo::NsCache,
+    /// Who hears DNS NOTIFY messages (RFC 1996), see [`Engine::on_notify`].
+    notify: std::sync::RwLock<Option<Arc<NotifyHandler>>>,
+    /// Cache keys to refresh; drained by [`Engine::run_prefetch`].
+    prefetch_tx: tokio::sync::mpsc::Sender<cache::Key>,
+    prefetch_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<cache::Key>>>,
 }
+
+/// Called with the zone and the sender of a NOTIFY; `true` if the zone is
+/// one we take transfers of from that sender.
+pub type NotifyHandler = dyn Fn(&Name, IpAddr) -> bool + Send + Sync;
 
 /// Per client: tokens, last refill, queries refused so far.
 type BucketShard = std::sync::Mutex<std::collections::HashMap<IpAddr, (f32, Instant, u32)>>;
@@ -216,6 +274,11 @@ struct Answer {
     /// AA on the answer: set for query-time rewrites, not for response-IP
     /// ones (what Unbound does, and its replay tests check).
     aa: bool,
+    /// Additional-section records of a rewritten answer (the policy
+    /// zone's SOA, see `EngineConfig::rpz_soa_in_additional`).
+    additional: Vec<Record>,
+    /// RA=0: a policy NXDOMAIN of a zone with `signal_nxdomain_ra`.
+    no_ra: bool,
 }
 
 impl Answer {
@@ -234,16 +297,18 @@ impl Answer {
             tc: false,
             stale: false,
             aa: !matches!(hit.trigger, Trigger::ResponseIp(_)),
+            additional: vec![],
+            no_ra: rcode == wire::RCODE_NXDOMAIN && hit.zone.signals_nxdomain_ra(),
         }
     }
 }
 
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Upstream,
 }
 
-fn wire_to_name(w: &[u8]) -> Option<Name> {
+pub(crate) fn wire_to_name(w: &[u8]) -> Option<Name> {
     let s = wire::name_to_string(w);
     if s == "." {
         return Some(Name::root());
@@ -251,7 +316,7 @@ fn wire_to_name(w: &[u8]) -> Option<Name> {
     Name::from_ascii(s + ".").ok()
 }
 
-fn name_to_wire(n: &Name) -> Vec<u8> {
+pub(crate) fn name_to_wire(n: &Name) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     for l in n.iter() {
         out.push(l.len() as u8);
@@ -304,7 +369,11 @@ impl Engine {
         cfg: EngineConfig,
         log: Option<QueryLog>,
     ) -> Self {
+        let (prefetch_tx, prefetch_rx) =
+            tokio::sync::mpsc::channel(cfg.prefetch.map_or(1, |p| p.queue.max(1)));
         Self {
+            prefetch_tx,
+            prefetch_rx: std::sync::Mutex::new(Some(prefetch_rx)),
             policy,
             cache: Cache::new(cfg.cache_entries, cfg.serve_stale_for),
             upstream,
@@ -313,11 +382,46 @@ impl Engine {
             stats: Stats::default(),
             log,
             inflight: std::sync::atomic::AtomicUsize::new(0),
+            ns_cache: crate::nsinfo::NsCache::new(65_536),
+            notify: std::sync::RwLock::new(None),
         }
     }
 
     pub fn policy(&self) -> &PolicyHandle {
         &self.policy
+    }
+
+    /// Routes DNS NOTIFY messages to `handler` (the secondary RPZ zones);
+    /// without one, NOTIFY is answered NOTIMP like any other opcode.
+    pub fn on_notify(&self, handler: Arc<NotifyHandler>) {
+        *self.notify.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    /// The answer to a NOTIFY, if `pkt` is one and a handler is set:
+    /// NOERROR when the handler takes it, REFUSED otherwise.
+    fn answer_notify(&self, pkt: &[u8], client: SocketAddr) -> Option<Vec<u8>> {
+        let handler = self
+            .notify
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let req = Message::from_vec(pkt).ok()?;
+        if req.metadata.op_code != OpCode::Notify || req.metadata.message_type != MessageType::Query
+        {
+            return None;
+        }
+        let q = req.queries.first()?.clone();
+        let taken = handler(q.name(), client.ip());
+        tracing::info!(zone = %q.name(), from = %client.ip(), taken, "DNS NOTIFY");
+        let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Notify);
+        m.metadata.authoritative = taken;
+        m.metadata.response_code = if taken {
+            ResponseCode::NoError
+        } else {
+            ResponseCode::Refused
+        };
+        m.add_query(q);
+        m.to_vec().ok()
     }
 
     /// Claims a slot for resolving a miss; `None` when `max_inflight`
@@ -347,6 +451,10 @@ impl Engine {
             malformed: g(&s.malformed),
             rate_limited: g(&s.rate_limited),
             log_dropped: self.log.as_ref().map_or(0, QueryLog::dropped),
+            ns_lookups: g(&s.ns_lookups),
+            ns_lookup_failures: g(&s.ns_lookup_failures),
+            prefetches: g(&s.prefetches),
+            prefetch_skipped: g(&s.prefetch_skipped),
         }
     }
 
@@ -402,6 +510,9 @@ impl Engine {
             Action::Passthru => Simple::ResolveExempt,
             Action::NxDomain => {
                 wire::synth(out, pkt, q, empty(wire::RCODE_NXDOMAIN, false), ttl, ede);
+                if hit.zone.signals_nxdomain_ra() {
+                    clear_ra(out);
+                }
                 Simple::Done(Fast::Reply)
             }
             Action::NoData => {
@@ -415,7 +526,10 @@ impl Engine {
             }
             Action::TcpOnly => Simple::ResolveExempt,
             Action::Local(ld) => {
-                if ld.cname.is_some() {
+                if ld.cname.is_some()
+                    || (self.cfg.rpz_soa_in_additional
+                        && matches!(hit.trigger, Trigger::ClientIp(_)))
+                {
                     return Simple::Complex;
                 }
                 let ttl = ld.ttl;
@@ -436,10 +550,26 @@ impl Engine {
     /// The synchronous path: answers blocks and fresh cache hits into `out`,
     /// or says the packet needs [`Engine::resolve`]. Counts and logs what it
     /// answers; a deferred packet is counted by `resolve`.
+    #[inline]
     pub fn answer_fast(
         &self,
         pkt: &[u8],
         client: SocketAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Fast {
+        self.answer_fast_for(pkt, client, None, transport, out, scratch)
+    }
+
+    /// [`Engine::answer_fast`] for a client that presented a DoH path token
+    /// (its SHA-256, see [`crate::policy::token_digest`]), which selects
+    /// its org when its address is in no org's network.
+    pub fn answer_fast_for(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        token: Option<&[u8; 32]>,
         transport: Transport,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
@@ -467,7 +597,10 @@ impl Engine {
             return Fast::Defer;
         }
         let policy = self.policy.load();
-        let org = policy.org_of(client.ip());
+        let Ok(org) = policy.select_org(client.ip(), token) else {
+            // The full path refuses it.
+            return Fast::Defer;
+        };
         let mut exempt = false;
         if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
             match self.simple(&hit, pkt, &q, transport, out) {
@@ -501,6 +634,11 @@ impl Engine {
                 Simple::Complex => return Fast::Defer,
             }
         }
+        if !exempt && policy.has_ns_triggers() {
+            // NSDNAME/NSIP triggers need the name servers of the name's
+            // zones, found by lookups: the full path does them.
+            return Fast::Defer;
+        }
         cache::key_into(&mut scratch.key, q.name(), q.qtype, q.qclass, q.dnssec_ok());
         // One clock read serves the latency and the TTL arithmetic.
         let now = start;
@@ -528,11 +666,18 @@ impl Engine {
             Some((
                 entry.rcode,
                 self.log.is_some().then(|| entry.summary.clone()),
+                self.wants_prefetch(entry, now),
             ))
         });
-        let Some(Some((rcode, summary))) = hit else {
+        let Some(Some((rcode, summary, prefetch))) = hit else {
             return Fast::Defer;
         };
+        if prefetch {
+            // The one allocation on this path, once per entry and TTL.
+            if self.prefetch_tx.try_send(scratch.key.clone()).is_err() {
+                self.stats.prefetch_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         self.log(
@@ -550,6 +695,79 @@ impl Engine {
         Fast::Reply
     }
 
+    /// Whether this hit on `entry` should schedule its refresh: it lands in
+    /// the prefetch window and is the `min_hits`-th there, and no refresh
+    /// was scheduled yet.
+    #[inline]
+    fn wants_prefetch(&self, entry: &Entry, now: Instant) -> bool {
+        let Some(pf) = &self.cfg.prefetch else {
+            return false;
+        };
+        let window = entry.fresh_secs.saturating_mul(pf.window_percent) / 100;
+        if window == 0 || entry.fresh_secs.saturating_sub(entry.age(now)) > window {
+            return false;
+        }
+        let hits = entry.window_hits.fetch_add(1, Ordering::Relaxed) + 1;
+        hits >= pf.min_hits && !entry.prefetching.swap(true, Ordering::Relaxed)
+    }
+
+    /// Refreshes the cache keys the fast path schedules, at most
+    /// `max_inflight` at once, until the engine is dropped. Started by
+    /// [`crate::server::start`]; a second call returns at once.
+    pub async fn run_prefetch(self: Arc<Self>) {
+        let Some(mut rx) = self
+            .prefetch_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.cfg.prefetch.map_or(1, |p| p.max_inflight.max(1)),
+        ));
+        let engine = Arc::downgrade(&self);
+        drop(self);
+        while let Some(key) = rx.recv().await {
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _permit = permit;
+                engine.refresh(key).await;
+            });
+        }
+    }
+
+    /// Asks the upstream again for a cached key and replaces the entry.
+    async fn refresh(&self, key: cache::Key) {
+        if key.len() < 6 {
+            return;
+        }
+        let (name, rest) = key.split_at(key.len() - 5);
+        let qtype = u16::from_be_bytes([rest[0], rest[1]]);
+        let dnssec_ok = rest[4] != 0;
+        self.stats.prefetches.fetch_add(1, Ordering::Relaxed);
+        let id = getrandom::u32().map(|v| v as u16).unwrap_or(0x5a5a);
+        let req = upstream_query(id, name, qtype, dnssec_ok, false);
+        match self.upstream.query(&req).await {
+            Ok(resp) => {
+                if let Some((entry, true)) =
+                    Entry::from_response(&resp, self.cfg.max_ttl, self.cfg.max_negative_ttl)
+                {
+                    self.cache.insert(key, entry);
+                }
+            }
+            Err(e) => {
+                // The old entry stays, and expires into an ordinary miss.
+                tracing::debug!(error = %e, "prefetch failed");
+            }
+        }
+    }
+
     /// The full path: everything [`Engine::answer_fast`] does, plus
     /// resolution through the upstream, local-data CNAMEs, CNAME-chain and
     /// response-IP policy, serve-stale and error answers. `None` means send
@@ -560,10 +778,28 @@ impl Engine {
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
+        self.resolve_for(pkt, client, None, transport).await
+    }
+
+    /// [`Engine::resolve`] with a DoH path token (see
+    /// [`Engine::answer_fast_for`]). A token the policy does not know (or
+    /// no longer knows) is answered REFUSED without resolving anything.
+    pub async fn resolve_for(
+        &self,
+        pkt: &[u8],
+        client: SocketAddr,
+        token: Option<&[u8; 32]>,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         let start = Instant::now();
         let q = match wire::parse_query(pkt) {
             Ok(q) => q,
             Err(e) => {
+                if matches!(e, WireError::Opcode) {
+                    if let Some(reply) = self.answer_notify(pkt, client) {
+                        return Some(reply);
+                    }
+                }
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 let rcode = match e {
                     WireError::Opcode => wire::RCODE_NOTIMP,
@@ -588,7 +824,9 @@ impl Engine {
             return m.to_vec().ok();
         }
         let policy = self.policy.load_full();
-        let org = policy.org_of(client.ip());
+        let Ok(org) = policy.select_org(client.ip(), token) else {
+            return wire::error_reply(pkt, wire::RCODE_REFUSED);
+        };
         let org_name = policy.org_name(org).cloned();
         let mut exempt = false;
         if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
@@ -721,11 +959,12 @@ impl Engine {
         let mut m = Message::new(q.id, MessageType::Response, OpCode::Query);
         m.metadata.recursion_desired = q.rd();
         m.metadata.checking_disabled = q.cd();
-        m.metadata.recursion_available = true;
+        m.metadata.recursion_available = !ans.no_ra;
         m.metadata.authoritative = ans.aa;
         m.metadata.response_code = ResponseCode::from(0, ans.rcode);
         m.add_queries(req.queries);
         m.add_answers(ans.records.iter().cloned());
+        m.add_additionals(ans.additional.iter().cloned());
         if let Some(e) = q.edns {
             let mut edns = Edns::new();
             edns.set_max_payload(wire::OUR_UDP_SIZE);
@@ -764,82 +1003,80 @@ impl Engine {
     ) -> crate::upstream::BoxFuture<'a, Result<Answer, Failure>> {
         Box::pin(async move {
             let mut apply_policy = apply_policy;
+            // The name servers of the name's zones, looked up only when some
+            // zone has NSDNAME/NSIP triggers and no query-time trigger
+            // decided (RPZ precedence: query-time triggers first, as in
+            // Unbound; NS triggers need lookups).
+            let mut servers: Vec<NsServer> = Vec::new();
+            // An NS hit that a response-IP trigger of the same or an earlier
+            // zone may still override (decided once the answer is in).
+            let mut deferred_ns: Option<NsHit<'a>> = None;
             if apply_policy {
-                let hit = if first {
+                let mut hit = if first {
                     policy.check_query(org, client, &wname)
                 } else {
                     policy.check_name(org, &wname)
                 };
+                let mut ns_server = None;
+                if hit.is_none() && policy.has_ns_triggers() {
+                    servers = self.name_servers(&wname, policy.has_nsip_triggers()).await;
+                    if let Some(h) = policy.check_ns(org, &servers) {
+                        if policy.response_ip_zone_until(org, h.ordinal) {
+                            deferred_ns = Some(h);
+                        } else {
+                            hit = Some(h.hit);
+                            ns_server = Some(h.server);
+                        }
+                    }
+                }
                 if let Some(hit) = hit {
-                    match hit.action {
-                        Action::Passthru => apply_policy = false,
-                        Action::TcpOnly if transport != Transport::Udp => apply_policy = false,
-                        Action::TcpOnly => {
-                            let mut a = Answer::rewritten(0, vec![], &hit, &wname);
-                            a.tc = true;
+                    let checked = match ns_server.and_then(|i| servers.get(i)) {
+                        Some(s) => &s.name[..],
+                        None => &wname[..],
+                    };
+                    // Only a query-time trigger on the query name itself
+                    // answers with AA whatever follows a local CNAME.
+                    let chained = !first || ns_server.is_some();
+                    let applied = self
+                        .apply_hit(
+                            policy, org, client, &name, checked, q, transport, depth, &hit, chained,
+                        )
+                        .await?;
+                    match applied {
+                        None => apply_policy = false,
+                        Some(mut a) => {
+                            self.decorate(&mut a, &hit, ns_server.is_some());
                             return Ok(a);
-                        }
-                        Action::NxDomain => {
-                            return Ok(Answer::rewritten(
-                                wire::RCODE_NXDOMAIN,
-                                vec![],
-                                &hit,
-                                &wname,
-                            ))
-                        }
-                        Action::NoData => return Ok(Answer::rewritten(0, vec![], &hit, &wname)),
-                        Action::Drop => {
-                            let mut a = Answer::rewritten(0, vec![], &hit, &wname);
-                            a.drop = true;
-                            return Ok(a);
-                        }
-                        Action::Local(ld) => {
-                            let Some(c) = &ld.cname else {
-                                let recs = local_records(&name, ld, q.qtype);
-                                return Ok(Answer::rewritten(0, recs, &hit, &wname));
-                            };
-                            let Some(target) = cname_target(&name, c) else {
-                                return Ok(Answer::rewritten(
-                                    wire::RCODE_SERVFAIL,
-                                    vec![],
-                                    &hit,
-                                    &wname,
-                                ));
-                            };
-                            let mut recs = vec![Record::from_rdata(
-                                name.clone(),
-                                ld.ttl,
-                                RData::CNAME(CNAME(target.clone())),
-                            )];
-                            let mut rcode = 0;
-                            if depth < 8 && q.qtype != wire::TYPE_CNAME {
-                                let tw = name_to_wire(&target);
-                                let sub = self
-                                    .answer_name(
-                                        policy,
-                                        org,
-                                        client,
-                                        target,
-                                        tw,
-                                        q,
-                                        transport,
-                                        depth + 1,
-                                        true,
-                                        false,
-                                    )
-                                    .await?;
-                                if sub.drop || sub.tc {
-                                    return Ok(sub);
-                                }
-                                rcode = sub.rcode;
-                                recs.extend(sub_records(&sub)?);
-                            }
-                            return Ok(Answer::rewritten(rcode, recs, &hit, &wname));
                         }
                     }
                 }
             }
-            let (entry, stale) = self.lookup(&wname, q.qtype, q.dnssec_ok(), q.cd()).await?;
+            let looked = self.lookup(&wname, q.qtype, q.dnssec_ok(), q.cd()).await;
+            if let Some(h) = deferred_ns {
+                let ip_first = match &looked {
+                    Ok((e, _)) => policy
+                        .check_response_ips_ranked(org, &e.addrs)
+                        .is_some_and(|(o, _)| o <= h.ordinal),
+                    // No answer: the NS trigger decides (better than SERVFAIL).
+                    Err(_) => false,
+                };
+                if !ip_first {
+                    let checked = servers.get(h.server).map_or(&wname[..], |s| &s.name[..]);
+                    let applied = self
+                        .apply_hit(
+                            policy, org, client, &name, checked, q, transport, depth, &h.hit, true,
+                        )
+                        .await?;
+                    match applied {
+                        None => apply_policy = false,
+                        Some(mut a) => {
+                            self.decorate(&mut a, &h.hit, true);
+                            return Ok(a);
+                        }
+                    }
+                }
+            }
+            let (entry, stale) = looked?;
             let mut ans = Answer {
                 rcode: entry.rcode,
                 records: vec![],
@@ -850,14 +1087,26 @@ impl Engine {
                 tc: false,
                 stale,
                 aa: false,
+                additional: vec![],
+                no_ra: false,
             };
             if !apply_policy {
                 return Ok(ans);
             }
-            let chain_hit = entry
-                .cname_targets
-                .iter()
-                .any(|t| policy.check_name(org, t).is_some());
+            // The first CNAME target (in chain order) a QNAME trigger, or
+            // when loaded an NSDNAME/NSIP trigger of its servers, matches.
+            let mut trigger_target: Option<&[u8]> = None;
+            for t in entry.cname_targets.iter() {
+                let ns_hit = policy.has_ns_triggers() && {
+                    let servers = self.name_servers(t, policy.has_nsip_triggers()).await;
+                    policy.check_ns(org, &servers).is_some()
+                };
+                if ns_hit || policy.check_name(org, t).is_some() {
+                    trigger_target = Some(t);
+                    break;
+                }
+            }
+            let chain_hit = trigger_target.is_some();
             let ip_hit = policy.check_response_ips(org, &entry.addrs);
             if !chain_hit && ip_hit.is_none() {
                 return Ok(ans);
@@ -871,7 +1120,7 @@ impl Engine {
                     recs.push(r.clone());
                     if let RData::CNAME(CNAME(t)) = &r.data {
                         let tw = name_to_wire(t);
-                        if policy.check_name(org, &tw).is_some() && depth < 8 {
+                        if trigger_target == Some(&tw[..]) && depth < 8 {
                             let sub = self
                                 .answer_name(
                                     policy,
@@ -899,6 +1148,8 @@ impl Engine {
                                 tc: false,
                                 stale,
                                 aa: sub.aa,
+                                additional: vec![],
+                                no_ra: sub.no_ra,
                             };
                             out.records.extend(sub_records(&sub)?);
                             return Ok(out);
@@ -944,9 +1195,114 @@ impl Engine {
         })
     }
 
+    /// Applies a trigger's action to `name`: `Ok(None)` means resolve it
+    /// normally with no further policy (PASSTHRU, TCP-only over TCP).
+    /// `checked` is the name the trigger matched (for the log's rule).
+    /// `chained`: the trigger is not a query-time one on the query name (an
+    /// NS trigger, or a name reached by a CNAME); a local CNAME's answer is
+    /// then authoritative only if what it leads to is (Unbound's AA rule,
+    /// which its `rpz_cname_handle` scenario checks).
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_hit(
+        &self,
+        policy: &Policy,
+        org: Option<usize>,
+        client: IpAddr,
+        name: &Name,
+        checked: &[u8],
+        q: &Question,
+        transport: Transport,
+        depth: u8,
+        hit: &Hit<'_>,
+        chained: bool,
+    ) -> Result<Option<Answer>, Failure> {
+        Ok(Some(match hit.action {
+            Action::Passthru => return Ok(None),
+            Action::TcpOnly if transport != Transport::Udp => return Ok(None),
+            Action::TcpOnly => {
+                let mut a = Answer::rewritten(0, vec![], hit, checked);
+                a.tc = true;
+                a
+            }
+            Action::NxDomain => Answer::rewritten(wire::RCODE_NXDOMAIN, vec![], hit, checked),
+            Action::NoData => Answer::rewritten(0, vec![], hit, checked),
+            Action::Drop => {
+                let mut a = Answer::rewritten(0, vec![], hit, checked);
+                a.drop = true;
+                a
+            }
+            Action::Local(ld) => {
+                let Some(c) = &ld.cname else {
+                    let recs = local_records(name, ld, q.qtype);
+                    return Ok(Some(Answer::rewritten(0, recs, hit, checked)));
+                };
+                let Some(target) = cname_target(name, c) else {
+                    return Ok(Some(Answer::rewritten(
+                        wire::RCODE_SERVFAIL,
+                        vec![],
+                        hit,
+                        checked,
+                    )));
+                };
+                let mut recs = vec![Record::from_rdata(
+                    name.clone(),
+                    ld.ttl,
+                    RData::CNAME(CNAME(target.clone())),
+                )];
+                let mut rcode = 0;
+                let (mut sub_aa, mut sub_no_ra) = (true, false);
+                if depth < 8 && q.qtype != wire::TYPE_CNAME {
+                    let tw = name_to_wire(&target);
+                    let sub = self
+                        .answer_name(
+                            policy,
+                            org,
+                            client,
+                            target,
+                            tw,
+                            q,
+                            transport,
+                            depth + 1,
+                            true,
+                            false,
+                        )
+                        .await?;
+                    if sub.drop || sub.tc {
+                        return Ok(Some(sub));
+                    }
+                    rcode = sub.rcode;
+                    (sub_aa, sub_no_ra) = (sub.aa, sub.no_ra);
+                    recs.extend(sub_records(&sub)?);
+                }
+                let mut a = Answer::rewritten(rcode, recs, hit, checked);
+                if chained {
+                    a.aa = sub_aa;
+                }
+                a.no_ra |= sub_no_ra;
+                a
+            }
+        }))
+    }
+
+    /// Unbound's finishing touches on a rewritten answer, which its replay
+    /// tests check: an NS trigger's TC=1 answer is not authoritative; the
+    /// policy zone's SOA goes in the additional section where
+    /// `rpz_soa_in_additional` says.
+    fn decorate(&self, a: &mut Answer, hit: &Hit<'_>, ns: bool) {
+        if ns && a.tc {
+            a.aa = false;
+        }
+        let local = matches!(hit.action, Action::Local(_));
+        let soa = self.cfg.rpz_soa_in_additional
+            && (ns || (local && matches!(hit.trigger, Trigger::ClientIp(_))));
+        if soa && !a.drop && !a.tc {
+            a.additional.extend(hit.zone.soa_record());
+        }
+    }
+
     /// A cached answer, or the upstream's (cached when cacheable); a stale
     /// one when the upstream fails. The bool says stale.
-    async fn lookup(
+    pub(crate) async fn lookup(
         &self,
         wname: &[u8],
         qtype: u16,
@@ -995,6 +1351,13 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// Clears RA in a wire-format answer's header.
+fn clear_ra(out: &mut [u8]) {
+    if let Some(b) = out.get_mut(3) {
+        *b &= !0x80;
     }
 }
 

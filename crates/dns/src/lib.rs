@@ -15,17 +15,26 @@ pub mod cache;
 pub mod doh;
 pub mod engine;
 pub mod log;
+pub mod nsinfo;
 pub mod policy;
 mod rpz;
+pub mod secure;
 pub mod server;
 pub mod table;
 pub mod upstream;
 pub mod wire;
+pub mod xfr;
 
-pub use engine::{Engine, EngineConfig, Fast, RateLimit, Scratch, StatsSnapshot};
-pub use log::{query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, Transport};
-pub use policy::{
-    Action, Hit, LoadStats, LocalData, OrgPolicy, Policy, PolicyError, PolicyHandle, Trigger, Zone,
+pub use engine::{
+    Engine, EngineConfig, Fast, NotifyHandler, Prefetch, RateLimit, Scratch, StatsSnapshot,
 };
+pub use log::{query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, Transport};
+pub use nsinfo::NsServer;
+pub use policy::{
+    token_digest, Action, Hit, LoadStats, LocalData, NsHit, OrgPolicy, Policy, PolicyError,
+    PolicyHandle, Trigger, UnknownToken, Zone,
+};
+pub use secure::{Chain, SecureUpstream, SpecError, UpstreamSpec};
 pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError};
 pub use upstream::{Forwarder, Upstream, UpstreamError};
+pub use xfr::{notify_router, Refreshed, Secondary, XfrConfig, XfrError, XfrStats};

@@ -10,9 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{Name, RData};
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, Record};
 use ipnet::IpNet;
 
+use crate::nsinfo::NsServer;
 use crate::table::{IpTable, NameTable, NONE};
 use crate::wire::{self, EDE_BLOCKED};
 
@@ -108,9 +110,10 @@ pub struct LoadStats {
     pub wildcard_triggers: usize,
     pub client_ip_triggers: usize,
     pub response_ip_triggers: usize,
-    /// NSDNAME and NSIP triggers: parsed and counted, not enforced (a
-    /// forwarder does not see the authoritative servers).
-    pub ns_triggers_ignored: usize,
+    /// NSDNAME triggers (`rpz-nsdname`, incl. `*.` ones).
+    pub nsdname_triggers: usize,
+    /// NSIP triggers (`rpz-nsip`).
+    pub nsip_triggers: usize,
     /// Duplicate triggers and records outside the zone, skipped.
     pub skipped: usize,
 }
@@ -130,12 +133,25 @@ pub struct Zone {
     names: NameTable,
     client_ip: IpTable<u32>,
     resp_ip: IpTable<u32>,
+    /// NSDNAME triggers, keyed like `names` by the name server's name.
+    ns_names: NameTable,
+    ns_ip: IpTable<u32>,
+    /// The zone's SOA (TTL and data): its serial drives zone transfers,
+    /// and some answers carry it (see `EngineConfig::rpz_soa_in_additional`).
+    soa: Option<(u32, SOA)>,
     actions: Vec<Action>,
     stats: LoadStats,
     /// RPZ policy override: every trigger of the zone takes this action.
     override_action: Option<Action>,
     /// A disabled zone matches nothing (Unbound's `disabled` override).
     disabled: bool,
+    /// Clear RA on the NXDOMAIN answers this zone makes (Unbound's
+    /// `rpz-signal-nxdomain-ra`), so a client can tell a policy NXDOMAIN
+    /// from a real one.
+    signal_nxdomain_ra: bool,
+    /// A PASSTHRU trigger of this zone only stops the zone's own blocks:
+    /// later zones still decide (see [`Zone::with_passthru_falling_through`]).
+    passthru_falls_through: bool,
 }
 
 impl std::fmt::Debug for Zone {
@@ -159,6 +175,14 @@ pub enum Trigger {
     },
     ClientIp(IpNet),
     ResponseIp(IpNet),
+    /// An NSDNAME trigger matched a name server of the query name's zone or
+    /// of an ancestor zone; `at` as in `Wildcard` for a `*.` trigger, `None`
+    /// for an exact one. The checked name is the name server's.
+    NsDname {
+        at: Option<u8>,
+    },
+    /// An NSIP trigger matched an address of such a name server.
+    NsIp(IpNet),
 }
 
 /// A policy match.
@@ -185,6 +209,14 @@ impl Hit<'_> {
             }
             Trigger::ClientIp(n) => format!("rpz-client-ip {n}"),
             Trigger::ResponseIp(n) => format!("rpz-ip {n}"),
+            Trigger::NsDname { at: None } => {
+                format!("rpz-nsdname {}", wire::name_to_string(checked))
+            }
+            Trigger::NsDname { at: Some(at) } => {
+                let base = checked.get(at as usize..).unwrap_or(b"\0");
+                format!("rpz-nsdname *.{}", wire::name_to_string(base))
+            }
+            Trigger::NsIp(n) => format!("rpz-nsip {n}"),
         }
     }
 }
@@ -198,6 +230,9 @@ impl Zone {
             names: NameTable::new(),
             client_ip: IpTable::default(),
             resp_ip: IpTable::default(),
+            ns_names: NameTable::new(),
+            ns_ip: IpTable::default(),
+            soa: None,
             actions: vec![
                 Action::NxDomain,
                 Action::NoData,
@@ -208,7 +243,19 @@ impl Zone {
             stats: LoadStats::default(),
             override_action: None,
             disabled: false,
+            signal_nxdomain_ra: false,
+            passthru_falls_through: false,
         }
+    }
+
+    /// Makes this zone's PASSTHRU triggers mean "no verdict here" instead
+    /// of "exempt from every later zone". Used for an ancestor org's list
+    /// checked as a mandate for the orgs beneath it: its own exceptions
+    /// (an allow under one of its blocks) lift that block, but must not
+    /// exempt the name from the sub-org's own policy or the intel.
+    pub fn with_passthru_falling_through(mut self) -> Self {
+        self.passthru_falls_through = true;
+        self
     }
 
     /// Overrides the action of every trigger in the zone (RPZ "policy
@@ -223,6 +270,17 @@ impl Zone {
     pub fn disabled(mut self) -> Self {
         self.disabled = true;
         self
+    }
+
+    /// Marks this zone's NXDOMAIN answers with RA=0 (Unbound's
+    /// `rpz-signal-nxdomain-ra`).
+    pub fn with_signal_nxdomain_ra(mut self) -> Self {
+        self.signal_nxdomain_ra = true;
+        self
+    }
+
+    pub fn signals_nxdomain_ra(&self) -> bool {
+        self.signal_nxdomain_ra
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -242,6 +300,28 @@ impl Zone {
     }
     pub fn has_response_ip_triggers(&self) -> bool {
         !self.resp_ip.is_empty()
+    }
+    pub fn has_nsdname_triggers(&self) -> bool {
+        !self.ns_names.is_empty()
+    }
+    pub fn has_nsip_triggers(&self) -> bool {
+        !self.ns_ip.is_empty()
+    }
+    /// The zone's SOA record (owner = the zone's apex), if it has one.
+    pub fn soa_record(&self) -> Option<Record> {
+        let (ttl, soa) = self.soa.as_ref()?;
+        let owner = match &*self.name {
+            "" | "." => Name::root(),
+            n => Name::from_ascii(format!("{n}.")).ok()?,
+        };
+        Some(Record::from_rdata(owner, *ttl, RData::SOA(soa.clone())))
+    }
+    /// The SOA serial, if the zone has an SOA.
+    pub fn serial(&self) -> Option<u32> {
+        self.soa.as_ref().map(|(_, s)| s.serial)
+    }
+    pub(crate) fn set_soa(&mut self, ttl: u32, soa: SOA) {
+        self.soa = Some((ttl, soa));
     }
 
     fn action_index(&mut self, action: Action) -> u32 {
@@ -340,8 +420,37 @@ impl Zone {
         self.add_ip(false, net, action);
     }
 
+    /// An NSDNAME trigger (`rpz-nsdname`): `name` is the name server's name
+    /// in lower-case wire form; `wild` for a `*.name` trigger.
+    pub(crate) fn add_nsdname_wire(&mut self, name: &[u8], wild: bool, action: Action) {
+        let existing = self
+            .ns_names
+            .get(name)
+            .map(|s| if wild { s.wild } else { s.exact })
+            .filter(|&v| v != NONE);
+        if let Some(existing) = existing {
+            self.merge_local(existing, action);
+            return;
+        }
+        let idx = self.action_index(action);
+        self.ns_names.insert_if_absent(name, wild, idx);
+        self.stats.nsdname_triggers += 1;
+    }
+
+    /// An NSIP trigger (`rpz-nsip`).
+    pub fn add_nsip(&mut self, net: IpNet, action: Action) {
+        if let Some(&mut existing) = self.ns_ip.get_exact_mut(net) {
+            self.merge_local(existing, action);
+            return;
+        }
+        let idx = self.action_index(action);
+        self.ns_ip.insert(net, idx);
+        self.stats.nsip_triggers += 1;
+    }
+
     fn finish(mut self) -> Self {
         self.names.shrink();
+        self.ns_names.shrink();
         self
     }
 
@@ -409,6 +518,16 @@ impl Zone {
         crate::rpz::parse(origin, text).map(Zone::finish)
     }
 
+    /// A zone from records, e.g. from a zone transfer; `apex` is the zone's
+    /// name, `soa` its SOA (TTL and data).
+    pub fn from_records<'r>(
+        apex: &Name,
+        soa: Option<(u32, SOA)>,
+        records: impl Iterator<Item = (&'r Name, u32, &'r RData)>,
+    ) -> Result<Zone, PolicyError> {
+        crate::rpz::from_records(apex, soa, records).map(Zone::finish)
+    }
+
     pub(crate) fn from_parts_for_parser(name: &str) -> Self {
         Zone::new(name)
     }
@@ -426,35 +545,19 @@ impl Zone {
     /// then the most specific `*.` wildcard. No allocation.
     #[inline]
     pub fn check_qname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
-        if self.names.is_empty() {
-            return None;
-        }
-        if let Some(s) = self.names.get(name) {
-            if s.exact != NONE {
-                return Some((s.exact, Trigger::Qname));
-            }
-        }
-        // Suffixes strictly below the name, longest first, down to the root.
-        let mut at = 0usize;
-        while let Some(&len) = name.get(at) {
-            if len == 0 {
-                break;
-            }
-            at += 1 + len as usize;
-            let Some(s) = name.get(at..).and_then(|suffix| self.names.get(suffix)) else {
-                continue;
+        lookup_name(&self.names, name)
+    }
+
+    /// The NSDNAME trigger for a name server's name (lower-case wire), by
+    /// the same exact-then-wildcard rule as QNAME triggers.
+    pub fn check_nsdname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
+        lookup_name(&self.ns_names, name).map(|(a, t)| {
+            let at = match t {
+                Trigger::Wildcard { at } => Some(at),
+                _ => None,
             };
-            if s.wild != NONE {
-                return Some((s.wild, Trigger::Wildcard { at: at as u8 }));
-            }
-            // RFC 4592: a wildcard does not reach below an existing name;
-            // `*.a` does not match `x.b.a` when `b.a` has its own trigger
-            // (Unbound's rpz_qname scenario checks this).
-            if s.exact != NONE {
-                return None;
-            }
-        }
-        None
+            (a, Trigger::NsDname { at })
+        })
     }
 
     fn action(&self, idx: u32) -> &Action {
@@ -465,6 +568,41 @@ impl Zone {
         // safe reading of a trigger (NXDOMAIN) rather than panic.
         self.actions.get(idx as usize).unwrap_or(&Action::NxDomain)
     }
+}
+
+/// The trigger for `name` in a name table: the exact name first, then the
+/// most specific `*.` wildcard. No allocation.
+#[inline]
+fn lookup_name(names: &NameTable, name: &[u8]) -> Option<(u32, Trigger)> {
+    if names.is_empty() {
+        return None;
+    }
+    if let Some(s) = names.get(name) {
+        if s.exact != NONE {
+            return Some((s.exact, Trigger::Qname));
+        }
+    }
+    // Suffixes strictly below the name, longest first, down to the root.
+    let mut at = 0usize;
+    while let Some(&len) = name.get(at) {
+        if len == 0 {
+            break;
+        }
+        at += 1 + len as usize;
+        let Some(s) = name.get(at..).and_then(|suffix| names.get(suffix)) else {
+            continue;
+        };
+        if s.wild != NONE {
+            return Some((s.wild, Trigger::Wildcard { at: at as u8 }));
+        }
+        // RFC 4592: a wildcard does not reach below an existing name;
+        // `*.a` does not match `x.b.a` when `b.a` has its own trigger
+        // (Unbound's rpz_qname scenario checks this).
+        if s.exact != NONE {
+            return None;
+        }
+    }
+    None
 }
 
 fn read(path: &Path) -> Result<String, PolicyError> {
@@ -559,6 +697,41 @@ pub struct Policy {
     orgs: Vec<OrgPolicy>,
     org_nets: IpTable<usize>,
     respip: bool,
+    nsdname: bool,
+    nsip: bool,
+    /// The org of clients in no org's network and without a DoH token.
+    fallback: Option<usize>,
+    org_index: std::collections::HashMap<Arc<str>, usize>,
+    /// DoH path tokens by the SHA-256 of the secret.
+    doh_tokens: std::collections::HashMap<[u8; 32], DohToken>,
+}
+
+/// An NSDNAME or NSIP match: the hit, the position of its zone in the
+/// client's zone order (for precedence against response-IP hits), and the
+/// name server it matched (an index into the servers checked).
+#[derive(Debug, Clone, Copy)]
+pub struct NsHit<'a> {
+    pub hit: Hit<'a>,
+    pub ordinal: usize,
+    pub server: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DohToken {
+    org: usize,
+    expires: Option<std::time::SystemTime>,
+}
+
+/// A DoH path token that selects no org: unknown, revoked or expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown, revoked or expired DNS client token")]
+pub struct UnknownToken;
+
+/// The SHA-256 of a DoH path token, the form a [`Policy`] holds tokens in
+/// (the same digest the store keeps of every token secret).
+pub fn token_digest(secret: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
 }
 
 impl Policy {
@@ -579,17 +752,90 @@ impl Policy {
         for net in &org.networks {
             self.org_nets.insert(*net, idx);
         }
+        self.org_index.entry(org.name.clone()).or_insert(idx);
         self.orgs.push(org);
         self.refresh();
         self
     }
 
+    /// Clients in no org's network and without a DoH token get the policy
+    /// of the org named `name` (added with [`Policy::with_org`]; typically
+    /// the root, whose list applies to everyone).
+    pub fn with_fallback_org(mut self, name: &str) -> Self {
+        self.fallback = self.org_index.get(name).copied();
+        self
+    }
+
+    /// A DoH path token (by [`token_digest`]) that selects the org named
+    /// `org` for clients outside every org's networks. A token of an org
+    /// not in the policy is ignored.
+    pub fn with_doh_token(
+        mut self,
+        org: &str,
+        digest: [u8; 32],
+        expires: Option<std::time::SystemTime>,
+    ) -> Self {
+        if let Some(&idx) = self.org_index.get(org) {
+            self.doh_tokens
+                .insert(digest, DohToken { org: idx, expires });
+        }
+        self
+    }
+
+    /// The org a DoH token selects, if the token is known and unexpired.
+    pub fn doh_token_org(&self, digest: &[u8; 32]) -> Option<usize> {
+        let t = self.doh_tokens.get(digest)?;
+        match t.expires {
+            Some(e) if e <= std::time::SystemTime::now() => None,
+            _ => Some(t.org),
+        }
+    }
+
+    /// The org of a query: the one whose network holds `ip` (longest
+    /// prefix) or else the DoH token's or else the fallback. The source
+    /// address comes first so that, inside an org's network, a token of
+    /// another org cannot lift the network's policy. An invalid token is
+    /// an error even inside a network: such a client is misconfigured or
+    /// revoked, and is answered nothing.
+    pub fn select_org(
+        &self,
+        ip: IpAddr,
+        token: Option<&[u8; 32]>,
+    ) -> Result<Option<usize>, UnknownToken> {
+        let by_token = match token {
+            Some(d) => Some(self.doh_token_org(d).ok_or(UnknownToken)?),
+            None => None,
+        };
+        Ok(self
+            .org_nets
+            .lookup(ip)
+            .map(|(i, _)| *i)
+            .or(by_token)
+            .or(self.fallback))
+    }
+
     fn refresh(&mut self) {
-        self.respip = self
-            .zones
-            .iter()
-            .chain(self.orgs.iter().flat_map(|o| o.zones.iter()))
-            .any(|z| z.has_response_ip_triggers());
+        let all = || {
+            self.zones
+                .iter()
+                .chain(self.orgs.iter().flat_map(|o| o.zones.iter()))
+                .filter(|z| !z.disabled)
+        };
+        let respip = all().any(|z| z.has_response_ip_triggers());
+        let nsdname = all().any(|z| z.has_nsdname_triggers());
+        let nsip = all().any(|z| z.has_nsip_triggers());
+        (self.respip, self.nsdname, self.nsip) = (respip, nsdname, nsip);
+    }
+
+    /// Whether any zone has NSDNAME or NSIP triggers: only then does the
+    /// resolver look up the name servers of what it resolves.
+    pub fn has_ns_triggers(&self) -> bool {
+        self.nsdname || self.nsip
+    }
+
+    /// Whether any zone has NSIP triggers (name server addresses needed).
+    pub fn has_nsip_triggers(&self) -> bool {
+        self.nsip
     }
 
     pub fn zones(&self) -> &[Arc<Zone>] {
@@ -601,9 +847,11 @@ impl Policy {
         self.respip
     }
 
-    /// The org whose network holds `ip` (longest prefix).
+    /// The org whose network holds `ip` (longest prefix), else the
+    /// fallback org.
+    #[inline]
     pub fn org_of(&self, ip: IpAddr) -> Option<usize> {
-        self.org_nets.lookup(ip).map(|(i, _)| *i)
+        self.org_nets.lookup(ip).map(|(i, _)| *i).or(self.fallback)
     }
 
     pub fn org_name(&self, org: Option<usize>) -> Option<&Arc<str>> {
@@ -626,17 +874,24 @@ impl Policy {
         for z in self.zones_for(org) {
             if !z.client_ip.is_empty() {
                 if let Some((&a, net)) = z.client_ip.lookup(client) {
-                    return Some(Hit {
-                        zone: z,
-                        action: z.action(a),
-                        trigger: Trigger::ClientIp(net),
-                    });
+                    let action = z.action(a);
+                    if !(z.passthru_falls_through && action.is_passthru()) {
+                        return Some(Hit {
+                            zone: z,
+                            action,
+                            trigger: Trigger::ClientIp(net),
+                        });
+                    }
                 }
             }
             if let Some((a, trigger)) = z.check_qname(qname) {
+                let action = z.action(a);
+                if z.passthru_falls_through && action.is_passthru() {
+                    continue;
+                }
                 return Some(Hit {
                     zone: z,
-                    action: z.action(a),
+                    action,
                     trigger,
                 });
             }
@@ -647,20 +902,92 @@ impl Policy {
     /// QNAME triggers only, for the targets of a CNAME chain.
     pub fn check_name(&self, org: Option<usize>, name: &[u8]) -> Option<Hit<'_>> {
         self.zones_for(org).find_map(|z| {
-            z.check_qname(name).map(|(a, trigger)| Hit {
-                zone: z,
-                action: z.action(a),
-                trigger,
-            })
+            z.check_qname(name)
+                .map(|(a, trigger)| Hit {
+                    zone: z,
+                    action: z.action(a),
+                    trigger,
+                })
+                .filter(|h| !(z.passthru_falls_through && h.action.is_passthru()))
         })
     }
 
     /// Response-IP triggers over the addresses of an answer.
     pub fn check_response_ips(&self, org: Option<usize>, ips: &[IpAddr]) -> Option<Hit<'_>> {
+        self.check_response_ips_ranked(org, ips).map(|(_, h)| h)
+    }
+
+    /// Whether a zone at or before position `ordinal` of the client's zone
+    /// order has response-IP triggers (which would take precedence over an
+    /// NS trigger of the zone at `ordinal`).
+    pub fn response_ip_zone_until(&self, org: Option<usize>, ordinal: usize) -> bool {
+        self.respip
+            && self
+                .zones_for(org)
+                .take(ordinal + 1)
+                .any(|z| z.has_response_ip_triggers())
+    }
+
+    /// NSDNAME and NSIP triggers over the name servers of the query name's
+    /// zone and its ancestor zones (`servers`, closest zone first). Zones
+    /// are checked in order and the first with a match decides; within a
+    /// zone NSDNAME before NSIP (draft-vixie-dnsop-dns-rpz §5 precedence),
+    /// the first server in `servers` with an NSDNAME match, and for NSIP
+    /// the longest prefix over all addresses.
+    pub fn check_ns<'a>(&'a self, org: Option<usize>, servers: &[NsServer]) -> Option<NsHit<'a>> {
+        if !self.has_ns_triggers() || servers.is_empty() {
+            return None;
+        }
+        for (ordinal, z) in self.zones_for(org).enumerate() {
+            if !z.ns_names.is_empty() {
+                for (i, s) in servers.iter().enumerate() {
+                    if let Some((a, trigger)) = z.check_nsdname(&s.name) {
+                        return Some(NsHit {
+                            hit: Hit {
+                                zone: z,
+                                action: z.action(a),
+                                trigger,
+                            },
+                            ordinal,
+                            server: i,
+                        });
+                    }
+                }
+            }
+            if !z.ns_ip.is_empty() {
+                let best = servers
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, s)| s.addrs.iter().map(move |ip| (i, *ip)))
+                    .filter_map(|(i, ip)| z.ns_ip.lookup(ip).map(|(a, net)| (i, *a, net)))
+                    .max_by_key(|(_, _, net)| net.prefix_len());
+                if let Some((i, a, net)) = best {
+                    return Some(NsHit {
+                        hit: Hit {
+                            zone: z,
+                            action: z.action(a),
+                            trigger: Trigger::NsIp(net),
+                        },
+                        ordinal,
+                        server: i,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Like [`Policy::check_response_ips`], with the position of the
+    /// matching zone in the client's zone order.
+    pub fn check_response_ips_ranked(
+        &self,
+        org: Option<usize>,
+        ips: &[IpAddr],
+    ) -> Option<(usize, Hit<'_>)> {
         if !self.respip || ips.is_empty() {
             return None;
         }
-        for z in self.zones_for(org) {
+        for (ordinal, z) in self.zones_for(org).enumerate() {
             if z.resp_ip.is_empty() {
                 continue;
             }
@@ -670,11 +997,17 @@ impl Policy {
                 .filter_map(|ip| z.resp_ip.lookup(*ip))
                 .max_by_key(|(_, net)| net.prefix_len());
             if let Some((&a, net)) = best {
-                return Some(Hit {
-                    zone: z,
-                    action: z.action(a),
-                    trigger: Trigger::ResponseIp(net),
-                });
+                if z.passthru_falls_through && z.action(a).is_passthru() {
+                    continue;
+                }
+                return Some((
+                    ordinal,
+                    Hit {
+                        zone: z,
+                        action: z.action(a),
+                        trigger: Trigger::ResponseIp(net),
+                    },
+                ));
             }
         }
         None
@@ -740,6 +1073,65 @@ mod tests {
         assert!(p.check_query(None, ip, &w("ads.example")).is_some());
         assert!(p.check_query(None, ip, &w("notevil.example")).is_none());
         assert!(p.check_query(None, ip, &w("example")).is_none());
+    }
+
+    fn ns(name: &str, addrs: &[&str]) -> NsServer {
+        NsServer {
+            name: w(name).into(),
+            addrs: addrs.iter().map(|a| a.parse().expect("ip")).collect(),
+        }
+    }
+
+    #[test]
+    fn ns_triggers_follow_zone_order_then_nsdname_before_nsip() {
+        let first = Zone::parse_rpz(
+            "one",
+            "$ORIGIN one.\n@ SOA ns hm 7 3600 600 86400 60\n\
+             24.0.2.0.192.rpz-nsip CNAME .\n\
+             ns.evil.example.rpz-nsdname CNAME *.\n",
+        )
+        .expect("zone one");
+        assert_eq!(first.serial(), Some(7));
+        assert_eq!(first.stats().nsdname_triggers, 1);
+        assert_eq!(first.stats().nsip_triggers, 1);
+        let second = Zone::parse_rpz(
+            "two",
+            "$ORIGIN two.\n*.bad.example.rpz-nsdname CNAME rpz-drop.\n",
+        )
+        .expect("zone two");
+        let p = Policy::new(vec![Arc::new(first), Arc::new(second)]);
+        assert!(p.has_ns_triggers() && p.has_nsip_triggers());
+
+        // Both triggers of zone one match: NSDNAME wins within the zone.
+        let servers = [ns("ns.evil.example", &["192.0.2.53"])];
+        let h = p.check_ns(None, &servers).expect("hit");
+        assert_eq!(h.hit.action, &Action::NoData);
+        assert_eq!(h.hit.rule(&servers[0].name), "rpz-nsdname ns.evil.example");
+        assert_eq!(h.ordinal, 0);
+
+        // Zone one's NSIP beats zone two's NSDNAME wildcard.
+        let servers = [ns("a.bad.example", &[]), ns("b.other", &["192.0.2.1"])];
+        let h = p.check_ns(None, &servers).expect("hit");
+        assert_eq!(h.hit.action, &Action::NxDomain);
+        assert_eq!(h.server, 1);
+        assert_eq!(h.hit.rule(&servers[1].name), "rpz-nsip 192.0.2.0/24");
+
+        // Only zone two matches.
+        let servers = [ns("a.bad.example", &["198.51.100.1"])];
+        let h = p.check_ns(None, &servers).expect("hit");
+        assert_eq!(h.hit.action, &Action::Drop);
+        assert_eq!(h.ordinal, 1);
+        assert_eq!(h.hit.rule(&servers[0].name), "rpz-nsdname *.bad.example");
+        assert!(p
+            .check_ns(None, &[ns("ns.fine.example", &["198.51.100.1"])])
+            .is_none());
+    }
+
+    #[test]
+    fn policies_without_ns_triggers_skip_ns_checks() {
+        let z = Zone::blocklist("bl", "evil.example\n").expect("ok");
+        let p = Policy::new(vec![Arc::new(z)]);
+        assert!(!p.has_ns_triggers());
     }
 
     #[test]

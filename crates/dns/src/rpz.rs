@@ -17,6 +17,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, RecordType};
 use ipnet::IpNet;
 
@@ -169,6 +170,8 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
             if apex.is_none() {
                 apex = Some(owner.clone());
                 zone.set_name(&crate::wire::name_to_string(&owner));
+                let soa = parse_soa(rdata, &origin_w).map_err(|e| err(lineno, e))?;
+                zone.set_soa(ttl.unwrap_or(default_ttl), soa);
             }
             continue;
         }
@@ -241,6 +244,73 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
     Ok(zone)
 }
 
+/// Builds a zone from records (a zone transfer): the same triggers and
+/// actions as the text form, without a round trip through text (hickory's
+/// presentation format of TXT, for one, is not parseable back).
+pub(crate) fn from_records<'r>(
+    apex: &Name,
+    soa: Option<(u32, SOA)>,
+    records: impl Iterator<Item = (&'r Name, u32, &'r RData)>,
+) -> Result<Zone, PolicyError> {
+    let apex_text = apex.to_ascii();
+    let mut zone = Zone::from_parts_for_parser(&apex_text);
+    zone.set_name(&apex_text);
+    if let Some((ttl, soa)) = soa {
+        zone.set_soa(ttl, soa);
+    }
+    let apex_w = crate::engine::name_to_wire(apex);
+    let mut scratch = Vec::with_capacity(256);
+    for (name, ttl, rd) in records {
+        zone.stats_mut().records += 1;
+        let owner = crate::engine::name_to_wire(name);
+        let Some(rel) = relative(&owner, &apex_w) else {
+            zone.stats_mut().skipped += 1;
+            continue;
+        };
+        if rel.is_empty() {
+            continue;
+        }
+        let local = |ld: LocalData| Action::Local(Box::new(LocalData { ttl, ..ld }));
+        let action = match rd {
+            RData::CNAME(t) => {
+                let target = t.0.to_ascii();
+                cname_action(&target, &[0], ttl).ok_or_else(|| PolicyError::Syntax {
+                    zone: apex_text.clone(),
+                    line: 0,
+                    reason: format!("bad CNAME target {target:?} at {name}"),
+                })?
+            }
+            RData::A(a) => local(LocalData {
+                a: vec![a.0],
+                ..LocalData::default()
+            }),
+            RData::AAAA(a) => local(LocalData {
+                aaaa: vec![a.0],
+                ..LocalData::default()
+            }),
+            rd if matches!(
+                rd.record_type(),
+                RecordType::RRSIG
+                    | RecordType::NSEC
+                    | RecordType::NSEC3
+                    | RecordType::NSEC3PARAM
+                    | RecordType::DNSKEY
+                    | RecordType::DS
+                    | RecordType::SOA
+            ) =>
+            {
+                continue
+            }
+            other => local(LocalData {
+                other: vec![other.clone()],
+                ..LocalData::default()
+            }),
+        };
+        add_trigger(&mut zone, rel, action, &mut scratch);
+    }
+    Ok(zone)
+}
+
 /// `owner` minus `apex` (both wire), or `None` when not under the apex. The
 /// result holds only the relative labels (no terminating zero).
 fn relative<'a>(owner: &'a [u8], apex: &[u8]) -> Option<&'a [u8]> {
@@ -280,8 +350,27 @@ fn add_trigger(zone: &mut Zone, rel: &[u8], action: Action, scratch: &mut Vec<u8
             }
             return;
         }
-        b"rpz-nsdname" | b"rpz-nsip" => {
-            zone.stats_mut().ns_triggers_ignored += 1;
+        b"rpz-nsip" => {
+            match ip_trigger(&ls[..ls.len() - 1]) {
+                Some(net) => zone.add_nsip(net, action),
+                None => zone.stats_mut().skipped += 1,
+            }
+            return;
+        }
+        b"rpz-nsdname" => {
+            // The name server's name: the owner without the trailing
+            // `rpz-nsdname` label, `*.` marking a wildcard trigger.
+            let cut = rel.len() - 1 - last.len();
+            let wild = ls.first() == Some(&&b"*"[..]);
+            let start = if wild { 2 } else { 0 };
+            if start > cut {
+                zone.stats_mut().skipped += 1;
+                return;
+            }
+            scratch.clear();
+            scratch.extend_from_slice(&rel[start..cut]);
+            scratch.push(0);
+            zone.add_nsdname_wire(scratch, wild, action);
             return;
         }
         _ => {}
@@ -292,6 +381,32 @@ fn add_trigger(zone: &mut Zone, rel: &[u8], action: Action, scratch: &mut Vec<u8
     scratch.extend_from_slice(&rel[start..]);
     scratch.push(0);
     zone.add_trigger_wire(scratch, wild, action);
+}
+
+/// SOA RDATA: MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM, the names
+/// relative to `origin` (wire).
+fn parse_soa(rdata: &[&str], origin: &[u8]) -> Result<SOA, String> {
+    let [mname, rname, serial, refresh, retry, expire, minimum] = rdata else {
+        return Err(format!("SOA needs 7 fields, got {}", rdata.len()));
+    };
+    let name = |t: &str| {
+        let mut w = Vec::new();
+        text_to_wire(t, origin, &mut w)
+            .and_then(|()| crate::engine::wire_to_name(&w))
+            .ok_or_else(|| format!("bad SOA name {t:?}"))
+    };
+    let num = |t: &str| parse_ttl(t).ok_or_else(|| format!("bad SOA number {t:?}"));
+    Ok(SOA::new(
+        name(mname)?,
+        name(rname)?,
+        serial
+            .parse::<u32>()
+            .map_err(|_| format!("bad SOA serial {serial:?}"))?,
+        num(refresh)? as i32,
+        num(retry)? as i32,
+        num(expire)? as i32,
+        num(minimum)?,
+    ))
 }
 
 /// `24.0.2.0.192` → 192.0.2.0/24; `128.1.zz.db8.2001` → 2001:db8::1/128.
@@ -394,7 +509,7 @@ ns.example.rpz-nsdname CNAME .
         assert_eq!(s.wildcard_triggers, 1);
         assert_eq!(s.client_ip_triggers, 1);
         assert_eq!(s.response_ip_triggers, 3);
-        assert_eq!(s.ns_triggers_ignored, 1);
+        assert_eq!(s.nsdname_triggers, 1);
         assert_eq!(s.skipped, 1, "the duplicate CNAME");
         let p = Policy::new(vec![Arc::new(z)]);
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");

@@ -32,6 +32,12 @@ pub struct PdnsConfig {
     pub doh_listen: Option<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
     /// Upstream resolvers, tried in order.
     pub upstreams: Vec<SocketAddr>,
+    /// Upstreams of any kind (plain, DoT, DoH), tried in order; when not
+    /// empty they replace `upstreams`.
+    pub upstream_specs: Vec<crate::secure::UpstreamSpec>,
+    /// CA certificates (PEM) that DoT and DoH upstreams' certificates must
+    /// chain to; the system's bundle when `None`.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Per-upstream timeout.
     pub upstream_timeout: Duration,
     /// UDP receive threads (0: one per available core).
@@ -53,6 +59,8 @@ impl PdnsConfig {
             tls_listen: None,
             doh_listen: None,
             upstreams,
+            upstream_specs: vec![],
+            ca_file: None,
             upstream_timeout: Duration::from_millis(1500),
             udp_threads: 0,
             async_threads: 1,
@@ -71,6 +79,8 @@ pub enum PdnsError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("runtime: {0}")]
     Runtime(io::Error),
+    #[error(transparent)]
+    Upstream(#[from] crate::secure::SpecError),
 }
 
 /// A running resolver. Dropping it (or [`Handle::shutdown`]) stops it.
@@ -129,6 +139,39 @@ impl Drop for Handle {
     }
 }
 
+/// Binds the UDP sockets (one per thread) and the TCP listener on one
+/// port. With port 0 the kernel picks a UDP port that may be taken for TCP
+/// (tests running side by side hit this); then another port is tried.
+fn bind_udp_and_tcp(
+    listen: SocketAddr,
+    n: usize,
+) -> Result<(Vec<UdpSocket>, std::net::TcpListener, SocketAddr), PdnsError> {
+    let bind_err = |addr| move |source| PdnsError::Bind { addr, source };
+    let mut attempts = 0;
+    loop {
+        let first = bind_udp(listen).map_err(bind_err(listen))?;
+        let udp_addr = first.local_addr().map_err(bind_err(listen))?;
+        let mut sockets = vec![first];
+        for _ in 1..n {
+            sockets.push(bind_udp(udp_addr).map_err(bind_err(udp_addr))?);
+        }
+        match std::net::TcpListener::bind(udp_addr) {
+            Ok(tcp) => return Ok((sockets, tcp, udp_addr)),
+            Err(e)
+                if listen.port() == 0 && e.kind() == io::ErrorKind::AddrInUse && attempts < 8 =>
+            {
+                attempts += 1;
+            }
+            Err(source) => {
+                return Err(PdnsError::Bind {
+                    addr: udp_addr,
+                    source,
+                })
+            }
+        }
+    }
+}
+
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // One socket per thread on the same port: the kernel spreads clients
@@ -147,7 +190,15 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// Starts the resolver with a forwarder to `cfg.upstreams`.
 pub fn start(cfg: PdnsConfig, policy: PolicyHandle) -> Result<Handle, PdnsError> {
-    let upstream = Arc::new(Forwarder::new(cfg.upstreams.clone(), cfg.upstream_timeout));
+    let upstream: Arc<dyn Upstream> = if cfg.upstream_specs.is_empty() {
+        Arc::new(Forwarder::new(cfg.upstreams.clone(), cfg.upstream_timeout))
+    } else {
+        Arc::new(crate::secure::Chain::from_specs(
+            &cfg.upstream_specs,
+            cfg.ca_file.as_deref(),
+            cfg.upstream_timeout,
+        )?)
+    };
     start_with_upstream(cfg, policy, upstream)
 }
 
@@ -169,18 +220,23 @@ pub fn start_with_upstream(
         .enable_all()
         .build()
         .map_err(PdnsError::Runtime)?;
+    if cfg.engine.prefetch.is_some() {
+        runtime.spawn(engine.clone().run_prefetch());
+    }
     let n = if cfg.udp_threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         cfg.udp_threads
     };
     let bind_err = |addr| move |source| PdnsError::Bind { addr, source };
-    let first = bind_udp(cfg.listen).map_err(bind_err(cfg.listen))?;
-    let udp_addr = first.local_addr().map_err(bind_err(cfg.listen))?;
-    let mut sockets = vec![first];
-    for _ in 1..n {
-        sockets.push(bind_udp(udp_addr).map_err(bind_err(udp_addr))?);
-    }
+    let (sockets, std_tcp, udp_addr) = match bind_udp_and_tcp(cfg.listen, n) {
+        Ok(bound) => bound,
+        Err(e) => {
+            // Dropping a runtime inside an async caller panics.
+            runtime.shutdown_background();
+            return Err(e);
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for (i, sock) in sockets.into_iter().enumerate() {
@@ -194,9 +250,8 @@ pub fn start_with_upstream(
     let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
     let tcp = {
         let _g = runtime.enter();
-        let std_l = std::net::TcpListener::bind(udp_addr).map_err(bind_err(udp_addr))?;
-        std_l.set_nonblocking(true).map_err(bind_err(udp_addr))?;
-        TcpListener::from_std(std_l).map_err(bind_err(udp_addr))?
+        std_tcp.set_nonblocking(true).map_err(bind_err(udp_addr))?;
+        TcpListener::from_std(std_tcp).map_err(bind_err(udp_addr))?
     };
     let tcp_addr = tcp.local_addr().map_err(bind_err(udp_addr))?;
     runtime.spawn(accept_loop(

@@ -94,6 +94,8 @@ pub enum PdfError {
     NotPdf,
     #[error("the PDF cannot be parsed: {0}")]
     Parse(String),
+    #[error("the PDF is truncated: no %%EOF marker in its last 1024 bytes")]
+    Truncated,
     #[error("the PDF is encrypted; upload an unencrypted copy")]
     Encrypted,
     #[error("the PDF has no pages")]
@@ -116,6 +118,13 @@ pub fn report_from_pdf(bytes: &[u8], limits: &PdfLimits) -> Result<Report, PdfEr
         return Err(PdfError::NotPdf);
     }
     let doc = lopdf::Document::load_mem(bytes).map_err(|e| PdfError::Parse(e.to_string()))?;
+    // lopdf rebuilds a damaged cross-reference table by scanning, so a cut
+    // file parses into a document missing its later pages. A complete file
+    // ends with %%EOF (readers accept it within the last 1024 bytes).
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    if !tail.windows(5).any(|w| w == b"%%EOF") {
+        return Err(PdfError::Truncated);
+    }
     if doc.is_encrypted() {
         return Err(PdfError::Encrypted);
     }

@@ -368,6 +368,7 @@ impl Config {
             ("MIMAMORI_SYSLOG_TCP", &mut self.syslog.tcp),
             ("MIMAMORI_SYSLOG_TLS", &mut self.syslog.tls),
             ("MIMAMORI_PDNS_LISTEN", &mut self.pdns.listen),
+            ("MIMAMORI_PDNS_DOH_LISTEN", &mut self.pdns.doh_listen),
         ] {
             if let Some(v) = get(key) {
                 *slot =
@@ -380,11 +381,10 @@ impl Config {
             self.pdns.upstreams = v
                 .split(',')
                 .map(|u| {
-                    u.trim().parse().with_context(|| {
-                        format!(
-                            "MIMAMORI_PDNS_UPSTREAMS: {u:?} is not an address like 192.0.2.53:53"
-                        )
-                    })
+                    let u = u.trim();
+                    u.parse::<mimamori_dns::UpstreamSpec>()
+                        .with_context(|| format!("MIMAMORI_PDNS_UPSTREAMS: {u:?}"))?;
+                    Ok(u.to_string())
                 })
                 .collect::<anyhow::Result<_>>()?;
         }

@@ -150,7 +150,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // The resolver: on a free loopback port, forwarding to this machine's
     // resolver, with the demo intel as its policy.
     cfg.pdns.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    cfg.pdns.upstreams = system_resolvers();
+    cfg.pdns.upstreams = system_resolvers()
+        .into_iter()
+        .map(|a| a.to_string())
+        .collect();
     let corpora = corpora_dir();
     if let Some(c) = &corpora {
         let rules = c.join("sigma/rules");

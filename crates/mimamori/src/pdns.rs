@@ -5,10 +5,14 @@
 //! - **policy** = the configured RPZ zones and lists, then the intel hub's
 //!   active domain indicators: the central SOC's (and every CLEAR/GREEN
 //!   one) for everyone; a member's or supervisor's own for its sub-tree; an
-//!   AMBER one also for the orgs it is shared with. Clients are mapped to
-//!   orgs by the orgs' declared networks. A watcher rebuilds the policy
-//!   when the intel or the org tree changes and swaps it in without
-//!   stopping the resolver (checked every 500 ms).
+//!   AMBER one also for the orgs it is shared with. Plus each org's own
+//!   allow and block lists from the store (`/api/v1/dns/policy`), applied
+//!   down the tree as [`build_policy`] describes. Clients are mapped to
+//!   orgs by the orgs' declared networks, else by a DoH path token
+//!   (`/dns-query/<dns-client token>`), else to the root org. A watcher
+//!   rebuilds the policy when the intel, the org tree, the lists or the DNS
+//!   client tokens change and swaps it in without stopping the resolver
+//!   (checked every 500 ms, so a change applies within a second).
 //! - **query log**: every answered query becomes a DNS Activity event of
 //!   the client's org (the root org when the client is in no declared
 //!   network) in the ingest pipeline, so detection and retro-hunting see
@@ -18,10 +22,12 @@
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use mimamori_dns::{query_log, Action, OrgPolicy, PdnsConfig, Policy, PolicyHandle, Zone};
+use mimamori_dns::{
+    query_log, Action, OrgPolicy, PdnsConfig, Policy, PolicyHandle, Secondary, XfrConfig, Zone,
+};
 use mimamori_event::{EventBody, Normalized, OcsfClass};
 use mimamori_intel::{IndicatorKind, Tlp};
-use mimamori_store::{ActiveIndicator, Store};
+use mimamori_store::{ActiveIndicator, DnsClientToken, DnsListItem, DnsListKind, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,13 +43,24 @@ pub struct PdnsArgs {
     /// Address to answer on (UDP and TCP), e.g. 0.0.0.0:53.
     #[arg(long)]
     pub listen: SocketAddr,
-    /// Upstream resolver to forward to; repeat for several.
+    /// Upstream resolver to forward to, tried in order; repeat for
+    /// several: ADDR:PORT (plain DNS), tls://ADDR[:PORT]#SERVER-NAME (DNS
+    /// over TLS) or https://HOST[:PORT]/PATH (DNS over HTTPS).
     #[arg(long = "upstream", required = true)]
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<mimamori_dns::UpstreamSpec>,
+    /// CA certificates (PEM) for DoT and DoH upstreams (default: the
+    /// system's bundle).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// RPZ zone file, optionally with its origin: FILE[=ORIGIN]; repeat,
     /// checked in order.
     #[arg(long)]
     pub rpz: Vec<String>,
+    /// RPZ zone transferred from its primary: ZONE@ADDR[:PORT] (AXFR, then
+    /// IXFR on the SOA refresh timer and when the primary sends a NOTIFY
+    /// to --listen); repeat. Checked after the --rpz files.
+    #[arg(long = "rpz-primary", value_name = "ZONE@ADDR:PORT")]
+    pub rpz_primary: Vec<String>,
     /// Domains to block (one per line, `*.` for sub-domains); repeat.
     #[arg(long)]
     pub blocklist: Vec<PathBuf>,
@@ -65,16 +82,119 @@ pub struct PdnsSection {
     /// UDP and TCP address, e.g. "0.0.0.0:53".
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-    /// Upstream resolvers to forward to.
+    /// Upstream resolvers to forward to, tried in order: "ADDR:PORT",
+    /// "tls://ADDR[:PORT]#SERVER-NAME" or "https://HOST[:PORT]/PATH".
     #[serde(default)]
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<String>,
+    /// CA certificates (PEM) that DoT and DoH upstreams must chain to
+    /// (default: the system's bundle).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// RPZ zone files (FILE or FILE=ORIGIN), checked before the intel.
     #[serde(default)]
     pub rpz: Vec<String>,
+    /// RPZ zones transferred from their primaries ("ZONE@ADDR:PORT"),
+    /// checked after the files: AXFR, then IXFR on the SOA refresh timer
+    /// and on NOTIFY.
+    #[serde(default)]
+    pub rpz_primaries: Vec<String>,
     #[serde(default)]
     pub blocklists: Vec<PathBuf>,
     #[serde(default)]
     pub allowlists: Vec<PathBuf>,
+    /// DNS over HTTPS (RFC 8484) address: HTTPS with the API's certificate
+    /// when the API uses TLS, plain HTTP (HTTP/1.1 or h2c) otherwise, for a
+    /// TLS-terminating proxy in front. `/dns-query/<token>` selects the
+    /// org of a DNS client token.
+    #[serde(default)]
+    pub doh_listen: Option<SocketAddr>,
+}
+
+/// The configured policy zones: from files, and transferred from primaries.
+/// In force in the order allowlists, RPZ files, transferred RPZ zones,
+/// blocklists (an allowed name is never blocked by what follows).
+#[derive(Clone)]
+struct ZoneSources {
+    /// Allowlists and RPZ files.
+    head: Vec<Arc<Zone>>,
+    transferred: Vec<Arc<Secondary>>,
+    /// Blocklists.
+    tail: Vec<Arc<Zone>>,
+}
+
+impl ZoneSources {
+    fn load(
+        rpz: &[String],
+        primaries: &[String],
+        blocklists: &[PathBuf],
+        allowlists: &[PathBuf],
+    ) -> anyhow::Result<Self> {
+        let head = file_zones(rpz, &[], allowlists)?;
+        let tail = file_zones(&[], blocklists, &[])?;
+        let transferred = primaries
+            .iter()
+            .map(|spec| XfrConfig::parse(spec).map(Secondary::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            head,
+            transferred,
+            tail,
+        })
+    }
+
+    /// The zones in force now (a transferred zone not loaded yet is left
+    /// out).
+    fn zones(&self) -> Vec<Arc<Zone>> {
+        let mut v = self.head.clone();
+        v.extend(self.transferred.iter().filter_map(|s| s.zone()));
+        v.extend(self.tail.iter().cloned());
+        v
+    }
+
+    /// The first transfer of each zone, before answering: a zone whose
+    /// primary cannot be reached is left out (logged) and retried by the
+    /// refresh loop.
+    async fn first_transfers(&self) {
+        for s in &self.transferred {
+            if let Err(e) = s.refresh().await {
+                tracing::error!(zone = %s.config().zone, primary = %s.config().primary, error = %e,
+                    "RPZ zone: first transfer failed; running without it until a retry succeeds");
+            }
+        }
+    }
+
+    /// Keeps the transferred zones current (`on_change` after each load)
+    /// and routes NOTIFY from their primaries to them.
+    fn follow(
+        &self,
+        engine: &mimamori_dns::Engine,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        if self.transferred.is_empty() {
+            return vec![];
+        }
+        engine.on_notify(mimamori_dns::notify_router(self.transferred.clone()));
+        self.transferred
+            .iter()
+            .map(|s| {
+                let s = s.clone();
+                let on_change = on_change.clone();
+                tokio::spawn(async move {
+                    // The first refresh already ran in `first_transfers`.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    s.run(on_change).await
+                })
+            })
+            .collect()
+    }
+
+    /// Counters of the transfers, summed over the zones.
+    fn xfr_stats(&self) -> (u64, u64) {
+        self.transferred.iter().fold((0, 0), |(ok, failed), s| {
+            let st = s.stats();
+            (ok + st.axfr + st.ixfr, failed + st.failures)
+        })
+    }
 }
 
 /// Zones from files, in the order allowlists, RPZ, blocklists (an allowed
@@ -114,18 +234,35 @@ fn file_zones(
 /// Runs the standalone resolver until Ctrl-C.
 pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let zones = file_zones(&args.rpz, &args.blocklist, &args.allowlist)?;
+    let sources = ZoneSources::load(
+        &args.rpz,
+        &args.rpz_primary,
+        &args.blocklist,
+        &args.allowlist,
+    )?;
+    sources.first_transfers().await;
+    let zones = sources.zones();
     eprintln!(
         "policy: {} zone(s) loaded in {:.2} s",
         zones.len(),
         started.elapsed().as_secs_f64()
     );
     let (log, rx) = query_log(16_384);
-    let mut cfg = PdnsConfig::new(args.listen, args.upstreams);
+    let mut cfg = PdnsConfig::new(args.listen, vec![]);
+    cfg.upstream_specs = args.upstreams;
+    cfg.ca_file = args.ca_file;
     cfg.udp_threads = args.threads;
     cfg.query_log = args.query_log.is_some().then_some(log);
-    let handle = mimamori_dns::start(cfg, PolicyHandle::new(Policy::new(zones)))
+    let policy = PolicyHandle::new(Policy::new(zones));
+    let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the resolver: {e}"))?;
+    let _followers = {
+        let sources2 = sources.clone();
+        sources.follow(
+            handle.engine(),
+            Arc::new(move || policy.set(Policy::new(sources2.zones()))),
+        )
+    };
     println!("pdns listening on udp+tcp {}", handle.udp_addr());
     if let Some(sink) = args.query_log {
         std::thread::spawn(move || {
@@ -165,18 +302,116 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The EDE code on answers blocked by intel: 15 Blocked (RFC 8914).
+/// The EDE code on answers blocked by intel or by an ancestor org's block
+/// list: 15 Blocked (RFC 8914).
 const EDE_BLOCKED: u16 = 15;
+/// The EDE code on answers blocked by the client's own org's list: 17
+/// Filtered (the org asked for it).
+const EDE_FILTERED: u16 = 17;
 
-/// The policy: file zones, then the intel as described in the module docs.
+/// One org's list from the store, as zones.
+struct OrgLists {
+    /// The list with its allows as PASSTHRU: checked for the org itself
+    /// (an allow exempts from everything after it) and, for the allows, for
+    /// the orgs beneath it.
+    own: Arc<Zone>,
+    /// The same triggers, checked first for the orgs beneath it: a block
+    /// there is binding, and an allow only lifts this org's own blocks.
+    mandate: Option<Arc<Zone>>,
+    has_allow: bool,
+}
+
+fn org_lists(orgs: &[mimamori_core::Org], items: &[DnsListItem]) -> HashMap<String, OrgLists> {
+    let slugs: HashMap<&str, &str> = orgs
+        .iter()
+        .map(|o| (o.id.as_str(), o.slug.as_str()))
+        .collect();
+    let mut by_org: HashMap<&str, Vec<&DnsListItem>> = HashMap::new();
+    for it in items {
+        by_org.entry(it.org_id.as_str()).or_default().push(it);
+    }
+    let mut out = HashMap::new();
+    for (org_id, items) in by_org {
+        let Some(slug) = slugs.get(org_id) else {
+            continue;
+        };
+        let name = format!("dns:{slug}");
+        let mut own = Zone::new(&name).with_ede(EDE_FILTERED);
+        let mut mandate = Zone::new(&name)
+            .with_ede(EDE_BLOCKED)
+            .with_passthru_falling_through();
+        let (mut has_allow, mut has_block) = (false, false);
+        for it in items {
+            let action = match it.kind {
+                DnsListKind::Allow => {
+                    has_allow = true;
+                    Action::Passthru
+                }
+                DnsListKind::Block => {
+                    has_block = true;
+                    Action::NxDomain
+                }
+            };
+            // The store validated the name; one that still makes no DNS
+            // name is skipped rather than failing the whole policy.
+            for z in [&mut own, &mut mandate] {
+                let _ = z.add_qname(&it.domain, action.clone());
+                let _ = z.add_qname(&format!("*.{}", it.domain), action.clone());
+            }
+        }
+        out.insert(
+            org_id.to_string(),
+            OrgLists {
+                own: Arc::new(own),
+                mandate: has_block.then(|| Arc::new(mandate)),
+                has_allow,
+            },
+        );
+    }
+    out
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// The policy: the intel as described in the module docs, each org's own
+/// lists down the tree, the DoH client tokens, then the file zones.
+///
+/// For a client of org O whose ancestors are R (the root) … P (its
+/// parent), the zones are checked in this order, the first match deciding:
+///
+/// 1. the lists of R … P, top-down, as mandates: their blocks apply to O
+///    and nothing at O's level lifts them (an ancestor's allow only lifts
+///    that ancestor's own, wider block);
+/// 2. O's own list: an allow exempts from everything below, a block
+///    blocks (within the list the more specific entry wins);
+/// 3. the allows of P … R, nearest first: exempt from intel and the file
+///    zones;
+/// 4. the intel shared with O, then the global zones: the configured files
+///    (allowlists, RPZ, blocklists) and the intel for everyone.
+///
+/// Clients in no org's network and without a DoH token get the root's
+/// policy.
 pub fn build_policy(
     file_zones: &[Arc<Zone>],
     indicators: &[ActiveIndicator],
     orgs: &[mimamori_core::Org],
+    lists: &[DnsListItem],
+    tokens: &[DnsClientToken],
 ) -> Policy {
-    let root_path = orgs
-        .iter()
-        .find(|o| o.parent_id.is_none())
+    let root = orgs.iter().find(|o| o.parent_id.is_none());
+    let root_path = root
         .map(|o| o.path.as_str().to_string())
         .unwrap_or_default();
     fn domain(a: &ActiveIndicator) -> Option<(&str, bool)> {
@@ -216,17 +451,49 @@ pub fn build_policy(
     let mut policy = Policy::new(zones);
     let mut per_org: HashMap<&str, Arc<Zone>> =
         per_org.into_iter().map(|(k, z)| (k, Arc::new(z))).collect();
+    let lists = org_lists(orgs, lists);
     for o in orgs {
-        let zones: Vec<Arc<Zone>> = per_org.remove(o.id.as_str()).into_iter().collect();
-        if o.networks.is_empty() && zones.is_empty() {
-            continue;
+        // The path is the ids from the root down to the org itself.
+        let chain: Vec<&str> = o
+            .path
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let ancestors = &chain[..chain.len().saturating_sub(1)];
+        let mut zones: Vec<Arc<Zone>> = vec![];
+        for a in ancestors {
+            if let Some(m) = lists.get(*a).and_then(|l| l.mandate.clone()) {
+                zones.push(m);
+            }
         }
+        if let Some(l) = lists.get(o.id.as_str()) {
+            zones.push(l.own.clone());
+        }
+        for a in ancestors.iter().rev() {
+            if let Some(l) = lists.get(*a).filter(|l| l.has_allow) {
+                zones.push(l.own.clone());
+            }
+        }
+        zones.extend(per_org.remove(o.id.as_str()));
         policy = policy.with_org(OrgPolicy {
             // The org id: the query log maps entries back to orgs by it.
             name: Arc::from(o.id.as_str()),
             networks: o.networks.clone(),
             zones,
         });
+    }
+    if let Some(r) = root {
+        policy = policy.with_fallback_org(r.id.as_str());
+    }
+    for t in tokens {
+        let Some(digest) = hex32(&t.secret_hash) else {
+            continue;
+        };
+        let expires = t.expires_at.and_then(|ms| {
+            std::time::UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).ok()?))
+        });
+        policy = policy.with_doh_token(&t.org_id, digest, expires);
     }
     policy
 }
@@ -239,8 +506,29 @@ async fn load_policy(store: &Store, files: &[Arc<Zone>]) -> anyhow::Result<Polic
     let orgs = store
         .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
         .await?;
+    let lists = store.dns_policy_all().await?;
+    let tokens = store.dns_client_tokens().await?;
     let files = files.to_vec();
-    Ok(tokio::task::spawn_blocking(move || build_policy(&files, &indicators, &orgs)).await?)
+    Ok(tokio::task::spawn_blocking(move || {
+        build_policy(&files, &indicators, &orgs, &lists, &tokens)
+    })
+    .await?)
+}
+
+/// What the watcher compares to notice a change worth a rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Version {
+    intel: mimamori_pipeline::intel::SnapshotVersion,
+    dns: mimamori_store::DnsPolicyVersion,
+}
+
+impl Version {
+    async fn of(store: &Store) -> anyhow::Result<Version> {
+        Ok(Version {
+            intel: mimamori_pipeline::intel::SnapshotVersion::of(store).await?,
+            dns: store.dns_policy_version().await?,
+        })
+    }
 }
 
 /// The resolver `serve` runs; dropping it stops the resolver.
@@ -248,6 +536,9 @@ pub struct Running {
     pub handle: mimamori_dns::Handle,
     pub dropped_events: Arc<AtomicU64>,
     watcher: tokio::task::JoinHandle<()>,
+    /// The refresh loops of transferred RPZ zones.
+    followers: Vec<tokio::task::JoinHandle<()>>,
+    sources: ZoneSources,
 }
 
 impl Running {
@@ -255,9 +546,26 @@ impl Running {
     pub fn metrics(&self) -> Arc<mimamori_api::MetricsSource> {
         let engine = self.handle.engine().clone();
         let dropped = self.dropped_events.clone();
+        let sources = self.sources.clone();
         Arc::new(move || {
             let s = engine.stats();
+            let (xfr_ok, xfr_failed) = sources.xfr_stats();
             vec![
+                (
+                    "pdns_rpz_transfers",
+                    "RPZ zone transfers (AXFR or IXFR) loaded",
+                    xfr_ok,
+                ),
+                (
+                    "pdns_rpz_transfer_failures",
+                    "RPZ zone transfers that failed (the zone in force was kept)",
+                    xfr_failed,
+                ),
+                (
+                    "pdns_ns_lookups",
+                    "NS lookups for NSDNAME/NSIP triggers",
+                    s.ns_lookups,
+                ),
                 ("pdns_queries", "DNS queries answered or dropped", s.queries),
                 ("pdns_blocked", "DNS queries blocked by policy", s.blocked),
                 (
@@ -274,6 +582,16 @@ impl Running {
                     "pdns_upstream_failures",
                     "Upstream queries that failed",
                     s.upstream_failures,
+                ),
+                (
+                    "pdns_prefetches",
+                    "Popular answers refreshed before they expired",
+                    s.prefetches,
+                ),
+                (
+                    "pdns_prefetch_skipped",
+                    "Prefetches skipped because the prefetch queue was full",
+                    s.prefetch_skipped,
                 ),
                 (
                     "pdns_stale_served",
@@ -306,6 +624,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         // The handle stops the resolver when it is dropped, right after.
         self.watcher.abort();
+        for f in &self.followers {
+            f.abort();
+        }
     }
 }
 
@@ -314,6 +635,7 @@ pub async fn start_in_serve(
     section: &PdnsSection,
     store: &Store,
     ingest: Option<mimamori_ingest::Ingest>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<Option<Running>> {
     let Some(listen) = section.listen else {
         return Ok(None);
@@ -321,13 +643,39 @@ pub async fn start_in_serve(
     if section.upstreams.is_empty() {
         anyhow::bail!("[pdns] listen is set but no upstreams: add upstreams = [\"ADDR:53\"]");
     }
-    let files = file_zones(&section.rpz, &section.blocklists, &section.allowlists)?;
-    let policy = PolicyHandle::new(load_policy(store, &files).await?);
+    let sources = ZoneSources::load(
+        &section.rpz,
+        &section.rpz_primaries,
+        &section.blocklists,
+        &section.allowlists,
+    )?;
+    sources.first_transfers().await;
+    let policy = PolicyHandle::new(load_policy(store, &sources.zones()).await?);
     let (log, rx) = query_log(65_536);
-    let mut cfg = PdnsConfig::new(listen, section.upstreams.clone());
+    let mut cfg = PdnsConfig::new(listen, vec![]);
+    cfg.upstream_specs = section
+        .upstreams
+        .iter()
+        .map(|u| {
+            u.parse::<mimamori_dns::UpstreamSpec>()
+                .with_context(|| format!("[pdns] upstreams: {u:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    cfg.ca_file = section.ca_file.clone();
     cfg.query_log = ingest.is_some().then_some(log);
+    cfg.doh_listen = section.doh_listen.map(|a| (a, tls));
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the DNS resolver on {listen}: {e}"))?;
+    // A transferred zone that changed marks the policy for a rebuild, which
+    // the watcher below does on its next tick.
+    let zones_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let followers = {
+        let changed = zones_changed.clone();
+        sources.follow(
+            handle.engine(),
+            Arc::new(move || changed.store(true, Ordering::SeqCst)),
+        )
+    };
     let dropped = Arc::new(AtomicU64::new(0));
     if let (Some(ingest), Some(root)) = (ingest, store.root_org().await?) {
         let dropped = dropped.clone();
@@ -339,33 +687,36 @@ pub async fn start_in_serve(
     }
     let watcher = {
         let store = store.clone();
+        let sources = sources.clone();
         tokio::spawn(async move {
-            let mut seen = mimamori_pipeline::intel::SnapshotVersion::of(&store)
-                .await
-                .unwrap_or_default();
+            let mut seen = Version::of(&store).await.unwrap_or_default();
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let now = match mimamori_pipeline::intel::SnapshotVersion::of(&store).await {
+                let now = match Version::of(&store).await {
                     Ok(v) => v,
                     Err(e) => {
                         tracing::error!(error = %e, "DNS policy: cannot check the intel for changes");
                         continue;
                     }
                 };
-                if now == seen {
+                let zones_dirty = zones_changed.swap(false, Ordering::SeqCst);
+                if now == seen && !zones_dirty {
                     continue;
                 }
                 let started = Instant::now();
-                match load_policy(&store, &files).await {
+                match load_policy(&store, &sources.zones()).await {
                     Ok(p) => {
                         policy.set(p);
                         seen = now;
                         tracing::info!(
                             elapsed_ms = started.elapsed().as_millis() as u64,
-                            "DNS policy reloaded from the intel"
+                            "DNS policy reloaded (intel, org tree, lists or client tokens changed)"
                         );
                     }
                     Err(e) => {
+                        if zones_dirty {
+                            zones_changed.store(true, Ordering::SeqCst);
+                        }
                         tracing::error!(error = %e, "DNS policy: reload failed; keeping the current one")
                     }
                 }
@@ -376,6 +727,8 @@ pub async fn start_in_serve(
         handle,
         dropped_events: dropped,
         watcher,
+        followers,
+        sources,
     }))
 }
 

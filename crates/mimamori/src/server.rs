@@ -79,6 +79,10 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             "Protective DNS listening on udp+tcp {}",
             p.handle.udp_addr()
         );
+        if let Some(a) = p.handle.doh_addr() {
+            let scheme = if running.tls { "https" } else { "http" };
+            println!("Protective DNS over HTTPS listening on {scheme}://{a}/dns-query");
+        }
     }
     running.wait().await?;
     tracing::info!("stopped");
@@ -138,7 +142,13 @@ pub async fn start(
     if let Some(d) = detection {
         state = state.with_detection(d);
     }
-    let pdns = crate::pdns::start_in_serve(&cfg.pdns, &store, ingest.clone()).await?;
+    let pdns = crate::pdns::start_in_serve(
+        &cfg.pdns,
+        &store,
+        ingest.clone(),
+        tls.as_ref().map(|t| t.config().clone()),
+    )
+    .await?;
     if let Some(p) = &pdns {
         state = state.with_metrics(p.metrics());
     }

@@ -7,61 +7,11 @@
 
 mod common;
 
-use common::{corpora, mimamori, run_err, run_ok, Running};
+use common::{corpora, dns_query, mimamori, run_err, run_ok, spawn_until};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Starts a long-running command; returns it with every stdout line that
-/// contains one of `markers`, waiting (up to `limit`) for all of them.
-fn spawn_until(cmd: &mut Command, markers: &[&str], limit: Duration) -> (Running, Vec<String>) {
-    let mut child = Running(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut found = vec![];
-    let start = Instant::now();
-    for m in markers {
-        loop {
-            let left = limit.saturating_sub(start.elapsed());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no line with {m:?} within {limit:?}"));
-            if line.contains(m) {
-                found.push(line);
-                break;
-            }
-        }
-    }
-    (child, found)
-}
-
-/// A DNS query for `name`/A with EDNS (so the answer can carry an Extended
-/// DNS Error).
-fn dns_query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = vec![];
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    // OPT: root name, type 41, UDP size 1232, no extended flags, no data.
-    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
-    q
-}
 
 /// Sends a query and returns (rcode, whether an EDE option is present).
 fn ask(server: &str, name: &str) -> Option<(u8, bool)> {
@@ -255,6 +205,145 @@ fn standalone_pdns_blocks_from_an_rpz_file() {
         "/nonexistent.rpz",
     ]));
     assert!(err.contains("nonexistent.rpz"), "{err}");
+}
+
+/// A stand-in primary for `rpz.test.` on 127.0.0.1 TCP: answers SOA and
+/// AXFR from the current version (serial, owner → CNAME target); refuses
+/// IXFR so the secondary falls back to AXFR. Stops when dropped.
+/// The primary's zone: its serial and (owner, CNAME target) pairs.
+type PrimaryZone = std::sync::Arc<std::sync::Mutex<(u32, Vec<(&'static str, &'static str)>)>>;
+
+struct Primary {
+    addr: std::net::SocketAddr,
+    zone: PrimaryZone,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Primary {
+    fn start(serial: u32, names: Vec<(&'static str, &'static str)>) -> Primary {
+        use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+        use hickory_proto::rr::{Name, RData, Record, RecordType};
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let zone = std::sync::Arc::new(std::sync::Mutex::new((serial, names)));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (z, st) = (zone.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let apex = Name::from_ascii("rpz.test.").unwrap();
+            let soa = |serial: u32| {
+                let rd = format!("ns.rpz.test. hostmaster.rpz.test. {serial} 3600 600 86400 60");
+                Record::from_rdata(
+                    apex.clone(),
+                    60,
+                    RData::try_from_str(RecordType::SOA, &rd).unwrap(),
+                )
+            };
+            while !st.load(Ordering::SeqCst) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let mut len = [0u8; 2];
+                if s.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut req = vec![0u8; u16::from_be_bytes(len) as usize];
+                if s.read_exact(&mut req).is_err() {
+                    continue;
+                }
+                let req = Message::from_vec(&req).unwrap();
+                let q = req.queries[0].clone();
+                let mut r = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+                r.metadata.authoritative = true;
+                r.add_query(q.clone());
+                let (serial, names) = z.lock().unwrap().clone();
+                match q.query_type() {
+                    RecordType::SOA => {
+                        r.add_answer(soa(serial));
+                    }
+                    RecordType::AXFR => {
+                        r.add_answer(soa(serial));
+                        for (owner, target) in names {
+                            let n = Name::from_ascii(format!("{owner}.rpz.test.")).unwrap();
+                            let rd = RData::try_from_str(RecordType::CNAME, target).unwrap();
+                            r.add_answer(Record::from_rdata(n, 60, rd));
+                        }
+                        r.add_answer(soa(serial));
+                    }
+                    _ => r.metadata.response_code = ResponseCode::NotImp,
+                }
+                let bytes = r.to_vec().unwrap();
+                let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&bytes);
+                let _ = s.write_all(&out);
+            }
+        });
+        Primary { addr, zone, stop }
+    }
+}
+
+#[test]
+fn standalone_pdns_transfers_its_rpz_zone_and_follows_notify() {
+    let primary = Primary::start(1, vec![("evil.example", "."), ("*.evil.example", ".")]);
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+    cmd.args(["pdns", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(silent.local_addr().unwrap().to_string())
+        .arg("--rpz-primary")
+        .arg(format!("rpz.test@{}", primary.addr))
+        .env("MIMAMORI_LOG", "warn");
+    let (_p, lines) = spawn_until(&mut cmd, &["pdns listening"], Duration::from_secs(30));
+    let addr = lines[0].split_whitespace().last().unwrap().to_string();
+    assert_eq!(ask(&addr, "www.evil.example").map(|r| r.0), Some(3));
+
+    // A new version on the primary, announced by NOTIFY (RFC 1996).
+    *primary.zone.lock().unwrap() = (2, vec![("worse.example", ".")]);
+    let mut notify = vec![0x12, 0x34, 0x20, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["rpz", "test"] {
+        notify.push(label.len() as u8);
+        notify.extend_from_slice(label.as_bytes());
+    }
+    notify.extend_from_slice(&[0, 0, 6, 0, 1]);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.send_to(&notify, &addr).unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..2], &[0x12, 0x34]);
+    assert_eq!(buf[2] & 0x78, 0x20, "a NOTIFY answer");
+    assert_eq!(buf[3] & 0x0f, 0, "NOTIFY accepted: {:?}", &buf[..n]);
+    let started = Instant::now();
+    while ask(&addr, "worse.example").map(|r| r.0) != Some(3) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new zone version is not in force"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The old version's names are no longer blocked (the silent upstream
+    // makes them SERVFAIL instead of NXDOMAIN).
+    assert_ne!(ask(&addr, "www.evil.example").map(|r| r.0), Some(3));
+    // A bad source is a clear error.
+    let err = run_err(Command::new(env!("CARGO_BIN_EXE_mimamori")).args([
+        "pdns",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:53",
+        "--rpz-primary",
+        "rpz.test",
+    ]));
+    assert!(err.contains("ZONE@ADDR"), "{err}");
 }
 
 #[test]
@@ -458,7 +547,8 @@ fn intel_report_add_reads_a_pdf_on_the_command_line() {
             .arg(&report),
     );
     assert!(out.contains("2 page(s) of pdf"), "{out}");
-    assert!(out.contains("domain cdn-update.example"), "{out}");
+    // A name in prose is proposed as that host (exact), not its sub-domains.
+    assert!(out.contains("hostname cdn-update.example"), "{out}");
     // A broken PDF is refused with the reason.
     let broken = dir.path().join("broken.pdf");
     std::fs::write(&broken, b"%PDF-1.7\nnot really").unwrap();

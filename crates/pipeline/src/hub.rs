@@ -102,15 +102,7 @@ impl IntelHub {
         let Some(archive) = self.archive.clone() else {
             return Ok(None);
         };
-        let wanted: std::collections::HashSet<&str> =
-            indicator_ids.iter().map(String::as_str).collect();
-        let active: Vec<_> = self
-            .store
-            .intel_active()
-            .await?
-            .into_iter()
-            .filter(|a| wanted.contains(a.id.as_str()))
-            .collect();
+        let active = self.store.intel_active_among(indicator_ids).await?;
         if active.is_empty() {
             return Ok(None);
         }

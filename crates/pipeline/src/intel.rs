@@ -2,10 +2,16 @@
 //! event's normalized fields (domains with parent-domain matching,
 //! addresses by longest prefix, URLs, file hashes, file names).
 //!
-//! The matcher holds an immutable [`IntelSnapshot`] behind a lock that is
-//! only taken to clone an `Arc`: a reload builds the next snapshot beside
-//! the current one and swaps it in, so ingestion never pauses for it.
-//! [`watch`] polls the store and reloads within its interval of a change.
+//! The matcher serves an immutable [`IntelView`] through an `ArcSwap`: a
+//! change builds the next view beside the current one and swaps it in, so
+//! ingestion never pauses for it. A view is a full [`IntelSnapshot`] (the
+//! *base*) plus a *patch*: a small snapshot of the rows changed since the
+//! base was built, whose older versions in the base no longer count. A
+//! change is enforced as fast as the patch is built (milliseconds for the
+//! size of a feed update), not as fast as millions of rows are reloaded;
+//! the base is rebuilt in full only when the org tree changes, the patch
+//! grows large, or it is old (a bound on anything the patch could miss).
+//! [`watch`] polls the store and patches within its interval of a change.
 //!
 //! Which indicators protect which org: an org's own, its ancestors' (the
 //! central SOC's and its supervisor's intel protects everyone below), and
@@ -15,13 +21,14 @@
 //! an indicator of that TLP matched.
 
 use crate::{Engine, Finding};
+use arc_swap::ArcSwap;
 use mimamori_event::Event;
 use mimamori_intel::{IndicatorIndex, IndicatorKind, Tlp};
 use mimamori_store::{ActiveIndicator, AlertKind, Severity, Store};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One indicator row that shares a value with others.
@@ -37,9 +44,15 @@ struct Owner {
     related: Vec<String>,
     tags: Vec<String>,
     sources: Vec<String>,
+    /// When it stops matching (ms since the epoch), if it expires.
+    valid_until: Option<i64>,
 }
 
 impl Owner {
+    fn active_at(&self, now_ms: i64) -> bool {
+        self.valid_until.is_none_or(|v| v > now_ms)
+    }
+
     /// May this indicator be used on `org`'s telemetry?
     fn protects(&self, org_id: &str, org_path: &str) -> bool {
         mimamori_store::protects(
@@ -76,13 +89,16 @@ pub struct IntelSnapshot {
     pub version: SnapshotVersion,
 }
 
-/// `(count, newest change)` of the indicators and of the org tree: a
-/// snapshot is rebuilt when either changes (a new org must be protected
-/// by its ancestors' indicators at once).
+/// `(count, newest change)` of the indicators, the org tree and the
+/// sharing groups: a snapshot is patched when only indicators changed, and
+/// rebuilt when the tree or a group changed (a new org must be protected
+/// by its ancestors' indicators at once, a new group member by what was
+/// shared with the group).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotVersion {
     pub indicators: (i64, i64),
     pub orgs: (i64, i64),
+    pub groups: (i64, i64),
 }
 
 impl SnapshotVersion {
@@ -90,6 +106,7 @@ impl SnapshotVersion {
         Ok(SnapshotVersion {
             indicators: store.intel_version().await?,
             orgs: store.org_version().await?,
+            groups: store.sharing_version().await?,
         })
     }
 }
@@ -118,6 +135,9 @@ impl IntelSnapshot {
                 related: i.related,
                 tags: i.tags,
                 sources: i.sources,
+                valid_until: i
+                    .valid_until
+                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
             };
             // A non-exact domain covers more than an exact one of the same
             // name: one entry, the wider kind.
@@ -166,11 +186,9 @@ impl IntelSnapshot {
         let version = SnapshotVersion::of(store).await?;
         let indicators = store.intel_active().await?;
         let org_paths = org_paths(store).await?;
-        Ok(tokio::task::spawn_blocking(move || {
-            IntelSnapshot::build(indicators, org_paths, version)
-        })
-        .await
-        .unwrap_or_default())
+        tokio::task::spawn_blocking(move || IntelSnapshot::build(indicators, org_paths, version))
+            .await
+            .map_err(build_failed)
     }
 
     /// Distinct indicator values held.
@@ -184,14 +202,17 @@ impl IntelSnapshot {
 
     /// The findings for one event.
     pub fn evaluate(&self, event: &Event, out: &mut Vec<Finding>) {
-        if self.entries.is_empty() {
-            return;
-        }
-        let Some(org_path) = self.org_paths.get(&event.org_id) else {
-            return;
-        };
-        let f = &event.body.fields;
+        evaluate_layers(self, None, event, out);
+    }
+
+    /// The indicator entries one event's normalized fields hit, as
+    /// `(entry, field, observed value)`, each entry once.
+    fn hits<'e>(&self, event: &'e Event) -> Vec<(u32, &'static str, &'e str)> {
         let mut hits: Vec<(u32, &'static str, &str)> = vec![];
+        if self.entries.is_empty() {
+            return hits;
+        }
+        let f = &event.body.fields;
         for (field, v) in [("dns_query", &f.dns_query), ("http_host", &f.http_host)] {
             if let Some(v) = v {
                 if let Some(id) = self.index.match_domain(v) {
@@ -243,20 +264,69 @@ impl IntelSnapshot {
         }
         hits.sort_by_key(|h| h.0);
         hits.dedup_by_key(|h| h.0);
+        hits
+    }
+}
+
+/// The findings for one event from a base snapshot and an optional patch:
+/// an owner row of the base that the patch holds a newer version of (or
+/// that changed to inactive) is superseded; the same indicator value in
+/// both layers is one finding with the owners of both.
+fn evaluate_layers(
+    base: &IntelSnapshot,
+    patch: Option<&Patch>,
+    event: &Event,
+    out: &mut Vec<Finding>,
+) {
+    let base_hits = base.hits(event);
+    let patch_hits = patch.map(|p| p.snapshot.hits(event)).unwrap_or_default();
+    if base_hits.is_empty() && patch_hits.is_empty() {
+        return;
+    }
+    let Some(org_path) = base.org_paths.get(&event.org_id) else {
+        return;
+    };
+    let now = mimamori_core::now_millis();
+    let mut found: Vec<(&Entry, Vec<&Owner>, &'static str, &str)> = vec![];
+    let layers = std::iter::once((base, true, base_hits))
+        .chain(patch.map(|p| (&p.snapshot, false, patch_hits)));
+    for (snapshot, is_base, hits) in layers {
         for (id, field, observed) in hits {
-            let Some(entry) = self.entries.get(id as usize) else {
+            let Some(entry) = snapshot.entries.get(id as usize) else {
                 continue;
             };
-            let owners: Vec<&Owner> = entry
-                .owners
-                .iter()
-                .filter(|o| o.protects(&event.org_id, org_path))
-                .collect();
-            if owners.is_empty() {
-                continue;
+            let owners = entry.owners.iter().filter(|o| {
+                !(is_base && patch.is_some_and(|p| p.superseded.contains(o.row_id.as_str())))
+                    && o.active_at(now)
+                    && o.protects(&event.org_id, org_path)
+            });
+            match found
+                .iter_mut()
+                .find(|f| f.0.value == entry.value && same_kind(f.0.kind, entry.kind))
+            {
+                Some(f) => f.1.extend(owners),
+                None => found.push((entry, owners.collect(), field, observed)),
             }
+        }
+    }
+    for (entry, owners, field, observed) in found {
+        if !owners.is_empty() {
             out.push(finding(entry, &owners, &event.org_id, field, observed));
         }
+    }
+}
+
+/// A build that panicked: reported as an error so that the caller keeps
+/// the view it has (and the watcher retries) rather than matching nothing.
+fn build_failed(e: tokio::task::JoinError) -> mimamori_store::StoreError {
+    mimamori_store::StoreError::Corrupt(format!("building the indicator matcher failed: {e}"))
+}
+
+/// Kinds that share one matcher entry (an exact and a non-exact domain).
+fn same_kind(a: IndicatorKind, b: IndicatorKind) -> bool {
+    match (a, b) {
+        (IndicatorKind::Domain { .. }, IndicatorKind::Domain { .. }) => true,
+        (a, b) => a == b,
     }
 }
 
@@ -334,52 +404,173 @@ async fn org_paths(store: &Store) -> Result<HashMap<String, String>, mimamori_st
         .collect())
 }
 
-/// The current snapshot, shared by the detection engine and its reloader.
+/// The rows changed since a base snapshot was built.
+#[derive(Debug)]
+struct Patch {
+    snapshot: IntelSnapshot,
+    /// The changed rows that can match, by id: later changes are folded in
+    /// here and the snapshot rebuilt from them.
+    rows: HashMap<String, ActiveIndicator>,
+    /// Every row changed since the base, active or not: their versions in
+    /// the base no longer count.
+    superseded: HashSet<String>,
+}
+
+/// What the matcher serves: a base snapshot and a patch (see the module
+/// documentation).
+#[derive(Debug, Default)]
+pub struct IntelView {
+    base: Arc<IntelSnapshot>,
+    patch: Option<Patch>,
+    /// The store's state this view reflects.
+    pub version: SnapshotVersion,
+    /// When the base was built (ms since the epoch), for the age bound.
+    base_built_ms: i64,
+}
+
+impl IntelView {
+    fn full(base: IntelSnapshot) -> IntelView {
+        IntelView {
+            version: base.version,
+            base: Arc::new(base),
+            patch: None,
+            base_built_ms: mimamori_core::now_millis(),
+        }
+    }
+
+    /// The findings for one event.
+    pub fn evaluate(&self, event: &Event, out: &mut Vec<Finding>) {
+        evaluate_layers(&self.base, self.patch.as_ref(), event, out);
+    }
+
+    /// Distinct indicator values held (a value in both the base and the
+    /// patch counts twice).
+    pub fn len(&self) -> usize {
+        self.base.len() + self.patch.as_ref().map_or(0, |p| p.snapshot.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows changed since the base was built.
+    pub fn patch_rows(&self) -> usize {
+        self.patch.as_ref().map_or(0, |p| p.superseded.len())
+    }
+}
+
+/// When a patch is no longer worth it: past this many changed rows the
+/// base is rebuilt instead (a bulk import), and a base older than
+/// [`BASE_MAX_AGE`] is rebuilt at the next change.
+pub const PATCH_MAX_ROWS: usize = 50_000;
+pub const BASE_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// How far before the newest change it has seen a patch re-reads. Intel
+/// writers stamp rows in commit order (store migration 0005), so only a
+/// wall clock stepped back between two writers needs this margin.
+const CLOCK_SLACK_MS: i64 = 2_000;
+
+/// The current view, shared by the detection engine and its reloader.
 #[derive(Clone, Default)]
 pub struct IntelMatcher {
-    current: Arc<RwLock<Arc<IntelSnapshot>>>,
+    current: Arc<ArcSwap<IntelView>>,
+    /// One reload at a time (the watcher and the intel hub both reload).
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl IntelMatcher {
     pub fn new(snapshot: IntelSnapshot) -> Self {
         IntelMatcher {
-            current: Arc::new(RwLock::new(Arc::new(snapshot))),
+            current: Arc::new(ArcSwap::from_pointee(IntelView::full(snapshot))),
+            reloading: Default::default(),
         }
     }
 
-    pub fn snapshot(&self) -> Arc<IntelSnapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The view served now.
+    pub fn view(&self) -> Arc<IntelView> {
+        self.current.load_full()
     }
 
-    /// The org tree's paths as of the current snapshot.
+    /// The org tree's paths as of the current view.
     pub fn snapshot_org_paths(&self) -> HashMap<String, String> {
-        self.snapshot().org_paths.clone()
+        self.current.load().base.org_paths.clone()
     }
 
+    /// Serves `snapshot` from now on, with no patch.
     pub fn replace(&self, snapshot: IntelSnapshot) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        self.current.store(Arc::new(IntelView::full(snapshot)));
     }
 
-    /// The detection engine over this matcher's current snapshot.
+    /// The detection engine over this matcher's current view.
     pub fn engine(&self) -> IndicatorEngine {
         IndicatorEngine {
             matcher: self.clone(),
         }
     }
 
-    /// Reloads from the store when it changed; returns whether it did.
+    /// Brings the view up to the store's state when it changed: a patch of
+    /// the changed rows when that suffices, otherwise a full reload.
+    /// Returns whether the view changed.
     pub async fn reload_if_changed(
         &self,
         store: &Store,
     ) -> Result<bool, mimamori_store::StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let version = SnapshotVersion::of(store).await?;
-        if version == self.snapshot().version {
+        let current = self.current.load_full();
+        if version == current.version {
             return Ok(false);
         }
         let started = Instant::now();
+        let patchable = version.orgs == current.version.orgs
+            && version.groups == current.version.groups
+            // Rows are deleted only with their org, but be sure.
+            && version.indicators.0 >= current.base.version.indicators.0
+            && mimamori_core::now_millis() - current.base_built_ms
+                < BASE_MAX_AGE.as_millis() as i64;
+        if patchable {
+            let since = current.version.indicators.1 - CLOCK_SLACK_MS;
+            if let Some(changes) = store.intel_changed_since(since, PATCH_MAX_ROWS).await? {
+                let (mut rows, mut superseded) = match &current.patch {
+                    Some(p) => (p.rows.clone(), p.superseded.clone()),
+                    None => Default::default(),
+                };
+                for id in changes.changed_ids {
+                    rows.remove(&id);
+                    superseded.insert(id);
+                }
+                for a in changes.active {
+                    rows.insert(a.id.clone(), a);
+                }
+                if superseded.len() <= PATCH_MAX_ROWS {
+                    let changed = superseded.len();
+                    let org_paths = current.base.org_paths.clone();
+                    let patch = tokio::task::spawn_blocking(move || Patch {
+                        snapshot: IntelSnapshot::build(
+                            rows.values().cloned().collect(),
+                            org_paths,
+                            version,
+                        ),
+                        rows,
+                        superseded,
+                    })
+                    .await
+                    .map_err(build_failed)?;
+                    self.current.store(Arc::new(IntelView {
+                        base: current.base.clone(),
+                        patch: Some(patch),
+                        version,
+                        base_built_ms: current.base_built_ms,
+                    }));
+                    tracing::debug!(
+                        changed_rows = changed,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "indicator matcher patched"
+                    );
+                    return Ok(true);
+                }
+            }
+        }
         let snap = IntelSnapshot::load(store).await?;
         let n = snap.len();
         self.replace(snap);
@@ -416,7 +607,7 @@ impl Engine for IndicatorEngine {
     }
 
     fn evaluate(&mut self, event: &Event, out: &mut Vec<Finding>) {
-        self.matcher.snapshot().evaluate(event, out);
+        self.matcher.current.load().evaluate(event, out);
     }
 }
 

@@ -399,7 +399,7 @@ impl Store {
         campaigns: &CampaignPolicy,
     ) -> Result<(Recorded, Option<CampaignUpdate>)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let org_path: Option<String> = sqlx::query_scalar("SELECT path FROM orgs WHERE id = $1")
             .bind(&d.org_id)
             .fetch_optional(&mut *tx)
@@ -600,7 +600,7 @@ impl Store {
             None => alert.assignee.clone(),
         };
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The status in the WHERE clause makes concurrent changes safe: the
         // second one finds nothing and reports a conflict.
         let n = sqlx::query(
@@ -679,7 +679,7 @@ impl Store {
             body: body.to_string(),
             at: now_millis(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO alert_comments (id, alert_id, author, body, at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -741,7 +741,7 @@ impl Store {
                 format!("must be the alert's entity {:?} or \"*\"", alert.entity),
             )));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let path = org_path_of(&mut tx, &alert.org_id).await?;
         let s = Suppression {
             id: new_id(),

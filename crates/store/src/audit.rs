@@ -151,7 +151,7 @@ impl Store {
         action: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         write(
             &mut tx,
             actor,

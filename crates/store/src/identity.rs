@@ -152,9 +152,10 @@ impl Store {
     pub async fn user_create(&self, actor: &AuditActor, org: &Org, new: &NewUser) -> Result<User> {
         let username = validate::username(&new.username)?;
         if !new.role.for_humans() {
+            let role = new.role;
             return Err(InvalidInput::new(
                 "role",
-                "sensor is a machine role: issue a sensor token instead of a user",
+                format!("{role} is a machine role: issue a {role} token instead of a user"),
             )
             .into());
         }
@@ -178,7 +179,7 @@ impl Store {
             created_at: now_millis(),
             disabled_at: None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, org_id, username, display_name, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -248,7 +249,7 @@ impl Store {
     /// Disables a user and revokes every token they hold.
     pub async fn user_disable(&self, actor: &AuditActor, org: &Org, user: &User) -> Result<User> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL")
             .bind(now)
             .bind(&user.id)
@@ -321,7 +322,7 @@ impl Store {
             expires_at,
             revoked_at: None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO tokens (id, org_id, user_id, name, role, secret_hash, created_at, created_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -395,7 +396,7 @@ impl Store {
         token: &TokenInfo,
     ) -> Result<TokenInfo> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(&token.id)

@@ -16,13 +16,16 @@
 
 use crate::audit::{self, AuditActor, AuditRecord};
 use crate::sharing::{check_sharing, Sharing};
-use crate::{from_json_text, json_text, Page, PageRequest, Result, Store, StoreError};
+use crate::{
+    from_json_text, json_text, Backend, Page, PageRequest, Params, Result, Store, StoreError,
+};
 use mimamori_core::{new_id, now_millis, InvalidInput, Org, UnixMillis};
 use mimamori_intel::{Indicator, Tlp};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The stored spelling of a TLP label.
@@ -99,6 +102,16 @@ impl ActiveIndicator {
     }
 }
 
+/// Indicator rows changed since some time: see [`Store::intel_changed_since`].
+#[derive(Debug, Clone, Default)]
+pub struct IntelChanges {
+    /// The changed rows that can match now.
+    pub active: Vec<ActiveIndicator>,
+    /// Every changed row, active or not (revoked, expired, not for
+    /// detection): their older versions must stop matching.
+    pub changed_ids: Vec<String>,
+}
+
 /// What an import wrote.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct UpsertReport {
@@ -143,6 +156,69 @@ fn stored_from_row(
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// Starts a write to `indicators` in `tx`: takes the intel write lock (see
+/// migration 0005) and returns the time to stamp `updated_at` with. Every
+/// transaction that writes indicator rows calls this first, so stamps
+/// follow commit order.
+pub(crate) async fn intel_write_begun(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64> {
+    sqlx::query("UPDATE intel_clock SET writes = writes + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(now_millis())
+}
+
+/// The owner's stored rows for the (kind, value) keys of a sorted batch,
+/// looked up through the owner's unique index (owner, kind_key, value) in
+/// chunks, a bound list per chunk under every driver's parameter limit.
+/// The kind must be in the condition: with the owner alone, SQLite scans
+/// every row the owner has for each chunk.
+async fn existing_rows<'b>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    owner_id: &str,
+    batch: &'b [(&'static str, Cow<'_, Indicator>)],
+) -> Result<HashMap<(&'static str, &'b str), (String, Indicator)>> {
+    let mut out = HashMap::new();
+    for group in batch.chunk_by(|a, b| a.0 == b.0) {
+        let key = group[0].0;
+        for chunk in group.chunks(500) {
+            let mut p = Params::new(backend);
+            let sql = format!(
+                "SELECT id, value, body FROM indicators WHERE owner_org_id = {} AND kind_key = {} AND value IN {}",
+                p.one(),
+                p.one(),
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(owner_id).bind(key);
+            for (_, ind) in chunk {
+                q = q.bind(ind.value.as_str());
+            }
+            let rows = q.fetch_all(&mut **tx).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            // Keys borrowed from the batch (the rows' own strings would not
+            // outlive this loop).
+            let by_value: HashMap<&str, &'b str> = chunk
+                .iter()
+                .map(|(_, ind)| (ind.value.as_str(), ind.value.as_str()))
+                .collect();
+            for row in rows {
+                let value: String = row.try_get("value")?;
+                let Some(v) = by_value.get(value.as_str()) else {
+                    continue;
+                };
+                let body: String = row.try_get("body")?;
+                out.insert(
+                    (key, *v),
+                    (row.try_get("id")?, from_json_text("body", &body)?),
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The SQL condition "indicator `i` is visible to org `$n`".
@@ -205,17 +281,27 @@ impl Store {
         sharing: &Sharing,
         source: &str,
     ) -> Result<UpsertReport> {
-        let mut tx = self.pool.begin().await?;
-        let report = upsert_tx(&mut tx, actor, owner, indicators, sharing, source).await?;
+        let mut tx = self.begin_write().await?;
+        let report = upsert_tx(
+            &mut tx,
+            self.backend,
+            actor,
+            owner,
+            indicators,
+            sharing,
+            source,
+        )
+        .await?;
         tx.commit().await?;
         Ok(report)
     }
 }
 
-/// The body of an import, in the caller's transaction (a report's accepted
-/// proposal is stored in the same transaction as its decision).
+/// The body of an import, in the caller's write transaction (a report's
+/// accepted proposal is stored in the same transaction as its decision).
 pub(crate) async fn upsert_tx(
     tx: &mut Transaction<'_, Any>,
+    backend: Backend,
     actor: &AuditActor,
     owner: &Org,
     indicators: &[Indicator],
@@ -232,80 +318,86 @@ pub(crate) async fn upsert_tx(
             ),
         )));
     }
-    let now = now_millis();
+    let now = intel_write_begun(tx).await?;
     check_sharing(tx, owner, sharing).await?;
-    // The owner's existing rows for these values, in chunks (a bound
-    // parameter list per chunk keeps under every driver's limit).
-    let mut existing: HashMap<(String, String), (String, Indicator)> = HashMap::new();
-    let keyed: Vec<(String, &Indicator)> = indicators.iter().map(|i| (kind_key(i), i)).collect();
-    for chunk in keyed.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-                "SELECT id, kind_key, value, body FROM indicators WHERE owner_org_id = $1 AND value IN ({})",
-                placeholders.join(", ")
-            );
-        let mut q = sqlx::query(&sql).bind(owner.id.as_str());
-        for (_, ind) in chunk {
-            q = q.bind(ind.value.as_str());
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            let body: String = row.try_get("body")?;
-            existing.insert(
-                (row.try_get("kind_key")?, row.try_get("value")?),
-                (row.try_get("id")?, from_json_text("body", &body)?),
-            );
+    // The batch in (kind, value) order with repeats merged: the lookups
+    // below then walk the owner's unique index in order, and new rows
+    // (ids are time-ordered) land at the end of every index instead of
+    // at random pages, which is what keeps a bulk import of a million
+    // rows at seconds rather than minutes.
+    let mut order: Vec<usize> = (0..indicators.len()).collect();
+    order.sort_by(|&a, &b| {
+        (kind_key_static(&indicators[a]), &indicators[a].value)
+            .cmp(&(kind_key_static(&indicators[b]), &indicators[b].value))
+    });
+    let mut batch: Vec<(&'static str, Cow<'_, Indicator>)> = Vec::with_capacity(order.len());
+    for i in order {
+        let ind = &indicators[i];
+        let key = kind_key_static(ind);
+        match batch.last_mut() {
+            Some((k, last)) if *k == key && last.value == ind.value => {
+                last.to_mut().merge(ind.clone())
+            }
+            _ => batch.push((key, Cow::Borrowed(ind))),
         }
     }
-    let mut report = UpsertReport::default();
-    let mut fresh: Vec<(String, &str, Indicator)> = vec![];
-    for (key, ind) in keyed {
-        match existing.get_mut(&(key.clone(), ind.value.clone())) {
+    let mut report = UpsertReport {
+        unchanged: indicators.len() - batch.len(),
+        ..Default::default()
+    };
+    let existing = existing_rows(tx, backend, owner.id.as_str(), &batch).await?;
+    let mut changed: Vec<(&str, Indicator)> = vec![];
+    let mut fresh: Vec<(String, &'static str, &Indicator)> = vec![];
+    for (key, ind) in &batch {
+        match existing.get(&(*key, ind.value.as_str())) {
             Some((id, old)) => {
-                let before = old.clone();
-                old.merge(ind.clone());
-                if *old == before {
+                let mut merged = old.clone();
+                merged.merge(ind.as_ref().clone());
+                if merged == *old {
                     report.unchanged += 1;
-                    continue;
+                } else {
+                    changed.push((id.as_str(), merged));
                 }
-                sqlx::query(
-                        "UPDATE indicators SET kind = $1, tlp = $2, detection = $3, revoked = $4, confidence = $5, first_seen = $6, last_seen = $7, valid_until = $8, body = $9, updated_at = $10 WHERE id = $11",
-                    )
-                    .bind(old.kind.name())
-                    .bind(tlp_str(old.tlp))
-                    .bind(i64::from(old.detection))
-                    .bind(i64::from(old.revoked))
-                    .bind(i64::from(old.confidence))
-                    .bind(ms(old.first_seen))
-                    .bind(ms(old.last_seen))
-                    .bind(old.valid_until.map(ms))
-                    .bind(json_text(old)?)
-                    .bind(now)
-                    .bind(id.as_str())
-                    .execute(&mut **tx)
-                    .await?;
-                report.updated += 1;
-                report.changed_ids.push(id.clone());
             }
-            None => {
-                let id = new_id();
-                existing.insert((key.clone(), ind.value.clone()), (id.clone(), ind.clone()));
-                fresh.push((id, kind_key_static(ind), ind.clone()));
-            }
+            None => fresh.push((new_id(), key, ind.as_ref())),
         }
+    }
+    // Changed rows, many per statement (`UPDATE … FROM (VALUES …)`,
+    // whose columns both SQLite and PostgreSQL name column1, column2…).
+    const UPDATE_COLS: usize = 11;
+    for chunk in changed.chunks(500) {
+        let sql = format!(
+            "UPDATE indicators SET kind = v.column2, tlp = v.column3, detection = v.column4, revoked = v.column5, confidence = v.column6, first_seen = v.column7, last_seen = v.column8, valid_until = v.column9, body = v.column10, updated_at = v.column11 FROM (VALUES {}) AS v WHERE indicators.id = v.column1",
+            Params::new(backend).rows(chunk.len(), UPDATE_COLS)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, ind) in chunk {
+            q = q
+                .bind(*id)
+                .bind(ind.kind.name())
+                .bind(tlp_str(ind.tlp))
+                .bind(i64::from(ind.detection))
+                .bind(i64::from(ind.revoked))
+                .bind(i64::from(ind.confidence))
+                .bind(ms(ind.first_seen))
+                .bind(ms(ind.last_seen))
+                .bind(ind.valid_until.map(ms))
+                .bind(json_text(ind)?)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        report.updated += chunk.len();
+        report
+            .changed_ids
+            .extend(chunk.iter().map(|(id, _)| id.to_string()));
     }
     // New rows, many per statement.
     const COLS: usize = 19;
-    for chunk in fresh.chunks(100) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
-                format!("({})", p.join(", "))
-            })
-            .collect();
+    for chunk in fresh.chunks(500) {
         let sql = format!(
-                "INSERT INTO indicators (id, owner_org_id, owner_path, kind, kind_key, value, tlp, detection, revoked, confidence, first_seen, last_seen, valid_until, body, sightings, sighting_orgs, last_sighting, created_at, updated_at) VALUES {}",
-                rows.join(", ")
-            );
+            "INSERT INTO indicators (id, owner_org_id, owner_path, kind, kind_key, value, tlp, detection, revoked, confidence, first_seen, last_seen, valid_until, body, sightings, sighting_orgs, last_sighting, created_at, updated_at) VALUES {}",
+            Params::new(backend).rows(chunk.len(), COLS)
+        );
         let mut q = sqlx::query(&sql);
         for (id, key, ind) in chunk {
             q = q
@@ -331,46 +423,56 @@ pub(crate) async fn upsert_tx(
         }
         q.execute(&mut **tx).await?;
         report.inserted += chunk.len();
-        report
-            .changed_ids
-            .extend(chunk.iter().map(|(id, ..)| id.clone()));
     }
-    if !share_with.is_empty() || !sharing.groups.is_empty() {
-        for id in &report.changed_ids {
-            for org in share_with {
-                sqlx::query(
-                        "INSERT INTO indicator_shares (indicator_id, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(org)
-                    .execute(&mut **tx)
-                    .await?;
+    report
+        .changed_ids
+        .extend(fresh.into_iter().map(|(id, ..)| id));
+    let mut pairs: Vec<(&str, &str, &str)> = vec![];
+    for id in &report.changed_ids {
+        for org in share_with {
+            pairs.push(("indicator_shares", id.as_str(), org.as_str()));
+        }
+        for group in &sharing.groups {
+            pairs.push(("indicator_group_shares", id.as_str(), group.as_str()));
+        }
+    }
+    for table in ["indicator_shares", "indicator_group_shares"] {
+        let column = if table == "indicator_shares" {
+            "org_id"
+        } else {
+            "group_id"
+        };
+        let rows: Vec<(&str, &str)> = pairs
+            .iter()
+            .filter(|p| p.0 == table)
+            .map(|p| (p.1, p.2))
+            .collect();
+        for chunk in rows.chunks(1000) {
+            let sql = format!(
+                "INSERT INTO {table} (indicator_id, {column}) VALUES {} ON CONFLICT DO NOTHING",
+                Params::new(backend).rows(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, to) in chunk {
+                q = q.bind(*id).bind(*to);
             }
-            for group in &sharing.groups {
-                sqlx::query(
-                        "INSERT INTO indicator_group_shares (indicator_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(group)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+            q.execute(&mut **tx).await?;
         }
     }
     audit::write(
-            tx,
-            actor,
-            AuditRecord {
-                org_id: owner.id.as_str(),
-                org_path: &owner.path,
-                action: "intel.import",
-                target_type: "indicators",
-                target_id: None,
-                detail: json!({"source": source, "inserted": report.inserted, "updated": report.updated,
-                    "unchanged": report.unchanged, "share_with": share_with, "share_groups": sharing.groups}),
-            },
-        )
-        .await?;
+        tx,
+        actor,
+        AuditRecord {
+            org_id: owner.id.as_str(),
+            org_path: &owner.path,
+            action: "intel.import",
+            target_type: "indicators",
+            target_id: None,
+            detail: json!({"source": source, "inserted": report.inserted, "updated": report.updated,
+                "unchanged": report.unchanged, "share_with": share_with, "share_groups": sharing.groups}),
+        },
+    )
+    .await?;
     Ok(report)
 }
 
@@ -528,27 +630,153 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest change to any indicator (ms), for cheap change polling:
-    /// `(rows, newest change)` over the indicators and the sharing groups
-    /// (a new group member must be protected at once; a removed one no
-    /// longer).
+    /// Indicators changed at or after `since_ms`: those still able to match
+    /// (as in [`Store::intel_active`]) and the ids of every changed row, so
+    /// a matcher built before `since_ms` can be patched (the changed rows
+    /// replace their old versions) instead of rebuilt from every row.
+    ///
+    /// `None` when more than `max_rows` rows changed (a bulk import, for
+    /// which a full reload is cheaper than a patch); counted first, so that
+    /// case reads no rows.
+    pub async fn intel_changed_since(
+        &self,
+        since_ms: i64,
+        max_rows: usize,
+    ) -> Result<Option<IntelChanges>> {
+        let now = now_millis();
+        let changed: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM indicators WHERE updated_at >= $1")
+                .bind(since_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        if changed > max_rows as i64 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT id, owner_org_id, owner_path, body, detection, revoked, valid_until FROM indicators WHERE updated_at >= $1 ORDER BY id",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        // Group shares count as shares with each member, as in `intel_active`.
+        let shares = sqlx::query(
+            "SELECT s.indicator_id, s.org_id FROM indicator_shares s JOIN indicators i ON i.id = s.indicator_id WHERE i.updated_at >= $1 UNION \
+             SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id JOIN indicators i ON i.id = gs.indicator_id WHERE i.updated_at >= $1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &shares {
+            by_ind
+                .entry(s.try_get("indicator_id")?)
+                .or_default()
+                .push(s.try_get("org_id")?);
+        }
+        let mut out = IntelChanges::default();
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let detection: i64 = row.try_get("detection")?;
+            let revoked: i64 = row.try_get("revoked")?;
+            let valid_until: Option<i64> = row.try_get("valid_until")?;
+            out.changed_ids.push(id.clone());
+            if detection != 1 || revoked != 0 || valid_until.is_some_and(|v| v <= now) {
+                continue;
+            }
+            let body: String = row.try_get("body")?;
+            out.active.push(ActiveIndicator {
+                shared_with: by_ind.remove(&id).unwrap_or_default(),
+                id,
+                owner_org_id: row.try_get("owner_org_id")?,
+                owner_path: row.try_get("owner_path")?,
+                indicator: from_json_text("body", &body)?,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// The rows among `ids` that can match now, as [`Store::intel_active`]
+    /// gives them: what a retro-hunt for those indicators needs, without
+    /// reading every active row.
+    pub async fn intel_active_among(&self, ids: &[String]) -> Result<Vec<ActiveIndicator>> {
+        let now = now_millis();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut p = Params::new(self.backend);
+            let rows_sql = format!(
+                "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE detection = 1 AND revoked = 0 AND (valid_until IS NULL OR valid_until > {}) AND id IN {} ORDER BY id",
+                p.one(),
+                p.list(chunk.len())
+            );
+            let mut p = Params::new(self.backend);
+            let shares_sql = format!(
+                "SELECT indicator_id, org_id FROM indicator_shares WHERE indicator_id IN {} UNION \
+                 SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.indicator_id IN {}",
+                p.list(chunk.len()),
+                p.list(chunk.len())
+            );
+            let mut rows = sqlx::query(&rows_sql).bind(now);
+            let mut shares = sqlx::query(&shares_sql);
+            for id in chunk {
+                rows = rows.bind(id.as_str());
+                shares = shares.bind(id.as_str());
+            }
+            for id in chunk {
+                shares = shares.bind(id.as_str());
+            }
+            let rows = rows.fetch_all(&self.pool).await?;
+            let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
+            for s in &shares.fetch_all(&self.pool).await? {
+                by_ind
+                    .entry(s.try_get("indicator_id")?)
+                    .or_default()
+                    .push(s.try_get("org_id")?);
+            }
+            for row in &rows {
+                let body: String = row.try_get("body")?;
+                let id: String = row.try_get("id")?;
+                out.push(ActiveIndicator {
+                    shared_with: by_ind.remove(&id).unwrap_or_default(),
+                    id,
+                    owner_org_id: row.try_get("owner_org_id")?,
+                    owner_path: row.try_get("owner_path")?,
+                    indicator: from_json_text("body", &body)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest change to any indicator (ms), for cheap change polling.
     pub async fn intel_version(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at) AS m FROM indicators")
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        let m: Option<i64> = row.try_get("m")?;
+        Ok((n, m.unwrap_or(0)))
+    }
+
+    /// `(members, newest change)` of the sharing groups, for change
+    /// polling. A membership change moves no indicator row, yet changes
+    /// whom AMBER indicators protect: matchers rebuild in full when this
+    /// moves (a patch reads only changed indicator rows).
+    pub async fn sharing_version(&self) -> Result<(i64, i64)> {
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM indicators) + (SELECT COUNT(*) FROM sharing_group_members) + (SELECT COUNT(*) FROM indicator_group_shares) AS n, \
-             (SELECT MAX(updated_at) FROM indicators) AS m, (SELECT MAX(updated_at) FROM sharing_groups) AS g",
+            "SELECT (SELECT COUNT(*) FROM sharing_group_members) + (SELECT COUNT(*) FROM sharing_groups) AS n, \
+             (SELECT MAX(updated_at) FROM sharing_groups) AS m",
         )
         .fetch_one(&self.pool)
         .await?;
         let n: i64 = row.try_get("n")?;
         let m: Option<i64> = row.try_get("m")?;
-        let g: Option<i64> = row.try_get("g")?;
-        Ok((n, m.unwrap_or(0).max(g.unwrap_or(0))))
+        Ok((n, m.unwrap_or(0)))
     }
 
     /// Records sightings: the indicators matched in `org_id`'s telemetry at
     /// `time`. A sighting extends nothing by itself; callers decide.
     pub async fn intel_sighted(&self, ids: &[String], org_id: &str, time: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for id in ids {
             let row = sqlx::query("SELECT sighting_orgs FROM indicators WHERE id = $1")
                 .bind(id)
@@ -572,10 +800,6 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-}
-
-fn kind_key(i: &Indicator) -> String {
-    kind_key_static(i).to_string()
 }
 
 /// The kind without the exact flag, as stored in `kind_key`: two reports of
@@ -712,7 +936,7 @@ impl Store {
         }
         let id = new_id();
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO intel_feeds (id, owner_org_id, owner_path, name, url, format, interval_secs, tlp, confidence, enabled, etag, last_modified, last_polled, last_status, last_error, last_count, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, NULL, NULL, NULL, NULL, NULL, NULL, $10)",
@@ -788,7 +1012,7 @@ impl Store {
 
     /// Unsubscribes (the feed's indicators stay).
     pub async fn feed_delete(&self, actor: &AuditActor, owner: &Org, feed: &Feed) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM intel_feeds WHERE id = $1")
             .bind(&feed.id)
             .execute(&mut *tx)
@@ -879,6 +1103,9 @@ pub(crate) async fn apply_verdict(
     let Some((key, value)) = rule_id.split_once(':') else {
         return Ok(vec![]);
     };
+    // The intel write lock before reading: the rows read are the rows
+    // written, and `updated_at` follows commit order (migration 0005).
+    let now = intel_write_begun(tx).await?;
     let rows = sqlx::query(
         "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE kind_key = $1 AND value = $2 ORDER BY id",
     )
@@ -886,7 +1113,6 @@ pub(crate) async fn apply_verdict(
     .bind(value)
     .fetch_all(&mut **tx)
     .await?;
-    let now = now_millis();
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut changed = vec![];

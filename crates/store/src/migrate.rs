@@ -18,7 +18,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (3, "intel", include_str!("../migrations/0003_intel.sql")),
     (
+        4,
+        "dns_policy",
+        include_str!("../migrations/0004_dns_policy.sql"),
+    ),
+    (
         5,
+        "intel_clock",
+        include_str!("../migrations/0005_intel_clock.sql"),
+    ),
+    (
+        6,
         "intel_sharing",
         include_str!("../migrations/0006_intel_sharing.sql"),
     ),

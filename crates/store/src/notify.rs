@@ -215,7 +215,7 @@ impl Store {
             created_by: actor.actor.clone(),
             created_at: now_millis(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO notify_channels (id, org_id, org_path, kind, target, secret, min_rank, subtree, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -279,7 +279,7 @@ impl Store {
     /// Deletes a channel the caller has read through its scope; deliveries
     /// still owed to it are dropped.
     pub async fn channel_delete(&self, actor: &AuditActor, c: &NotifyChannel) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let path: Option<String> =
             sqlx::query_scalar("SELECT org_path FROM notify_channels WHERE id = $1")
                 .bind(&c.id)
@@ -317,7 +317,7 @@ impl Store {
     pub async fn channel_test(&self, c: &NotifyChannel) -> Result<()> {
         let payload = json!({"type": "test", "channel_id": c.id, "org_id": c.org_id,
             "message": "mimamori test notification"});
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         enqueue(&mut tx, &c.id, &payload).await?;
         tx.commit().await?;
         Ok(())

@@ -53,7 +53,7 @@ impl Store {
         slug: &str,
         profile: &OrgProfile,
     ) -> Result<Org> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE parent_id IS NULL")
             .fetch_one(&mut *tx)
             .await?;
@@ -186,7 +186,7 @@ impl Store {
                 "only the root org is of kind soc; use supervisor or member",
             )));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let id = OrgId::generate();
         let path = parent.path.child(&id);
         let org = insert_org(&mut tx, &id, slug, kind, Some(&parent.id), &path, profile).await?;
@@ -214,7 +214,7 @@ impl Store {
         org: &Org,
         profile: &OrgProfile,
     ) -> Result<Org> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_millis();
         let n = sqlx::query(
             "UPDATE orgs SET name = $1, sector = $2, contacts = $3, networks = $4, domains = $5, updated_at = $6 WHERE id = $7",
@@ -268,7 +268,7 @@ impl Store {
                 "the root org cannot be deleted".into(),
             ));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let children: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE parent_id = $1")
             .bind(org.id.as_str())
             .fetch_one(&mut *tx)
@@ -325,6 +325,7 @@ impl Store {
             "alerts",
             "suppressions",
             "notify_channels",
+            "dns_policy",
             "tokens",
             "users",
         ] {

@@ -255,7 +255,7 @@ impl Store {
         let id = new_id();
         let now = now_millis();
         let sha = hex::encode(Sha256::digest(&new.document));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         check_sharing(&mut tx, owner, sharing).await?;
         sqlx::query(
             "INSERT INTO intel_reports (id, owner_org_id, owner_path, title, source, tlp, format, sha256, size, page_count, document, created_by, created_at) \
@@ -483,7 +483,7 @@ impl Store {
         proposal_id: &str,
         accept: Option<Indicator>,
     ) -> Result<(Proposal, Option<UpsertReport>)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row =
             sqlx::query("SELECT * FROM intel_report_proposals WHERE id = $1 AND report_id = $2")
                 .bind(proposal_id)
@@ -521,7 +521,16 @@ impl Store {
                 };
                 let value = ind.value.clone();
                 let source = format!("report:{}", report.id);
-                let r = upsert_tx(&mut tx, actor, owner, &[ind], &sharing, &source).await?;
+                let r = upsert_tx(
+                    &mut tx,
+                    self.backend,
+                    actor,
+                    owner,
+                    &[ind],
+                    &sharing,
+                    &source,
+                )
+                .await?;
                 let id: String = sqlx::query_scalar(
                     "SELECT id FROM indicators WHERE owner_org_id = $1 AND kind_key = $2 AND value = $3",
                 )

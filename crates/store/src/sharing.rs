@@ -169,7 +169,7 @@ impl Store {
         check_count("members", new.members.len())?;
         let id = new_id();
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         check_orgs(&mut tx, "members", &new.members).await?;
         sqlx::query(
             "INSERT INTO sharing_groups (id, owner_org_id, owner_path, name, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -309,7 +309,7 @@ impl Store {
             return Err(invalid("add", "nothing to change"));
         }
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         check_orgs(&mut tx, "add", &patch.add).await?;
         sqlx::query(
             "UPDATE sharing_groups SET name = $1, description = $2, updated_at = $3 WHERE id = $4",
@@ -370,7 +370,7 @@ impl Store {
         owner: &Org,
         group: &SharingGroup,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in [
             "indicator_group_shares",
             "report_group_shares",

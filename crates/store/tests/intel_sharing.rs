@@ -236,7 +236,7 @@ async fn scenario(label: &str, url: &str) {
 
     // Membership changes apply at once and move the version the matcher
     // polls.
-    let v1 = store.intel_version().await.unwrap();
+    let v1 = store.sharing_version().await.unwrap();
     let (gm, owner) = store.group_get_managed(&all, &g.id).await.unwrap();
     let g = store
         .group_update(
@@ -252,7 +252,7 @@ async fn scenario(label: &str, url: &str) {
         .await
         .unwrap();
     assert_eq!(g.members, vec![other.id.to_string()]);
-    assert_ne!(store.intel_version().await.unwrap(), v1);
+    assert_ne!(store.sharing_version().await.unwrap(), v1);
     assert!(values(&store, &h2).await.is_empty(), "{label}");
     assert_eq!(values(&store, &other).await.len(), 2, "{label}");
 

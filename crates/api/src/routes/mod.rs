@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod dns;
 pub mod identity;
 pub mod ingest;
 pub mod intel;

@@ -144,7 +144,7 @@ fn ingest_metrics(state: &AppState) -> Vec<(&'static str, &'static str, u64)> {
         v.push((
             "intel_matcher_indicators",
             "Distinct indicator values in the detection matcher",
-            h.matcher.snapshot().len() as u64,
+            h.matcher.view().len() as u64,
         ));
     }
     v

@@ -18,6 +18,9 @@ const READERS: &[Role] = &[
     OrgAnalyst,
 ];
 const ADMINS: &[Role] = &[SocAdmin, OrgAdmin];
+/// Who sets DNS policy: an org's admin, a supervisor for its sub-tree, the
+/// central SOC's admin for everyone.
+const DNS_MANAGERS: &[Role] = &[SocAdmin, SupervisorAnalyst, OrgAdmin];
 const EVERYONE: &[Role] = &[
     SocAdmin,
     SocAnalyst,
@@ -25,6 +28,7 @@ const EVERYONE: &[Role] = &[
     OrgAdmin,
     OrgAnalyst,
     Sensor,
+    DnsClient,
 ];
 
 /// How an endpoint picks what it acts on.
@@ -281,6 +285,34 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         e(
             Method::GET,
+            "/api/v1/dns/policy",
+            READERS,
+            Target::List,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/dns/policy",
+            DNS_MANAGERS,
+            Target::Org,
+            201,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/dns/policy/{id}",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::DELETE,
+            "/api/v1/dns/policy/{id}",
+            DNS_MANAGERS,
+            Target::Org,
+            204,
+        ),
+        e(
+            Method::GET,
             "/api/v1/notify/channels",
             ADMINS,
             Target::List,
@@ -373,7 +405,7 @@ impl Fixture {
             SocAdmin | SocAnalyst | SupervisorAnalyst => {
                 org.path.as_str().starts_with(anchor.path.as_str())
             }
-            OrgAdmin | OrgAnalyst | Sensor => org.id == anchor.id,
+            OrgAdmin | OrgAnalyst | Sensor | DnsClient => org.id == anchor.id,
         }
     }
 
@@ -472,6 +504,22 @@ impl Fixture {
             .id
     }
 
+    /// A fresh DNS policy entry of `org`; its id.
+    async fn dns_entry(&self, org: &Org, n: u32) -> String {
+        let new = mimamori_store::NewDnsPolicyEntry {
+            org_id: org.id.to_string(),
+            kind: mimamori_store::DnsListKind::Block,
+            domain: format!("entry{n}.matrix.example"),
+            comment: None,
+        };
+        self.s
+            .store
+            .dns_policy_add(&mimamori_store::AuditActor::local_operator(), org, &new)
+            .await
+            .unwrap()
+            .id
+    }
+
     /// A fresh AMBER text report of `org` with one proposal: (report id,
     /// proposal id).
     async fn report(&self, org: &Org, n: u32) -> (String, String) {
@@ -551,7 +599,7 @@ impl Fixture {
         match role {
             SocAdmin | SocAnalyst => &self.root,
             SupervisorAnalyst => &self.sup,
-            OrgAdmin | OrgAnalyst | Sensor => &self.a1,
+            OrgAdmin | OrgAnalyst | Sensor | DnsClient => &self.a1,
         }
     }
 
@@ -560,7 +608,7 @@ impl Fixture {
         match role {
             SocAdmin | SocAnalyst => (&self.a2, None),
             SupervisorAnalyst => (&self.a2, Some(&self.m1)),
-            OrgAdmin | OrgAnalyst | Sensor => (&self.a1, Some(&self.a2)),
+            OrgAdmin | OrgAnalyst | Sensor | DnsClient => (&self.a1, Some(&self.a2)),
         }
     }
 
@@ -596,6 +644,7 @@ impl Fixture {
                     .to_string()
             }
             (p, Some(o)) if p.starts_with("/api/v1/notify/channels/") => self.channel(o).await,
+            (p, Some(o)) if p.starts_with("/api/v1/dns/policy/") => self.dns_entry(o, n).await,
             (p, Some(o)) if p.starts_with("/api/v1/indicators/") => self.indicator(o, n).await,
             (p, Some(o)) if p.starts_with("/api/v1/intel/feeds/") => self.feed(o, n).await,
             (p, Some(o)) if p.starts_with("/api/v1/intel/groups/") => self.group(o, n).await,
@@ -640,6 +689,9 @@ impl Fixture {
             ("POST", "/api/v1/intel/groups") => {
                 Some(json!({"org_id": target_org_id, "name": format!("group{n}"), "members": []}))
             }
+            ("POST", "/api/v1/dns/policy") => Some(
+                json!({"org_id": target_org_id, "kind": "block", "domain": format!("new{n}.matrix.example")}),
+            ),
             ("POST", "/api/v1/notify/channels") => Some(
                 json!({"org_id": target_org_id, "kind": "syslog", "target": "udp://127.0.0.1:5514"}),
             ),

@@ -260,3 +260,87 @@ pub fn a_records(m: &Message) -> Vec<String> {
         })
         .collect()
 }
+
+/// Builds the answer messages to one request (several for a transfer).
+pub type PrimaryHandler = dyn Fn(&Message) -> Vec<Message> + Send + Sync;
+
+/// A stand-in primary on 127.0.0.1 TCP: each request on a connection is
+/// answered with the messages `handler` builds (none: the connection is
+/// closed). Stops when dropped.
+pub struct TestPrimary {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl Drop for TestPrimary {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl TestPrimary {
+    pub fn start(handler: Arc<PrimaryHandler>) -> TestPrimary {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        {
+            let (stop, requests) = (stop.clone(), requests.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((mut s, _)) = tcp.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    loop {
+                        let mut len = [0u8; 2];
+                        if s.read_exact(&mut len).is_err() {
+                            break;
+                        }
+                        let mut req = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if s.read_exact(&mut req).is_err() {
+                            break;
+                        }
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let Ok(m) = Message::from_vec(&req) else {
+                            break;
+                        };
+                        let answers = handler(&m);
+                        if answers.is_empty() {
+                            break;
+                        }
+                        for a in answers {
+                            let bytes = a.to_vec().unwrap();
+                            let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+                            out.extend_from_slice(&bytes);
+                            if s.write_all(&out).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        TestPrimary {
+            addr,
+            stop,
+            requests,
+        }
+    }
+}
+
+/// A response to `req` carrying `answers`.
+pub fn response_to(req: &Message, answers: Vec<Record>, rcode: ResponseCode) -> Message {
+    let mut r = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+    r.metadata.authoritative = true;
+    r.metadata.response_code = rcode;
+    if let Some(q) = req.queries.first() {
+        r.add_query(q.clone());
+    }
+    r.add_answers(answers);
+    r
+}

@@ -1,8 +1,10 @@
 //! Helpers shared by the binary's integration tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The `mimamori` binary on `data_dir`, logging warnings only.
 pub fn mimamori(data_dir: &Path) -> Command {
@@ -56,4 +58,53 @@ pub fn corpora() -> PathBuf {
         beside.display()
     );
     beside
+}
+
+/// Starts a long-running command; returns it with every stdout line that
+/// contains one of `markers`, waiting (up to `limit`) for all of them.
+pub fn spawn_until(cmd: &mut Command, markers: &[&str], limit: Duration) -> (Running, Vec<String>) {
+    let mut child = Running(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut found = vec![];
+    let start = Instant::now();
+    for m in markers {
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {m:?} within {limit:?}"));
+            if line.contains(m) {
+                found.push(line);
+                break;
+            }
+        }
+    }
+    (child, found)
+}
+
+/// A DNS query for `name`/A with EDNS (so the answer can carry an Extended
+/// DNS Error).
+pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = vec![];
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    // OPT: root name, type 41, UDP size 1232, no extended flags, no data.
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    q
 }

@@ -1,0 +1,124 @@
+//! `/api/v1/dns/policy`: each org's Protective DNS allow and block lists.
+//! Org admins manage their own org's, supervisors their sub-tree's, the
+//! central SOC everyone's; analysts read them in their scope. The running
+//! resolver applies a change within a second.
+
+use super::{not_found_as, List, PageParams};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use mimamori_core::Action;
+use mimamori_store::{DnsPolicyEntry, NewDnsPolicyEntry};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Filter and pagination of the listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DnsPolicyParams {
+    /// Only this org's entries (its own list, not what it inherits).
+    pub org_id: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page length, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Lists the allow and block entries of the orgs in the caller's scope,
+/// oldest first.
+#[utoipa::path(get, path = "/api/v1/dns/policy", tag = "dns",
+    params(DnsPolicyParams),
+    responses((status = 200, body = List<DnsPolicyEntry>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<DnsPolicyParams>,
+) -> Result<Json<List<DnsPolicyEntry>>, ApiError> {
+    caller.require(Action::DnsPolicyRead)?;
+    let page = PageParams {
+        cursor: params.cursor.clone(),
+        limit: params.limit,
+    }
+    .to_request()?;
+    let page = state
+        .store
+        .dns_policy_list(&caller.principal.scope(), params.org_id.as_deref(), &page)
+        .await?;
+    Ok(Json(page.into()))
+}
+
+/// Adds a domain (and its sub-domains) to an org's allow or block list.
+#[utoipa::path(post, path = "/api/v1/dns/policy", tag = "dns",
+    request_body = NewDnsPolicyEntry,
+    responses((status = 201, body = DnsPolicyEntry), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(new): ApiJson<NewDnsPolicyEntry>,
+) -> Result<(StatusCode, Json<DnsPolicyEntry>), ApiError> {
+    caller.require(Action::DnsPolicyManage)?;
+    let org = state
+        .store
+        .org_get(&caller.principal.scope(), &new.org_id)
+        .await
+        .map_err(not_found_as("org", &new.org_id))?;
+    let e = state
+        .store
+        .dns_policy_add(&caller.audit_actor(), &org, &new)
+        .await?;
+    Ok((StatusCode::CREATED, Json(e)))
+}
+
+/// One entry.
+#[utoipa::path(get, path = "/api/v1/dns/policy/{id}", tag = "dns",
+    params(("id" = String, Path, description = "entry id")),
+    responses((status = 200, body = DnsPolicyEntry), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<DnsPolicyEntry>, ApiError> {
+    caller.require(Action::DnsPolicyRead)?;
+    let e = state
+        .store
+        .dns_policy_get(&caller.principal.scope(), &id)
+        .await
+        .map_err(not_found_as("DNS policy entry", &id))?;
+    Ok(Json(e))
+}
+
+/// Removes an entry.
+#[utoipa::path(delete, path = "/api/v1/dns/policy/{id}", tag = "dns",
+    params(("id" = String, Path, description = "entry id")),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Action::DnsPolicyManage)?;
+    let scope = caller.principal.scope();
+    let e = state
+        .store
+        .dns_policy_get(&scope, &id)
+        .await
+        .map_err(not_found_as("DNS policy entry", &id))?;
+    let org = state
+        .store
+        .org_get(&scope, &e.org_id)
+        .await
+        .map_err(not_found_as("DNS policy entry", &id))?;
+    state
+        .store
+        .dns_policy_remove(&caller.audit_actor(), &org, &e)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,166 @@
+//! The indicator matcher follows the intel store: new indicators, sharing
+//! changes and expiry are enforced by a patch of the changed rows, and an
+//! org-tree change by a full reload; on every backend.
+
+use mimamori_core::org::OrgProfile;
+use mimamori_core::{NewOrg, Org, OrgKind, Validated};
+use mimamori_event::{Event, EventBody, Normalized, OcsfClass};
+use mimamori_intel::{Indicator, IndicatorKind, Tlp};
+use mimamori_pipeline::intel::{IntelMatcher, IntelSnapshot};
+use mimamori_store::{AuditActor, Store};
+use time::OffsetDateTime;
+
+fn profile(name: &str) -> OrgProfile {
+    NewOrg {
+        slug: "x".into(),
+        name: name.into(),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap()
+    .1
+}
+
+fn domain(value: &str, tlp: Tlp) -> Indicator {
+    let mut i = Indicator::new(
+        IndicatorKind::Domain { exact: false },
+        value.into(),
+        OffsetDateTime::now_utc(),
+    );
+    i.tlp = tlp;
+    i.confidence = 70;
+    i
+}
+
+fn dns_event(org: &Org, name: &str) -> Event {
+    Event {
+        id: format!("e-{name}"),
+        org_id: org.id.to_string(),
+        received: 0,
+        body: EventBody {
+            time: Some(0),
+            class: OcsfClass::DnsActivity,
+            source: "test".into(),
+            fields: Normalized {
+                dns_query: Some(name.into()),
+                ..Default::default()
+            },
+            raw: Default::default(),
+        },
+    }
+}
+
+/// Titles of the findings for a DNS query by `org`.
+fn matches(m: &IntelMatcher, org: &Org, name: &str) -> Vec<String> {
+    let mut out = vec![];
+    m.view().evaluate(&dns_event(org, name), &mut out);
+    out.into_iter().map(|f| f.title).collect()
+}
+
+async fn scenario(label: &str, url: &str) {
+    let store = Store::open(url)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let op = AuditActor::local_operator();
+    let root = store
+        .bootstrap_root(&op, "soc", &profile("SOC"))
+        .await
+        .unwrap();
+    let a = store
+        .org_create(&op, &root, "a", OrgKind::Member, &profile("A"))
+        .await
+        .unwrap();
+    let b = store
+        .org_create(&op, &root, "b", OrgKind::Member, &profile("B"))
+        .await
+        .unwrap();
+    let base: Vec<Indicator> = (0..300)
+        .map(|i| domain(&format!("base-{i}.example"), Tlp::Amber))
+        .collect();
+    store
+        .intel_upsert(&op, &root, &base, &[], "base")
+        .await
+        .unwrap();
+    let m = IntelMatcher::new(IntelSnapshot::load(&store).await.unwrap());
+    assert_eq!(m.view().patch_rows(), 0, "{label}");
+    assert_eq!(
+        matches(&m, &b, "www.base-7.example").len(),
+        1,
+        "{label}: the root's AMBER intel protects every org below it"
+    );
+    assert!(!m.reload_if_changed(&store).await.unwrap(), "{label}");
+
+    // A member's GREEN indicator: patched in, protects everyone.
+    store
+        .intel_upsert(&op, &a, &[domain("new.example", Tlp::Green)], &[], "a")
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    assert!(m.view().patch_rows() > 0, "{label}: patched, not reloaded");
+    assert_eq!(matches(&m, &b, "x.new.example").len(), 1, "{label}");
+    assert_eq!(matches(&m, &b, "www.base-7.example").len(), 1, "{label}");
+
+    // The same value raised to RED by its owner: the patch supersedes the
+    // GREEN row, so only the owner is protected by it now.
+    store
+        .intel_upsert(&op, &a, &[domain("new.example", Tlp::Red)], &[], "a")
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    assert!(
+        matches(&m, &b, "x.new.example").is_empty(),
+        "{label}: RED stays with its owner"
+    );
+    assert_eq!(matches(&m, &a, "x.new.example").len(), 1, "{label}");
+
+    // The root also contributes the value: one finding from both rows.
+    store
+        .intel_upsert(
+            &op,
+            &root,
+            &[domain("new.example", Tlp::Amber)],
+            &[],
+            "root",
+        )
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    assert_eq!(matches(&m, &a, "x.new.example").len(), 1, "{label}");
+    assert_eq!(matches(&m, &b, "x.new.example").len(), 1, "{label}");
+
+    // Expiry is enforced by time alone, with no change in the store.
+    let mut brief = domain("brief.example", Tlp::Clear);
+    brief.valid_until = Some(OffsetDateTime::now_utc() + time::Duration::milliseconds(1500));
+    store
+        .intel_upsert(&op, &root, &[brief], &[], "root")
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    assert_eq!(matches(&m, &a, "brief.example").len(), 1, "{label}");
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    assert!(
+        matches(&m, &a, "brief.example").is_empty(),
+        "{label}: expired"
+    );
+
+    // A new org changes the tree: a full reload, which keeps every change.
+    let c = store
+        .org_create(&op, &root, "c", OrgKind::Member, &profile("C"))
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    assert_eq!(m.view().patch_rows(), 0, "{label}: reloaded in full");
+    assert_eq!(matches(&m, &c, "www.base-7.example").len(), 1, "{label}");
+    assert!(matches(&m, &b, "x.new.example").len() == 1, "{label}");
+    assert!(matches(&m, &a, "brief.example").is_empty(), "{label}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn matcher_follows_the_store_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    for (label, url) in mimamori_store::testing::backends(dir.path()).await {
+        eprintln!("backend: {label}");
+        scenario(label, &url).await;
+    }
+}
