@@ -110,6 +110,9 @@ pub struct IntelChanges {
     /// Every changed row, active or not (revoked, expired, not for
     /// detection): their older versions must stop matching.
     pub changed_ids: Vec<String>,
+    /// `(kind_key, value)` of every changed row (a row's value never
+    /// changes), for matchers keyed by value rather than by row.
+    pub changed_values: Vec<(String, String)>,
 }
 
 /// What an import wrote.
@@ -653,7 +656,7 @@ impl Store {
             return Ok(None);
         }
         let rows = sqlx::query(
-            "SELECT id, owner_org_id, owner_path, body, detection, revoked, valid_until FROM indicators WHERE updated_at >= $1 ORDER BY id",
+            "SELECT id, owner_org_id, owner_path, kind_key, value, body, detection, revoked, valid_until FROM indicators WHERE updated_at >= $1 ORDER BY id",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
@@ -680,6 +683,8 @@ impl Store {
             let revoked: i64 = row.try_get("revoked")?;
             let valid_until: Option<i64> = row.try_get("valid_until")?;
             out.changed_ids.push(id.clone());
+            out.changed_values
+                .push((row.try_get("kind_key")?, row.try_get("value")?));
             if detection != 1 || revoked != 0 || valid_until.is_some_and(|v| v <= now) {
                 continue;
             }
@@ -745,6 +750,32 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every row of kind `kind_key` (`domain`, `ipv4`, `sha256`, …) whose
+    /// value is among `values` and that can match now, whoever owns it, as
+    /// [`Store::intel_active`] gives them: what a matcher keyed by value
+    /// needs to decide those values again after a change.
+    pub async fn intel_active_with_values(
+        &self,
+        kind_key: &str,
+        values: &[String],
+    ) -> Result<Vec<ActiveIndicator>> {
+        let mut ids: Vec<String> = Vec::with_capacity(values.len());
+        for chunk in values.chunks(500) {
+            let mut p = Params::new(self.backend);
+            let sql = format!(
+                "SELECT id FROM indicators WHERE kind_key = {} AND value IN {}",
+                p.one(),
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query_scalar(&sql).bind(kind_key);
+            for v in chunk {
+                q = q.bind(v.as_str());
+            }
+            ids.extend(q.fetch_all(&self.pool).await?);
+        }
+        self.intel_active_among(&ids).await
     }
 
     /// The newest change to any indicator (ms), for cheap change polling.
