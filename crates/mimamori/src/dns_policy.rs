@@ -21,8 +21,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Names an overlay may hold before a full rebuild is cheaper.
-pub const PATCH_MAX_NAMES: usize = mimamori_pipeline::intel::PATCH_MAX_ROWS;
+/// Names an overlay may hold before a full rebuild is cheaper (each patch
+/// rebuilds the overlay tables, checking every name against every org's
+/// base zone).
+pub const PATCH_MAX_NAMES: usize = 50_000;
 /// Age after which the base is rebuilt, changes or not.
 pub const BASE_MAX_AGE: Duration = mimamori_pipeline::intel::BASE_MAX_AGE;
 /// How far before the last version's newest change a patch reads again:
