@@ -46,6 +46,9 @@ pub struct AppState {
     /// More counters for `/metrics` from services the binary runs (the
     /// DNS resolver): each gives `(name, help, value)` when scraped.
     pub extra_metrics: Vec<Arc<MetricsSource>>,
+    /// What closing an indicator alert does to its indicators
+    /// (`[intel] true_positive_extend_days`, `false_positive_confidence_drop`).
+    pub verdicts: mimamori_store::VerdictPolicy,
 }
 
 /// A source of counters for `/metrics`.
@@ -62,7 +65,13 @@ impl AppState {
             taxii_statuses: Default::default(),
             detection: None,
             extra_metrics: vec![],
+            verdicts: Default::default(),
         }
+    }
+
+    pub fn with_verdicts(mut self, verdicts: mimamori_store::VerdictPolicy) -> Self {
+        self.verdicts = verdicts;
+        self
     }
 
     pub fn with_detection(mut self, stats: Arc<mimamori_pipeline::DetectionStats>) -> Self {
@@ -88,7 +97,10 @@ impl AppState {
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
-    use routes::{alerts, audit, dns, identity, ingest, intel, notify, orgs, query, system, taxii};
+    use routes::{
+        alerts, audit, dns, identity, ingest, intel, notify, orgs, query, reports, sharing, system,
+        taxii,
+    };
     let api = Router::new()
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route(
@@ -134,6 +146,23 @@ pub fn router(state: AppState) -> Router {
             get(intel::feed).delete(intel::delete_feed),
         )
         .route("/intel/feeds/{id}/poll", post(intel::poll_feed))
+        .route("/intel/groups", get(sharing::list).post(sharing::create))
+        .route(
+            "/intel/groups/{id}",
+            get(sharing::get)
+                .patch(sharing::update)
+                .delete(sharing::delete),
+        )
+        .route("/intel/reports/{id}", get(reports::get))
+        .route("/intel/reports/{id}/document", get(reports::document))
+        .route(
+            "/intel/reports/{id}/proposals/{proposal_id}/accept",
+            post(reports::accept),
+        )
+        .route(
+            "/intel/reports/{id}/proposals/{proposal_id}/reject",
+            post(reports::reject),
+        )
         .route("/dns/policy", get(dns::list).post(dns::add))
         .route("/dns/policy/{id}", get(dns::get).delete(dns::remove))
         .route("/hunts", get(intel::hunts))
@@ -143,6 +172,10 @@ pub fn router(state: AppState) -> Router {
     // Intel documents are larger than API requests in general.
     let import = Router::new()
         .route("/api/v1/intel/import", post(intel::import))
+        .route(
+            "/api/v1/intel/reports",
+            get(reports::list).post(reports::upload),
+        )
         .route("/taxii2/", get(taxii::discovery))
         .route("/taxii2/api/", get(taxii::api_root))
         .route("/taxii2/api/collections/", get(taxii::collections))

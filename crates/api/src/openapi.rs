@@ -9,6 +9,10 @@ use mimamori_store::{
     DnsPolicyEntry, Feed, IssuedToken, NewChannel, NewDnsPolicyEntry, NewFeed, NewToken, NewUser,
     NotifyChannel, Severity, StoredIndicator, Suppression, TokenInfo, UpsertReport, User,
 };
+use mimamori_store::{
+    NewSharingGroup, Proposal, ProposalStatus, Report, ReportHit, ReportPage, SharingGroup,
+    SharingGroupPatch,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -27,6 +31,9 @@ use utoipa::{Modify, OpenApi};
         routes::notify::list, routes::notify::create, routes::notify::get, routes::notify::delete, routes::notify::test,
         routes::intel::list, routes::intel::get, routes::intel::import, routes::intel::export, routes::intel::hunts, routes::intel::hunt,
         routes::intel::feeds, routes::intel::create_feed, routes::intel::feed, routes::intel::delete_feed, routes::intel::poll_feed,
+        routes::sharing::list, routes::sharing::create, routes::sharing::get, routes::sharing::update, routes::sharing::delete,
+        routes::reports::upload, routes::reports::list, routes::reports::get, routes::reports::document,
+        routes::reports::accept, routes::reports::reject,
         routes::dns::list, routes::dns::add, routes::dns::get, routes::dns::remove,
         routes::ingest::events,
         routes::query::query,
@@ -40,6 +47,9 @@ use utoipa::{Modify, OpenApi};
         NotifyChannel, NewChannel, ChannelKind, List<NotifyChannel>,
         StoredIndicator, List<StoredIndicator>, UpsertReport, routes::intel::ImportResult,
         Feed, NewFeed, List<Feed>,
+        SharingGroup, NewSharingGroup, SharingGroupPatch, List<SharingGroup>,
+        Report, ReportPage, ReportHit, Proposal, ProposalStatus, List<Report>, List<ReportHit>,
+        routes::reports::ReportDetail, routes::reports::AcceptBody, routes::reports::Decision,
         DnsPolicyEntry, NewDnsPolicyEntry, DnsListKind, List<DnsPolicyEntry>)),
     modifiers(&BearerAuth),
 )]

@@ -66,6 +66,8 @@ pub enum Action {
     IntelRead,
     /// Contribute threat intelligence (owned by an org in scope).
     IntelWrite,
+    /// Create and change sharing groups owned by an org in scope.
+    SharingManage,
     /// Read an org's Protective DNS allow and block lists.
     DnsPolicyRead,
     /// Change them (they apply to the org and, for blocks, its sub-tree).
@@ -148,6 +150,7 @@ impl Role {
                     | NotifyManage
                     | IntelRead
                     | IntelWrite
+                    | SharingManage
                     | DnsPolicyRead
                     | DnsPolicyManage
             ),

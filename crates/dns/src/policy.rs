@@ -15,7 +15,7 @@ use hickory_proto::rr::{Name, RData, Record};
 use ipnet::IpNet;
 
 use crate::nsinfo::NsServer;
-use crate::table::{IpTable, NameTable, NONE};
+use crate::table::{IpTable, NameTable, Slot, NONE};
 use crate::wire::{self, EDE_BLOCKED};
 
 /// What a trigger does (the RPZ "policy actions").
@@ -130,7 +130,13 @@ pub struct Zone {
     /// The RFC 8914 info code sent on answers this zone rewrites.
     ede: u16,
     /// Name triggers; a wildcard `*.x` is stored as the wildcard slot of `x`.
-    names: NameTable,
+    /// Shared, so a patched copy of a big zone (see [`Zone::with_overlay`])
+    /// costs only its overlay.
+    names: Arc<NameTable>,
+    /// Names whose triggers replace `names`' for them (a slot of two `NONE`s
+    /// removes a trigger): how an intel change reaches a built zone without
+    /// rebuilding its million names.
+    overlay: Option<Arc<NameTable>>,
     client_ip: IpTable<u32>,
     resp_ip: IpTable<u32>,
     /// NSDNAME triggers, keyed like `names` by the name server's name.
@@ -227,7 +233,8 @@ impl Zone {
         Self {
             name: Arc::from(name.trim_end_matches('.')),
             ede: EDE_BLOCKED,
-            names: NameTable::new(),
+            names: Arc::new(NameTable::new()),
+            overlay: None,
             client_ip: IpTable::default(),
             resp_ip: IpTable::default(),
             ns_names: NameTable::new(),
@@ -367,7 +374,7 @@ impl Zone {
             return;
         }
         let idx = self.action_index(action);
-        self.names.insert_if_absent(name, wild, idx);
+        Arc::make_mut(&mut self.names).insert_if_absent(name, wild, idx);
         if wild {
             self.stats.wildcard_triggers += 1;
         } else {
@@ -449,7 +456,7 @@ impl Zone {
     }
 
     fn finish(mut self) -> Self {
-        self.names.shrink();
+        Arc::make_mut(&mut self.names).shrink();
         self.ns_names.shrink();
         self
     }
@@ -545,13 +552,52 @@ impl Zone {
     /// then the most specific `*.` wildcard. No allocation.
     #[inline]
     pub fn check_qname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
-        lookup_name(&self.names, name)
+        lookup_name(&self.names, self.overlay.as_deref(), name)
+    }
+
+    /// This zone with `overlay` over its name triggers: for every name the
+    /// overlay holds, its slot replaces the zone's (a slot of two `NONE`s
+    /// removes the name's triggers; use [`Zone::nxdomain_slot`] for a
+    /// block). The name table itself is shared, not copied.
+    pub fn with_overlay(&self, overlay: NameTable) -> Zone {
+        Zone {
+            name: self.name.clone(),
+            ede: self.ede,
+            names: self.names.clone(),
+            overlay: (!overlay.is_empty()).then(|| Arc::new(overlay)),
+            client_ip: self.client_ip.clone(),
+            resp_ip: self.resp_ip.clone(),
+            ns_names: self.ns_names.clone(),
+            ns_ip: self.ns_ip.clone(),
+            soa: self.soa.clone(),
+            actions: self.actions.clone(),
+            stats: self.stats.clone(),
+            override_action: self.override_action.clone(),
+            disabled: self.disabled,
+            signal_nxdomain_ra: self.signal_nxdomain_ra,
+            passthru_falls_through: self.passthru_falls_through,
+        }
+    }
+
+    /// The slot of an NXDOMAIN trigger for a name (`exact_only`: the name
+    /// alone, else the name and its `*.` wildcard), for overlays.
+    pub fn nxdomain_slot(exact_only: bool) -> Slot {
+        Slot {
+            exact: ACT_NXDOMAIN,
+            wild: if exact_only { NONE } else { ACT_NXDOMAIN },
+        }
+    }
+
+    /// The name triggers this zone holds for `name` (lower-case wire), the
+    /// overlay's if it has the name.
+    pub fn name_slot(&self, name: &[u8]) -> Option<Slot> {
+        slot_of(&self.names, self.overlay.as_deref(), name)
     }
 
     /// The NSDNAME trigger for a name server's name (lower-case wire), by
     /// the same exact-then-wildcard rule as QNAME triggers.
     pub fn check_nsdname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
-        lookup_name(&self.ns_names, name).map(|(a, t)| {
+        lookup_name(&self.ns_names, None, name).map(|(a, t)| {
             let at = match t {
                 Trigger::Wildcard { at } => Some(at),
                 _ => None,
@@ -573,11 +619,15 @@ impl Zone {
 /// The trigger for `name` in a name table: the exact name first, then the
 /// most specific `*.` wildcard. No allocation.
 #[inline]
-fn lookup_name(names: &NameTable, name: &[u8]) -> Option<(u32, Trigger)> {
-    if names.is_empty() {
+fn lookup_name(
+    names: &NameTable,
+    overlay: Option<&NameTable>,
+    name: &[u8],
+) -> Option<(u32, Trigger)> {
+    if names.is_empty() && overlay.is_none() {
         return None;
     }
-    if let Some(s) = names.get(name) {
+    if let Some(s) = slot_of(names, overlay, name) {
         if s.exact != NONE {
             return Some((s.exact, Trigger::Qname));
         }
@@ -589,7 +639,10 @@ fn lookup_name(names: &NameTable, name: &[u8]) -> Option<(u32, Trigger)> {
             break;
         }
         at += 1 + len as usize;
-        let Some(s) = name.get(at..).and_then(|suffix| names.get(suffix)) else {
+        let Some(s) = name
+            .get(at..)
+            .and_then(|suffix| slot_of(names, overlay, suffix))
+        else {
             continue;
         };
         if s.wild != NONE {
@@ -603,6 +656,15 @@ fn lookup_name(names: &NameTable, name: &[u8]) -> Option<(u32, Trigger)> {
         }
     }
     None
+}
+
+/// A name's slot: the overlay's when it holds the name, else the table's.
+#[inline]
+fn slot_of(names: &NameTable, overlay: Option<&NameTable>, name: &[u8]) -> Option<Slot> {
+    match overlay.and_then(|o| o.get(name)) {
+        Some(s) => Some(s),
+        None => names.get(name),
+    }
 }
 
 fn read(path: &Path) -> Result<String, PolicyError> {
@@ -1073,6 +1135,45 @@ mod tests {
         assert!(p.check_query(None, ip, &w("ads.example")).is_some());
         assert!(p.check_query(None, ip, &w("notevil.example")).is_none());
         assert!(p.check_query(None, ip, &w("example")).is_none());
+    }
+
+    #[test]
+    fn an_overlay_adds_changes_and_removes_names_and_shares_the_base() {
+        let base = Arc::new(
+            Zone::blocklist("intel", "gone.example\nkept.example\nnarrowed.example\n")
+                .expect("parses"),
+        );
+        let none = Slot {
+            exact: NONE,
+            wild: NONE,
+        };
+        let mut o = NameTable::new();
+        o.set(&w("gone.example"), none);
+        o.set(&w("new.example"), Zone::nxdomain_slot(false));
+        o.set(&w("narrowed.example"), Zone::nxdomain_slot(true));
+        o.set(&w("never.example"), none);
+        let z = base.with_overlay(o);
+        assert!(Arc::ptr_eq(&z.names, &base.names), "the base is shared");
+        let hit = |name: &str| z.check_qname(&w(name)).map(|(_, t)| t);
+        assert_eq!(hit("gone.example"), None);
+        assert_eq!(hit("a.gone.example"), None);
+        assert_eq!(hit("kept.example"), Some(Trigger::Qname));
+        assert!(matches!(
+            hit("x.kept.example"),
+            Some(Trigger::Wildcard { .. })
+        ));
+        assert_eq!(hit("new.example"), Some(Trigger::Qname));
+        assert!(matches!(
+            hit("a.b.new.example"),
+            Some(Trigger::Wildcard { .. })
+        ));
+        // Exact only now: the name, not what is under it.
+        assert_eq!(hit("narrowed.example"), Some(Trigger::Qname));
+        assert_eq!(hit("www.narrowed.example"), None);
+        assert_eq!(hit("never.example"), None);
+        // The base itself is untouched.
+        assert!(base.check_qname(&w("gone.example")).is_some());
+        assert!(base.check_qname(&w("new.example")).is_none());
     }
 
     fn ns(name: &str, addrs: &[&str]) -> NsServer {

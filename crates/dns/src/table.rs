@@ -25,6 +25,7 @@ pub struct Slot {
 /// bytes per name, which for the 1M-name benchmark zone is most of the RSS
 /// budget. A name and its wildcard share one entry, so checking a suffix is
 /// one probe (one likely cache miss), not two.
+#[derive(Clone)]
 pub struct NameTable {
     arena: Vec<u8>,
     table: HashTable<(u32, Slot)>,
@@ -113,6 +114,29 @@ impl NameTable {
             hasher.hash_one(Self::key(arena, o))
         });
         value
+    }
+
+    /// Stores `slot` for `name`, replacing what was there. An overlay table
+    /// (see `Zone::with_overlay`) uses a slot of two `NONE`s to mean "no
+    /// trigger here any more".
+    pub fn set(&mut self, name: &[u8], slot: Slot) {
+        debug_assert!(name.len() <= crate::wire::MAX_NAME);
+        let h = self.hasher.hash_one(name);
+        let arena = &self.arena;
+        if let Some((_, s)) = self
+            .table
+            .find_mut(h, |&(off, _)| Self::key(arena, off) == name)
+        {
+            *s = slot;
+            return;
+        }
+        let off = self.arena.len() as u32;
+        self.arena.push(name.len() as u8);
+        self.arena.extend_from_slice(name);
+        let (arena, hasher) = (&self.arena, &self.hasher);
+        self.table.insert_unique(h, (off, slot), |&(o, _)| {
+            hasher.hash_one(Self::key(arena, o))
+        });
     }
 
     /// Frees the slack left by growth (the zone is immutable once built).

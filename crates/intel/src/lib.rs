@@ -26,7 +26,8 @@ pub use misp::{
 pub use model::{ImportBatch, Indicator, IndicatorKind, Kind, Provenance, Reject, Relation, Tlp};
 pub use normalize::{normalize, refang, NormError};
 pub use report::{
-    extract_proposals, html_to_text, report_from_html, report_from_text, Proposal, Report,
+    extract_proposals, html_to_text, read_report, report_from_html, report_from_pdf,
+    report_from_text, PdfError, PdfLimits, Proposal, Report, ReportError, MAX_REPORT_BYTES,
 };
 pub use score::{score, ScoreConfig};
 pub use stix::{export_stix, import_stix, StixError, StixExportOptions, StixOptions, StixSchemas};

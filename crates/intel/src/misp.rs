@@ -13,6 +13,14 @@
 //! | 2 | connected communities | GREEN |
 //! | 3 | all communities | GREEN (not CLEAR: "all MISP communities" is still not public) |
 //! | 4 | a sharing group | AMBER |
+//!
+//! An event with distribution 4 names its sharing group (`SharingGroup`,
+//! an object or a one-element list, with `name`): the name is put in
+//! [`ImportBatch::sharing_groups`] and the importer shares the event's
+//! indicators with the local sharing group of that name (one the owner
+//! owns or is a member of); an unknown name shares with nobody and is
+//! reported. Attribute- and object-level sharing groups are not mapped:
+//! those attributes are AMBER, shared as the event is.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -302,6 +310,22 @@ fn event(batch: &mut ImportBatch, path: &str, e: &Value, prov: &Provenance) {
         {
             if let Some(v) = c.get("value").and_then(Value::as_str) {
                 galaxy(kind, v, &mut tags);
+            }
+        }
+    }
+    if distribution(e) == Some(4) {
+        let group = match e.get("SharingGroup") {
+            Some(Value::Array(a)) => a.first(),
+            other => other,
+        };
+        if let Some(name) = group
+            .and_then(|g| g.get("name"))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            if !batch.sharing_groups.iter().any(|g| g == name) {
+                batch.sharing_groups.push(name.to_string());
             }
         }
     }

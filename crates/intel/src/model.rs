@@ -344,6 +344,10 @@ pub struct ImportBatch {
     pub unsupported: Vec<Reject>,
     /// MISP attribute types (and the like) skipped, with their counts.
     pub unsupported_types: BTreeMap<String, usize>,
+    /// Names of the sharing groups the input was distributed to (a MISP
+    /// event with distribution 4 names its `SharingGroup`): the importer
+    /// shares the batch with the local groups of those names.
+    pub sharing_groups: Vec<String>,
     #[serde(skip)]
     positions: HashMap<(Kind, String), usize>,
 }

@@ -4,9 +4,9 @@
 //! `readme.md` a file) to trust without a human.
 //!
 //! Pages are kept: text is split on form feeds (what `pdftotext` writes
-//! between pages), HTML is one page. PDF is not read here: the pure-Rust
-//! PDF crates either pull a large dependency tree or extract text poorly;
-//! a caller can run `pdftotext` and pass the text.
+//! between pages), HTML is one page, a PDF gives one page per PDF page
+//! (text extracted with `lopdf`, pure Rust, with a cap on pages and on
+//! each page's decompressed content).
 
 use std::collections::HashMap;
 
@@ -63,6 +63,174 @@ pub fn report_from_html(html: &str) -> Report {
     let pages = vec![html_to_text(html)];
     let proposals = extract_proposals(&pages);
     Report { pages, proposals }
+}
+
+/// Bounds on reading a PDF.
+#[derive(Debug, Clone, Copy)]
+pub struct PdfLimits {
+    /// Most pages read; a longer document is refused.
+    pub max_pages: usize,
+    /// Most decompressed content bytes per page (a small stream can
+    /// inflate without end).
+    pub max_page_bytes: usize,
+    /// Most extracted text, all pages together.
+    pub max_text_bytes: usize,
+}
+
+impl Default for PdfLimits {
+    fn default() -> Self {
+        PdfLimits {
+            max_pages: 500,
+            max_page_bytes: 16 * 1024 * 1024,
+            max_text_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a PDF cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PdfError {
+    #[error("not a PDF: it does not start with %PDF-")]
+    NotPdf,
+    #[error("the PDF cannot be parsed: {0}")]
+    Parse(String),
+    #[error("the PDF is truncated: no %%EOF marker in its last 1024 bytes")]
+    Truncated,
+    #[error("the PDF is encrypted; upload an unencrypted copy")]
+    Encrypted,
+    #[error("the PDF has no pages")]
+    NoPages,
+    #[error("the PDF has {pages} pages; at most {max} are read")]
+    TooManyPages { pages: usize, max: usize },
+    #[error("PDF page {page} cannot be read: {reason}")]
+    Page { page: u32, reason: String },
+    #[error("the PDF's text is over {max} bytes")]
+    TooMuchText { max: usize },
+}
+
+/// A PDF report: the text of each page, then the proposals. All or
+/// nothing: a page that cannot be read fails the document (with the page
+/// number), so no partial document is kept.
+pub fn report_from_pdf(bytes: &[u8], limits: &PdfLimits) -> Result<Report, PdfError> {
+    // The header may follow a little junk (the spec allows 1024 bytes).
+    let head = &bytes[..bytes.len().min(1024)];
+    if !head.windows(5).any(|w| w == b"%PDF-") {
+        return Err(PdfError::NotPdf);
+    }
+    let doc = lopdf::Document::load_mem(bytes).map_err(|e| PdfError::Parse(e.to_string()))?;
+    // lopdf rebuilds a damaged cross-reference table by scanning, so a cut
+    // file parses into a document missing its later pages. A complete file
+    // ends with %%EOF (readers accept it within the last 1024 bytes).
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    if !tail.windows(5).any(|w| w == b"%%EOF") {
+        return Err(PdfError::Truncated);
+    }
+    if doc.is_encrypted() {
+        return Err(PdfError::Encrypted);
+    }
+    let numbers: Vec<u32> = doc.get_pages().keys().copied().collect();
+    if numbers.is_empty() {
+        return Err(PdfError::NoPages);
+    }
+    if numbers.len() > limits.max_pages {
+        return Err(PdfError::TooManyPages {
+            pages: numbers.len(),
+            max: limits.max_pages,
+        });
+    }
+    let mut pages = Vec::with_capacity(numbers.len());
+    let mut total = 0usize;
+    for n in numbers {
+        let text = doc
+            .extract_text_with_limit(&[n], limits.max_page_bytes)
+            .map_err(|e| PdfError::Page {
+                page: n,
+                reason: e.to_string(),
+            })?;
+        total += text.len();
+        if total > limits.max_text_bytes {
+            return Err(PdfError::TooMuchText {
+                max: limits.max_text_bytes,
+            });
+        }
+        pages.push(text);
+    }
+    let proposals = extract_proposals(&pages);
+    Ok(Report { pages, proposals })
+}
+
+/// Largest report document accepted.
+pub const MAX_REPORT_BYTES: usize = 32 * 1024 * 1024;
+
+/// Why a report cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the document is {size} bytes; at most {max} are accepted")]
+    TooLarge { size: usize, max: usize },
+    #[error("the document is empty")]
+    Empty,
+    #[error("{0:?} is not a report format: pdf, html or text")]
+    UnknownFormat(String),
+    #[error("a {format} report must be UTF-8 text: {reason}")]
+    NotUtf8 {
+        format: &'static str,
+        reason: String,
+    },
+    #[error("the report has {pages} pages; at most {max} are read")]
+    TooManyPages { pages: usize, max: usize },
+    #[error(transparent)]
+    Pdf(#[from] PdfError),
+}
+
+/// Reads a report document as `format` (`pdf`, `html` or `text`), or as
+/// what its bytes look like when `format` is `None` (`%PDF-` → PDF, an
+/// HTML start tag → HTML, otherwise text). Returns the format read and the
+/// report.
+pub fn read_report(
+    bytes: &[u8],
+    format: Option<&str>,
+    limits: &PdfLimits,
+) -> Result<(&'static str, Report), ReportError> {
+    if bytes.len() > MAX_REPORT_BYTES {
+        return Err(ReportError::TooLarge {
+            size: bytes.len(),
+            max: MAX_REPORT_BYTES,
+        });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ReportError::Empty);
+    }
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
+    let format = match format {
+        Some("pdf") => "pdf",
+        Some("html") => "html",
+        Some("text") | Some("txt") => "text",
+        Some(other) => return Err(ReportError::UnknownFormat(other.to_string())),
+        None if head.contains("%pdf-") => "pdf",
+        None if head.contains("<html") || head.contains("<!doctype html") => "html",
+        None => "text",
+    };
+    let report = match format {
+        "pdf" => report_from_pdf(bytes, limits)?,
+        _ => {
+            let text = std::str::from_utf8(bytes).map_err(|e| ReportError::NotUtf8 {
+                format,
+                reason: e.to_string(),
+            })?;
+            if format == "html" {
+                report_from_html(text)
+            } else {
+                report_from_text(text)
+            }
+        }
+    };
+    if report.pages.len() > limits.max_pages {
+        return Err(ReportError::TooManyPages {
+            pages: report.pages.len(),
+            max: limits.max_pages,
+        });
+    }
+    Ok((format, report))
 }
 
 /// The indicators mentioned in the pages, de-duplicated, each with every

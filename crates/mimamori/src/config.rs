@@ -44,7 +44,7 @@ pub struct Config {
 }
 
 /// `[intel]`: the threat-intelligence hub.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntelSection {
     /// The `schemas/` folder of oasis-open/cti-stix2-json-schemas: STIX
@@ -52,6 +52,41 @@ pub struct IntelSection {
     /// import is refused with a message saying so; lists and MISP work.
     #[serde(default)]
     pub stix_schemas: Option<std::path::PathBuf>,
+    /// An indicator alert resolved as a true positive keeps the indicators
+    /// that raised it valid for at least this many days from then.
+    #[serde(default = "default_tp_extend_days")]
+    pub true_positive_extend_days: u32,
+    /// An indicator alert closed as a false positive lowers the confidence
+    /// (0–100) of the indicators that raised it by this much.
+    #[serde(default = "default_fp_drop")]
+    pub false_positive_confidence_drop: u8,
+}
+
+impl Default for IntelSection {
+    fn default() -> Self {
+        IntelSection {
+            stix_schemas: None,
+            true_positive_extend_days: default_tp_extend_days(),
+            false_positive_confidence_drop: default_fp_drop(),
+        }
+    }
+}
+
+impl IntelSection {
+    pub fn verdicts(&self) -> mimamori_store::VerdictPolicy {
+        mimamori_store::VerdictPolicy {
+            extend_ms: i64::from(self.true_positive_extend_days) * 86_400_000,
+            false_positive_drop: self.false_positive_confidence_drop.min(100),
+        }
+    }
+}
+
+fn default_tp_extend_days() -> u32 {
+    30
+}
+
+fn default_fp_drop() -> u8 {
+    20
 }
 
 /// `[detection]`: streaming detection on ingested events.

@@ -25,10 +25,15 @@ pub fn detection_config(cfg: &Config) -> DetectionConfig {
 /// The indicator matcher, loaded from the store, kept current by a
 /// watcher that polls for changes every 500 ms.
 pub async fn matcher(store: &Store) -> anyhow::Result<IntelMatcher> {
+    let started = std::time::Instant::now();
     let snapshot = IntelSnapshot::load(store)
         .await
         .context("cannot load the indicators")?;
-    tracing::info!(indicators = snapshot.len(), "indicator matcher loaded");
+    tracing::info!(
+        indicators = snapshot.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "indicator matcher loaded"
+    );
     let matcher = IntelMatcher::new(snapshot);
     mimamori_pipeline::intel::watch(
         matcher.clone(),

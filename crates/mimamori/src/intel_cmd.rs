@@ -9,7 +9,7 @@ use mimamori_intel::{
     import_list, import_misp_event, import_misp_feed_dir, import_stix, ImportBatch, ListFormat,
     ListOptions, MispOptions, Provenance, StixOptions, StixSchemas, Tlp,
 };
-use mimamori_store::AuditActor;
+use mimamori_store::{AuditActor, NewReport, Sharing};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +20,44 @@ pub enum IntelCommand {
     /// Export the indicators an org may see: STIX bundle, RPZ zone, plain
     /// list, or a MISP feed directory.
     Export(ExportArgs),
+    /// The report library: threat reports with their text per page and
+    /// the indicators they mention as proposals.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Add a report (PDF, HTML or text): its text is kept per page and the
+    /// indicators it mentions (defanged ones too) are listed as proposals
+    /// for an analyst to accept over the API.
+    Add(ReportAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportAddArgs {
+    /// Slug or id of the owning org (default: the root, the central SOC).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Title (default: the file name).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Where the report comes from (default: the file name).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// clear, green, amber, amber+strict, red.
+    #[arg(long, default_value = "amber")]
+    pub tlp: String,
+    /// pdf, html or text (default: detected from the content).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Orgs (slug or id) an AMBER report is shared with; repeatable.
+    #[arg(long = "share-with")]
+    pub share_with: Vec<String>,
+    /// Sharing group ids an AMBER report is shared with; repeatable.
+    #[arg(long = "share-group")]
+    pub share_group: Vec<String>,
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +81,11 @@ pub struct ImportArgs {
     /// Orgs (slug or id) AMBER indicators are shared with; repeatable.
     #[arg(long = "share-with")]
     pub share_with: Vec<String>,
+    /// Sharing group ids AMBER indicators are shared with; repeatable. (A
+    /// MISP event with distribution 4 is also shared with the group named
+    /// as its SharingGroup.)
+    #[arg(long = "share-group")]
+    pub share_group: Vec<String>,
     /// Refuse a whole file if any part of it is invalid.
     #[arg(long)]
     pub strict: bool,
@@ -81,6 +124,7 @@ pub async fn run(data_dir: &Path, cmd: IntelCommand) -> anyhow::Result<()> {
     match cmd {
         IntelCommand::Import(a) => import(data_dir, a).await,
         IntelCommand::Export(a) => export(data_dir, a).await,
+        IntelCommand::Report(ReportCommand::Add(a)) => report_add(data_dir, a).await,
     }
 }
 
@@ -137,12 +181,27 @@ async fn import(data_dir: &Path, a: ImportArgs) -> anyhow::Result<()> {
             );
         }
         rejected += batch.rejects.len();
+        let mut sharing = Sharing {
+            orgs: share_with.clone(),
+            groups: a.share_group.clone(),
+        };
+        let (found, unknown) = store
+            .group_resolve_names(&owner, &batch.sharing_groups)
+            .await?;
+        sharing.groups.extend(found);
+        for name in unknown {
+            eprintln!(
+                "{}: no sharing group named {name:?} that {} owns or is a member of; shared with nobody",
+                path.display(),
+                owner.slug
+            );
+        }
         let r = store
-            .intel_upsert(
+            .intel_upsert_with(
                 &AuditActor::local_operator(),
                 &owner,
                 &batch.indicators,
-                &share_with,
+                &sharing,
                 &source,
             )
             .await?;
@@ -295,5 +354,71 @@ async fn export(data_dir: &Path, a: ExportArgs) -> anyhow::Result<()> {
         indicators.len(),
         org.slug
     );
+    Ok(())
+}
+
+async fn report_add(data_dir: &Path, a: ReportAddArgs) -> anyhow::Result<()> {
+    let (_, store) = open_store(data_dir).await?;
+    let (root, scope) = root_scope(&store).await?;
+    let owner = match &a.org {
+        Some(k) => find_org(&store, &scope, k).await?,
+        None => root,
+    };
+    let mut orgs = vec![];
+    for k in &a.share_with {
+        orgs.push(find_org(&store, &scope, k).await?.id.to_string());
+    }
+    let tlp = tlp(&a.tlp)?;
+    let meta =
+        std::fs::metadata(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    if meta.len() > mimamori_intel::MAX_REPORT_BYTES as u64 {
+        bail!(
+            "{}: {} bytes; at most {} are accepted",
+            a.file.display(),
+            meta.len(),
+            mimamori_intel::MAX_REPORT_BYTES
+        );
+    }
+    let bytes =
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let (format, report) = mimamori_intel::read_report(
+        &bytes,
+        a.format.as_deref(),
+        &mimamori_intel::PdfLimits::default(),
+    )
+    .map_err(|e| anyhow!("{}: {e}", a.file.display()))?;
+    let name = a
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let new = NewReport {
+        title: a.title.clone().unwrap_or_else(|| name.clone()),
+        source: a.source.clone().unwrap_or(name),
+        tlp,
+        format: format.to_string(),
+        document: bytes,
+        pages: report.pages,
+        proposals: report.proposals,
+    };
+    let sharing = Sharing {
+        orgs,
+        groups: a.share_group.clone(),
+    };
+    let r = store
+        .report_create(&AuditActor::local_operator(), &owner, &new, &sharing)
+        .await?;
+    let proposals = store.report_proposals(&r).await?;
+    store.close().await;
+    println!(
+        "report {} added to {}: {} page(s) of {format}, {} indicator proposal(s)",
+        r.id,
+        owner.slug,
+        r.page_count,
+        proposals.len()
+    );
+    for p in proposals.iter().take(50) {
+        println!("  {} {} {}", p.id, p.kind.name(), p.value);
+    }
     Ok(())
 }

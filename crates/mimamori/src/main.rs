@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod demo_feed;
 mod detection;
+mod dns_policy;
 mod ingest_cmd;
 mod intel_cmd;
 mod pdns;

@@ -7,11 +7,12 @@
 //!   one) for everyone; a member's or supervisor's own for its sub-tree; an
 //!   AMBER one also for the orgs it is shared with. Plus each org's own
 //!   allow and block lists from the store (`/api/v1/dns/policy`), applied
-//!   down the tree as [`build_policy`] describes. Clients are mapped to
+//!   down the tree as `crate::dns_policy::assemble` describes. Clients are mapped to
 //!   orgs by the orgs' declared networks, else by a DoH path token
 //!   (`/dns-query/<dns-client token>`), else to the root org. A watcher
-//!   rebuilds the policy when the intel, the org tree, the lists or the DNS
-//!   client tokens change and swaps it in without stopping the resolver
+//!   patches the policy when indicators change and rebuilds it when the org
+//!   tree, the lists or the DNS client tokens change (see
+//!   [`crate::dns_policy`]), and swaps it in without stopping the resolver
 //!   (checked every 500 ms, so a change applies within a second).
 //! - **query log**: every answered query becomes a DNS Activity event of
 //!   the client's org (the root org when the client is in no declared
@@ -20,14 +21,14 @@
 //!   bounded and counts drops, and a full ingest queue drops the batch
 //!   (counted) instead of waiting.
 
+use crate::dns_policy::{PolicyState, Refresh, Version};
 use anyhow::{anyhow, Context};
 use clap::Args;
 use mimamori_dns::{
-    query_log, Action, OrgPolicy, PdnsConfig, Policy, PolicyHandle, Secondary, XfrConfig, Zone,
+    query_log, Action, PdnsConfig, Policy, PolicyHandle, Secondary, XfrConfig, Zone,
 };
 use mimamori_event::{EventBody, Normalized, OcsfClass};
-use mimamori_intel::{IndicatorKind, Tlp};
-use mimamori_store::{ActiveIndicator, DnsClientToken, DnsListItem, DnsListKind, Store};
+use mimamori_store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -302,239 +303,18 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The EDE code on answers blocked by intel or by an ancestor org's block
-/// list: 15 Blocked (RFC 8914).
-const EDE_BLOCKED: u16 = 15;
-/// The EDE code on answers blocked by the client's own org's list: 17
-/// Filtered (the org asked for it).
-const EDE_FILTERED: u16 = 17;
-
-/// One org's list from the store, as zones.
-struct OrgLists {
-    /// The list with its allows as PASSTHRU: checked for the org itself
-    /// (an allow exempts from everything after it) and, for the allows, for
-    /// the orgs beneath it.
-    own: Arc<Zone>,
-    /// The same triggers, checked first for the orgs beneath it: a block
-    /// there is binding, and an allow only lifts this org's own blocks.
-    mandate: Option<Arc<Zone>>,
-    has_allow: bool,
-}
-
-fn org_lists(orgs: &[mimamori_core::Org], items: &[DnsListItem]) -> HashMap<String, OrgLists> {
-    let slugs: HashMap<&str, &str> = orgs
-        .iter()
-        .map(|o| (o.id.as_str(), o.slug.as_str()))
-        .collect();
-    let mut by_org: HashMap<&str, Vec<&DnsListItem>> = HashMap::new();
-    for it in items {
-        by_org.entry(it.org_id.as_str()).or_default().push(it);
-    }
-    let mut out = HashMap::new();
-    for (org_id, items) in by_org {
-        let Some(slug) = slugs.get(org_id) else {
-            continue;
-        };
-        let name = format!("dns:{slug}");
-        let mut own = Zone::new(&name).with_ede(EDE_FILTERED);
-        let mut mandate = Zone::new(&name)
-            .with_ede(EDE_BLOCKED)
-            .with_passthru_falling_through();
-        let (mut has_allow, mut has_block) = (false, false);
-        for it in items {
-            let action = match it.kind {
-                DnsListKind::Allow => {
-                    has_allow = true;
-                    Action::Passthru
-                }
-                DnsListKind::Block => {
-                    has_block = true;
-                    Action::NxDomain
-                }
-            };
-            // The store validated the name; one that still makes no DNS
-            // name is skipped rather than failing the whole policy.
-            for z in [&mut own, &mut mandate] {
-                let _ = z.add_qname(&it.domain, action.clone());
-                let _ = z.add_qname(&format!("*.{}", it.domain), action.clone());
-            }
-        }
-        out.insert(
-            org_id.to_string(),
-            OrgLists {
-                own: Arc::new(own),
-                mandate: has_block.then(|| Arc::new(mandate)),
-                has_allow,
-            },
-        );
-    }
-    out
-}
-
-fn hex32(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in b.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
-/// The policy: the intel as described in the module docs, each org's own
-/// lists down the tree, the DoH client tokens, then the file zones.
-///
-/// For a client of org O whose ancestors are R (the root) … P (its
-/// parent), the zones are checked in this order, the first match deciding:
-///
-/// 1. the lists of R … P, top-down, as mandates: their blocks apply to O
-///    and nothing at O's level lifts them (an ancestor's allow only lifts
-///    that ancestor's own, wider block);
-/// 2. O's own list: an allow exempts from everything below, a block
-///    blocks (within the list the more specific entry wins);
-/// 3. the allows of P … R, nearest first: exempt from intel and the file
-///    zones;
-/// 4. the intel shared with O, then the global zones: the configured files
-///    (allowlists, RPZ, blocklists) and the intel for everyone.
-///
-/// Clients in no org's network and without a DoH token get the root's
-/// policy.
-pub fn build_policy(
-    file_zones: &[Arc<Zone>],
-    indicators: &[ActiveIndicator],
-    orgs: &[mimamori_core::Org],
-    lists: &[DnsListItem],
-    tokens: &[DnsClientToken],
-) -> Policy {
-    let root = orgs.iter().find(|o| o.parent_id.is_none());
-    let root_path = root
-        .map(|o| o.path.as_str().to_string())
-        .unwrap_or_default();
-    fn domain(a: &ActiveIndicator) -> Option<(&str, bool)> {
-        match a.indicator.kind {
-            IndicatorKind::Domain { exact } => Some((a.indicator.value.as_str(), exact)),
-            _ => None,
-        }
-    }
-    let add = |zone: &mut Zone, name: &str, exact: bool| {
-        // A name that does not make a DNS name is skipped, not fatal.
-        let _ = zone.add_qname(name, Action::NxDomain);
-        if !exact {
-            let _ = zone.add_qname(&format!("*.{name}"), Action::NxDomain);
-        }
-    };
-    let mut global = Zone::new("intel").with_ede(EDE_BLOCKED);
-    let mut per_org: HashMap<&str, Zone> = HashMap::new();
-    for a in indicators {
-        let Some((name, exact)) = domain(a) else {
-            continue;
-        };
-        if a.indicator.tlp <= Tlp::Green || a.owner_path == root_path {
-            add(&mut global, name, exact);
-            continue;
-        }
-        for o in orgs {
-            if a.protects(o.id.as_str(), o.path.as_str()) {
-                let z = per_org.entry(o.id.as_str()).or_insert_with(|| {
-                    Zone::new(&format!("intel:{}", o.slug)).with_ede(EDE_BLOCKED)
-                });
-                add(z, name, exact);
-            }
-        }
-    }
-    let mut zones: Vec<Arc<Zone>> = file_zones.to_vec();
-    zones.push(Arc::new(global));
-    let mut policy = Policy::new(zones);
-    let mut per_org: HashMap<&str, Arc<Zone>> =
-        per_org.into_iter().map(|(k, z)| (k, Arc::new(z))).collect();
-    let lists = org_lists(orgs, lists);
-    for o in orgs {
-        // The path is the ids from the root down to the org itself.
-        let chain: Vec<&str> = o
-            .path
-            .as_str()
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let ancestors = &chain[..chain.len().saturating_sub(1)];
-        let mut zones: Vec<Arc<Zone>> = vec![];
-        for a in ancestors {
-            if let Some(m) = lists.get(*a).and_then(|l| l.mandate.clone()) {
-                zones.push(m);
-            }
-        }
-        if let Some(l) = lists.get(o.id.as_str()) {
-            zones.push(l.own.clone());
-        }
-        for a in ancestors.iter().rev() {
-            if let Some(l) = lists.get(*a).filter(|l| l.has_allow) {
-                zones.push(l.own.clone());
-            }
-        }
-        zones.extend(per_org.remove(o.id.as_str()));
-        policy = policy.with_org(OrgPolicy {
-            // The org id: the query log maps entries back to orgs by it.
-            name: Arc::from(o.id.as_str()),
-            networks: o.networks.clone(),
-            zones,
-        });
-    }
-    if let Some(r) = root {
-        policy = policy.with_fallback_org(r.id.as_str());
-    }
-    for t in tokens {
-        let Some(digest) = hex32(&t.secret_hash) else {
-            continue;
-        };
-        let expires = t.expires_at.and_then(|ms| {
-            std::time::UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).ok()?))
-        });
-        policy = policy.with_doh_token(&t.org_id, digest, expires);
-    }
-    policy
-}
-
-async fn load_policy(store: &Store, files: &[Arc<Zone>]) -> anyhow::Result<Policy> {
-    let indicators = store.intel_active().await?;
-    let Some(root) = store.root_org().await? else {
-        return Ok(Policy::new(files.to_vec()));
-    };
-    let orgs = store
-        .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
-        .await?;
-    let lists = store.dns_policy_all().await?;
-    let tokens = store.dns_client_tokens().await?;
-    let files = files.to_vec();
-    Ok(tokio::task::spawn_blocking(move || {
-        build_policy(&files, &indicators, &orgs, &lists, &tokens)
-    })
-    .await?)
-}
-
-/// What the watcher compares to notice a change worth a rebuild.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Version {
-    intel: mimamori_pipeline::intel::SnapshotVersion,
-    dns: mimamori_store::DnsPolicyVersion,
-}
-
-impl Version {
-    async fn of(store: &Store) -> anyhow::Result<Version> {
-        Ok(Version {
-            intel: mimamori_pipeline::intel::SnapshotVersion::of(store).await?,
-            dns: store.dns_policy_version().await?,
-        })
-    }
+/// How often the policy was patched and rebuilt (for `/metrics`).
+#[derive(Debug, Default)]
+struct Refreshes {
+    patches: AtomicU64,
+    rebuilds: AtomicU64,
 }
 
 /// The resolver `serve` runs; dropping it stops the resolver.
 pub struct Running {
     pub handle: mimamori_dns::Handle,
     pub dropped_events: Arc<AtomicU64>,
+    refreshes: Arc<Refreshes>,
     watcher: tokio::task::JoinHandle<()>,
     /// The refresh loops of transferred RPZ zones.
     followers: Vec<tokio::task::JoinHandle<()>>,
@@ -547,10 +327,21 @@ impl Running {
         let engine = self.handle.engine().clone();
         let dropped = self.dropped_events.clone();
         let sources = self.sources.clone();
+        let refreshes = self.refreshes.clone();
         Arc::new(move || {
             let s = engine.stats();
             let (xfr_ok, xfr_failed) = sources.xfr_stats();
             vec![
+                (
+                    "pdns_policy_patches",
+                    "Intel changes applied to the DNS policy as an overlay",
+                    refreshes.patches.load(Ordering::Relaxed),
+                ),
+                (
+                    "pdns_policy_rebuilds",
+                    "Full rebuilds of the DNS policy from the store",
+                    refreshes.rebuilds.load(Ordering::Relaxed),
+                ),
                 (
                     "pdns_rpz_transfers",
                     "RPZ zone transfers (AXFR or IXFR) loaded",
@@ -650,7 +441,13 @@ pub async fn start_in_serve(
         &section.allowlists,
     )?;
     sources.first_transfers().await;
-    let policy = PolicyHandle::new(load_policy(store, &sources.zones()).await?);
+    let started = Instant::now();
+    let state = PolicyState::load(store, &sources.zones()).await?;
+    let policy = PolicyHandle::new(state.policy());
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "DNS policy loaded"
+    );
     let (log, rx) = query_log(65_536);
     let mut cfg = PdnsConfig::new(listen, vec![]);
     cfg.upstream_specs = section
@@ -677,6 +474,7 @@ pub async fn start_in_serve(
         )
     };
     let dropped = Arc::new(AtomicU64::new(0));
+    let refreshes = Arc::new(Refreshes::default());
     if let (Some(ingest), Some(root)) = (ingest, store.root_org().await?) {
         let dropped = dropped.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -688,8 +486,9 @@ pub async fn start_in_serve(
     let watcher = {
         let store = store.clone();
         let sources = sources.clone();
+        let refreshes = refreshes.clone();
         tokio::spawn(async move {
-            let mut seen = Version::of(&store).await.unwrap_or_default();
+            let mut state = state;
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let now = match Version::of(&store).await {
@@ -700,19 +499,34 @@ pub async fn start_in_serve(
                     }
                 };
                 let zones_dirty = zones_changed.swap(false, Ordering::SeqCst);
-                if now == seen && !zones_dirty {
-                    continue;
-                }
                 let started = Instant::now();
-                match load_policy(&store, &sources.zones()).await {
-                    Ok(p) => {
+                match state
+                    .refresh(&store, &sources.zones(), now, zones_dirty)
+                    .await
+                {
+                    Ok((Refresh::Unchanged, _)) => {}
+                    Ok((how, Some(p))) => {
                         policy.set(p);
-                        seen = now;
-                        tracing::info!(
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "DNS policy reloaded (intel, org tree, lists or client tokens changed)"
-                        );
+                        let elapsed_ms = started.elapsed().as_millis() as u64;
+                        match how {
+                            Refresh::Patched(names) => {
+                                refreshes.patches.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(
+                                    overlay_names = names,
+                                    elapsed_ms,
+                                    "DNS policy patched (indicators changed)"
+                                );
+                            }
+                            _ => {
+                                refreshes.rebuilds.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(
+                                    elapsed_ms,
+                                    "DNS policy rebuilt (org tree, groups, lists, client tokens or zones changed, or a bulk intel change)"
+                                );
+                            }
+                        }
                     }
+                    Ok((_, None)) => {}
                     Err(e) => {
                         if zones_dirty {
                             zones_changed.store(true, Ordering::SeqCst);
@@ -726,6 +540,7 @@ pub async fn start_in_serve(
     Ok(Some(Running {
         handle,
         dropped_events: dropped,
+        refreshes,
         watcher,
         followers,
         sources,

@@ -110,7 +110,7 @@ pub async fn start(
         )
     })?;
     let api_addr = listener.local_addr()?;
-    let mut state = mimamori_api::AppState::new(store.clone());
+    let mut state = mimamori_api::AppState::new(store.clone()).with_verdicts(cfg.intel.verdicts());
     let mut consumers: Vec<Box<dyn mimamori_ingest::Consumer>> = vec![];
     let mut detection = None;
     let matcher = crate::detection::matcher(&store).await?;

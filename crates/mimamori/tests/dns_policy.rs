@@ -393,3 +393,142 @@ async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
     until("127.0.0.2", &dns, "a1-only.example", NOERROR);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// Imports `body` (a plain list) as owned by `org` with `params` (e.g.
+/// `tlp=amber&subdomains=true`).
+async fn import(api: &Api, token: &str, org: &str, params: &str, body: &str) {
+    let r = api
+        .client
+        .post(format!(
+            "{}/api/v1/intel/import?format=plain&org_id={org}&source=t&{params}",
+            api.base
+        ))
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert_eq!(status, 200, "{}", r.text().await.unwrap());
+}
+
+/// The value of one counter on `/metrics`.
+async fn metric(api: &Api, name: &str) -> u64 {
+    let text = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("mimamori_{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Indicator changes reach the running resolver as patches of its policy
+/// (no rebuild): additions for everyone and per org, a GREEN indicator
+/// made AMBER (it leaves everyone's zone for its owner's sub-tree), an
+/// AMBER share made RED (it leaves the org it was shared with), exact
+/// names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intel_changes_are_patched_into_the_running_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report: Value =
+        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
+    let soc = report["admin_token"].as_str().unwrap().to_string();
+    let sup = org_add(&data, "soc", "sup", "supervisor", None);
+    let a1 = org_add(&data, "sup", "a1", "member", Some("127.0.0.2/32"));
+    let m1 = org_add(&data, "soc", "m1", "member", Some("127.0.0.3/32"));
+    let (up, _stop) = upstream();
+    let mut cmd = mimamori(&data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
+        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
+    let (_server, lines) = spawn_until(
+        &mut cmd,
+        &["API listening", "Protective DNS listening"],
+        Duration::from_secs(60),
+    );
+    let last = |l: &str| l.split_whitespace().last().unwrap().to_string();
+    let api = Api {
+        base: last(&lines[0]),
+        client: reqwest::Client::new(),
+    };
+    let dns = last(&lines[1]);
+    let (a1_host, m1_host, roaming) = ("127.0.0.2", "127.0.0.3", "127.0.0.1");
+
+    // The supervisor's GREEN indicator blocks for everyone.
+    import(
+        &api,
+        &soc,
+        &sup,
+        "tlp=green&subdomains=true",
+        "turns-amber.example\n",
+    )
+    .await;
+    let t = until(m1_host, &dns, "www.turns-amber.example", NXDOMAIN);
+    eprintln!("GREEN indicator enforced after {} ms", t.as_millis());
+    assert_eq!(ask(a1_host, &dns, "www.turns-amber.example"), NXDOMAIN);
+    assert_eq!(ask(roaming, &dns, "turns-amber.example"), NXDOMAIN);
+    // Reported again as AMBER (the stricter TLP wins): the supervisor's
+    // sub-tree only.
+    import(
+        &api,
+        &soc,
+        &sup,
+        "tlp=amber&subdomains=true",
+        "turns-amber.example\n",
+    )
+    .await;
+    let t = until(m1_host, &dns, "www.turns-amber.example", NOERROR);
+    eprintln!("GREEN → AMBER enforced after {} ms", t.as_millis());
+    assert_eq!(ask(a1_host, &dns, "www.turns-amber.example"), NXDOMAIN);
+    assert_eq!(ask(roaming, &dns, "turns-amber.example"), NOERROR);
+
+    // a1's AMBER indicator shared with m1; then a1 makes it RED.
+    import(
+        &api,
+        &soc,
+        &a1,
+        &format!("tlp=amber&subdomains=true&share_with={m1}"),
+        "shared-then-red.example\n",
+    )
+    .await;
+    until(m1_host, &dns, "x.shared-then-red.example", NXDOMAIN);
+    assert_eq!(ask(a1_host, &dns, "shared-then-red.example"), NXDOMAIN);
+    assert_eq!(ask(roaming, &dns, "shared-then-red.example"), NOERROR);
+    import(
+        &api,
+        &soc,
+        &a1,
+        "tlp=red&subdomains=true",
+        "shared-then-red.example\n",
+    )
+    .await;
+    until(m1_host, &dns, "x.shared-then-red.example", NOERROR);
+    assert_eq!(ask(a1_host, &dns, "x.shared-then-red.example"), NXDOMAIN);
+
+    // The central SOC's exact name: the name, not what is under it.
+    import(
+        &api,
+        &soc,
+        report["root_org_id"].as_str().unwrap(),
+        "tlp=amber",
+        "exact-only.example\n",
+    )
+    .await;
+    until(m1_host, &dns, "exact-only.example", NXDOMAIN);
+    assert_eq!(ask(m1_host, &dns, "www.exact-only.example"), NOERROR);
+    assert_eq!(ask(a1_host, &dns, "exact-only.example"), NXDOMAIN);
+
+    // Each change was a patch; the policy was never rebuilt.
+    assert!(metric(&api, "pdns_policy_patches").await >= 5);
+    assert_eq!(metric(&api, "pdns_policy_rebuilds").await, 0);
+}

@@ -2,7 +2,8 @@
 //! Protective DNS resolver blocks it (real DNS over UDP) → the blocked
 //! query is telemetry → detection raises an alert for the client's org.
 //! Plus the offline tools: `mimamori hunt`, `mimamori rules check`,
-//! `mimamori intel import/export`, and the demo's detections.
+//! `mimamori intel import/export`, `mimamori intel report add`, and the
+//! demo's detections.
 
 mod common;
 
@@ -478,6 +479,88 @@ fn intel_import_and_export_on_the_command_line() {
     );
     assert!(feed.join("manifest.json").exists());
     assert!(feed.join("hashes.csv").exists());
+}
+
+/// A one-font PDF with one page per text, cross-reference table and all,
+/// written by hand (independent of the reader under test).
+fn pdf(pages: &[&str]) -> Vec<u8> {
+    let kids: Vec<String> = (0..pages.len())
+        .map(|i| format!("{} 0 R", 4 + 2 * i))
+        .collect();
+    let mut objs = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            pages.len()
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    ];
+    for (i, text) in pages.iter().enumerate() {
+        objs.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET\n");
+        objs.push(format!(
+            "<< /Length {} >>\nstream\n{content}endstream",
+            content.len()
+        ));
+    }
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = vec![];
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for off in offsets {
+        out.extend(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn intel_report_add_reads_a_pdf_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run_ok(mimamori(&data).args(["init", "--json"]));
+    let report = dir.path().join("q3.pdf");
+    std::fs::write(
+        &report,
+        pdf(&["Q3 report", "Payloads were staged on cdn-update[.]example"]),
+    )
+    .unwrap();
+    let out = run_ok(
+        mimamori(&data)
+            .args([
+                "intel", "report", "add", "--tlp", "amber", "--title", "Q3", "--source", "cert",
+            ])
+            .arg(&report),
+    );
+    assert!(out.contains("2 page(s) of pdf"), "{out}");
+    // A name in prose is proposed as that host (exact), not its sub-domains.
+    assert!(out.contains("hostname cdn-update.example"), "{out}");
+    // A broken PDF is refused with the reason.
+    let broken = dir.path().join("broken.pdf");
+    std::fs::write(&broken, b"%PDF-1.7\nnot really").unwrap();
+    let err = run_err(
+        mimamori(&data)
+            .args(["intel", "report", "add"])
+            .arg(&broken),
+    );
+    assert!(
+        err.contains("broken.pdf") && err.contains("cannot be parsed"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use crate::DetectionConfig;
 use mimamori_core::Org;
 use mimamori_ingest::archive::Archive;
 use mimamori_intel::{ImportBatch, StixSchemas};
-use mimamori_store::{AuditActor, Store, StoreError, UpsertReport};
+use mimamori_store::{AuditActor, Sharing, Store, StoreError, UpsertReport};
 use std::sync::Arc;
 
 /// Everything the intel API needs, shared by the handlers.
@@ -47,10 +47,41 @@ impl IntelHub {
         source: &str,
         retro: bool,
     ) -> Result<Imported, StoreError> {
+        let sharing = Sharing {
+            orgs: share_with.to_vec(),
+            groups: vec![],
+        };
+        self.import_with(actor, owner, batch, &sharing, source, retro)
+            .await
+    }
+
+    /// [`IntelHub::import`] sharing AMBER indicators with orgs and sharing
+    /// groups.
+    pub async fn import_with(
+        &self,
+        actor: &AuditActor,
+        owner: &Org,
+        batch: &ImportBatch,
+        sharing: &Sharing,
+        source: &str,
+        retro: bool,
+    ) -> Result<Imported, StoreError> {
         let report = self
             .store
-            .intel_upsert(actor, owner, &batch.indicators, share_with, source)
+            .intel_upsert_with(actor, owner, &batch.indicators, sharing, source)
             .await?;
+        self.after_change(&report, source, retro).await
+    }
+
+    /// After indicators changed outside an import (an accepted report
+    /// proposal): reload the matcher, retro-hunt what changed.
+    pub async fn after_change(
+        &self,
+        report: &UpsertReport,
+        source: &str,
+        retro: bool,
+    ) -> Result<Imported, StoreError> {
+        let report = report.clone();
         if let Err(e) = self.matcher.reload_if_changed(&self.store).await {
             tracing::error!(error = %e, "cannot reload the matcher after an import; the watcher will retry");
         }

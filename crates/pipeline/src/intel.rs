@@ -89,13 +89,16 @@ pub struct IntelSnapshot {
     pub version: SnapshotVersion,
 }
 
-/// `(count, newest change)` of the indicators and of the org tree: a
-/// snapshot is rebuilt when either changes (a new org must be protected
-/// by its ancestors' indicators at once).
+/// `(count, newest change)` of the indicators, the org tree and the
+/// sharing groups: a snapshot is patched when only indicators changed, and
+/// rebuilt when the tree or a group changed (a new org must be protected
+/// by its ancestors' indicators at once, a new group member by what was
+/// shared with the group).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotVersion {
     pub indicators: (i64, i64),
     pub orgs: (i64, i64),
+    pub groups: (i64, i64),
 }
 
 impl SnapshotVersion {
@@ -103,6 +106,7 @@ impl SnapshotVersion {
         Ok(SnapshotVersion {
             indicators: store.intel_version().await?,
             orgs: store.org_version().await?,
+            groups: store.sharing_version().await?,
         })
     }
 }
@@ -456,9 +460,15 @@ impl IntelView {
 }
 
 /// When a patch is no longer worth it: past this many changed rows the
-/// base is rebuilt instead (a bulk import), and a base older than
-/// [`BASE_MAX_AGE`] is rebuilt at the next change.
-pub const PATCH_MAX_ROWS: usize = 50_000;
+/// base is rebuilt instead, inline (a bulk import). Reading and indexing
+/// this many rows takes well under a second, which is what makes a big
+/// feed's change still a patch.
+pub const PATCH_MAX_ROWS: usize = 200_000;
+/// Past this many patched rows, or with a base older than
+/// [`BASE_MAX_AGE`], a new base is built in the background while patches
+/// keep applying: every change re-indexes the whole patch, so the patch is
+/// kept small.
+pub const REBASE_AT_ROWS: usize = 20_000;
 pub const BASE_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// How far before the newest change it has seen a patch re-reads. Intel
@@ -472,6 +482,8 @@ pub struct IntelMatcher {
     current: Arc<ArcSwap<IntelView>>,
     /// One reload at a time (the watcher and the intel hub both reload).
     reloading: Arc<tokio::sync::Mutex<()>>,
+    /// A background rebuild of the base is under way.
+    rebasing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl IntelMatcher {
@@ -479,6 +491,7 @@ impl IntelMatcher {
         IntelMatcher {
             current: Arc::new(ArcSwap::from_pointee(IntelView::full(snapshot))),
             reloading: Default::default(),
+            rebasing: Default::default(),
         }
     }
 
@@ -518,53 +531,20 @@ impl IntelMatcher {
             return Ok(false);
         }
         let started = Instant::now();
-        let patchable = version.orgs == current.version.orgs
-            // Rows are deleted only with their org, but be sure.
-            && version.indicators.0 >= current.base.version.indicators.0
-            && mimamori_core::now_millis() - current.base_built_ms
-                < BASE_MAX_AGE.as_millis() as i64;
-        if patchable {
-            let since = current.version.indicators.1 - CLOCK_SLACK_MS;
-            if let Some(changes) = store.intel_changed_since(since, PATCH_MAX_ROWS).await? {
-                let (mut rows, mut superseded) = match &current.patch {
-                    Some(p) => (p.rows.clone(), p.superseded.clone()),
-                    None => Default::default(),
-                };
-                for id in changes.changed_ids {
-                    rows.remove(&id);
-                    superseded.insert(id);
-                }
-                for a in changes.active {
-                    rows.insert(a.id.clone(), a);
-                }
-                if superseded.len() <= PATCH_MAX_ROWS {
-                    let changed = superseded.len();
-                    let org_paths = current.base.org_paths.clone();
-                    let patch = tokio::task::spawn_blocking(move || Patch {
-                        snapshot: IntelSnapshot::build(
-                            rows.values().cloned().collect(),
-                            org_paths,
-                            version,
-                        ),
-                        rows,
-                        superseded,
-                    })
-                    .await
-                    .map_err(build_failed)?;
-                    self.current.store(Arc::new(IntelView {
-                        base: current.base.clone(),
-                        patch: Some(patch),
-                        version,
-                        base_built_ms: current.base_built_ms,
-                    }));
-                    tracing::debug!(
-                        changed_rows = changed,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "indicator matcher patched"
-                    );
-                    return Ok(true);
-                }
+        if let Some(view) = patched(store, &current, version).await? {
+            let rows = view.patch_rows();
+            let old =
+                mimamori_core::now_millis() - view.base_built_ms >= BASE_MAX_AGE.as_millis() as i64;
+            self.current.store(Arc::new(view));
+            tracing::debug!(
+                changed_rows = rows,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "indicator matcher patched"
+            );
+            if rows > REBASE_AT_ROWS || old {
+                self.rebase_in_background(store.clone());
             }
+            return Ok(true);
         }
         let snap = IntelSnapshot::load(store).await?;
         let n = snap.len();
@@ -576,6 +556,110 @@ impl IntelMatcher {
         );
         Ok(true)
     }
+
+    /// Builds a new base from the store without holding up reloads, then
+    /// swaps it in with the changes made meanwhile patched onto it (never
+    /// serving a view older than the one it replaces).
+    fn rebase_in_background(&self, store: Store) {
+        use std::sync::atomic::Ordering;
+        if self.rebasing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let matcher = self.clone();
+        tokio::spawn(async move {
+            // A patch onto the new base re-reads the rows of the last
+            // CLOCK_SLACK_MS, which right after a bulk change is the bulk
+            // itself: then build again once they are out of that window.
+            for attempt in 0..3 {
+                let started = Instant::now();
+                let result = async {
+                    let fresh = IntelView::full(IntelSnapshot::load(&store).await?);
+                    let _one_at_a_time = matcher.reloading.lock().await;
+                    let version = SnapshotVersion::of(&store).await?;
+                    let view = if version == fresh.version {
+                        Some(fresh)
+                    } else {
+                        patched(&store, &fresh, version).await?
+                    };
+                    // None: too much changed meanwhile; the next reload
+                    // rebuilds in full.
+                    let rows = view.as_ref().map(IntelView::patch_rows);
+                    if let Some(view) = view {
+                        matcher.current.store(Arc::new(view));
+                    }
+                    Ok::<Option<usize>, mimamori_store::StoreError>(rows)
+                }
+                .await;
+                match result {
+                    Ok(rows) => {
+                        tracing::info!(
+                            installed = rows.is_some(),
+                            patch_rows = rows.unwrap_or(0),
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "indicator matcher base rebuilt in the background"
+                        );
+                        if rows.is_none_or(|r| r <= REBASE_AT_ROWS) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(attempt, error = %e, "cannot rebuild the indicator base; patches go on");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(CLOCK_SLACK_MS as u64)).await;
+            }
+            matcher.rebasing.store(false, Ordering::SeqCst);
+        });
+    }
+}
+
+/// `current` brought to `version` by a patch of the rows changed since it,
+/// or `None` when a patch cannot do it: the org tree or a sharing group
+/// changed, rows disappeared, or more than [`PATCH_MAX_ROWS`] changed.
+async fn patched(
+    store: &Store,
+    current: &IntelView,
+    version: SnapshotVersion,
+) -> Result<Option<IntelView>, mimamori_store::StoreError> {
+    let patchable = version.orgs == current.version.orgs
+        && version.groups == current.version.groups
+        // Rows are deleted only with their org, but be sure.
+        && version.indicators.0 >= current.base.version.indicators.0;
+    if !patchable {
+        return Ok(None);
+    }
+    let since = current.version.indicators.1 - CLOCK_SLACK_MS;
+    let Some(changes) = store.intel_changed_since(since, PATCH_MAX_ROWS).await? else {
+        return Ok(None);
+    };
+    let (mut rows, mut superseded) = match &current.patch {
+        Some(p) => (p.rows.clone(), p.superseded.clone()),
+        None => Default::default(),
+    };
+    for id in changes.changed_ids {
+        rows.remove(&id);
+        superseded.insert(id);
+    }
+    for a in changes.active {
+        rows.insert(a.id.clone(), a);
+    }
+    if superseded.len() > PATCH_MAX_ROWS {
+        return Ok(None);
+    }
+    let org_paths = current.base.org_paths.clone();
+    let patch = tokio::task::spawn_blocking(move || Patch {
+        snapshot: IntelSnapshot::build(rows.values().cloned().collect(), org_paths, version),
+        rows,
+        superseded,
+    })
+    .await
+    .map_err(build_failed)?;
+    Ok(Some(IntelView {
+        base: current.base.clone(),
+        patch: Some(patch),
+        version,
+        base_built_ms: current.base_built_ms,
+    }))
 }
 
 /// Polls the store every `every` and reloads the matcher on change, until

@@ -1,12 +1,13 @@
 //! The indicator matcher follows the intel store: new indicators, sharing
-//! changes and expiry are enforced by a patch of the changed rows, and an
+//! changes and expiry are enforced by a patch of the changed rows, a big
+//! change by a patch and then a new base built in the background, and an
 //! org-tree change by a full reload; on every backend.
 
 use mimamori_core::org::OrgProfile;
 use mimamori_core::{NewOrg, Org, OrgKind, Validated};
 use mimamori_event::{Event, EventBody, Normalized, OcsfClass};
 use mimamori_intel::{Indicator, IndicatorKind, Tlp};
-use mimamori_pipeline::intel::{IntelMatcher, IntelSnapshot};
+use mimamori_pipeline::intel::{IntelMatcher, IntelSnapshot, REBASE_AT_ROWS};
 use mimamori_store::{AuditActor, Store};
 use time::OffsetDateTime;
 
@@ -153,6 +154,51 @@ async fn scenario(label: &str, url: &str) {
     assert_eq!(matches(&m, &c, "www.base-7.example").len(), 1, "{label}");
     assert!(matches(&m, &b, "x.new.example").len() == 1, "{label}");
     assert!(matches(&m, &a, "brief.example").is_empty(), "{label}");
+
+    // A big change is still a patch (applied at once), and the base is
+    // then rebuilt in the background with nothing lost meanwhile.
+    let bulk: Vec<Indicator> = (0..REBASE_AT_ROWS + 500)
+        .map(|i| domain(&format!("bulk-{i}.example"), Tlp::Green))
+        .collect();
+    store
+        .intel_upsert(&op, &root, &bulk, &[], "bulk")
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    assert!(m.view().patch_rows() > REBASE_AT_ROWS, "{label}: patched");
+    assert_eq!(matches(&m, &b, "x.bulk-17.example").len(), 1, "{label}");
+    // A change while the base is being rebuilt.
+    store
+        .intel_upsert(
+            &op,
+            &root,
+            &[domain("during.example", Tlp::Green)],
+            &[],
+            "t",
+        )
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    let waited = std::time::Instant::now();
+    while m.view().patch_rows() > REBASE_AT_ROWS {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(30),
+            "{label}: the base was not rebuilt"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for name in [
+        "x.bulk-17.example",
+        "during.example",
+        "www.base-7.example",
+        "x.new.example",
+    ] {
+        assert_eq!(
+            matches(&m, &b, name).len(),
+            1,
+            "{label}: {name} after the rebuild"
+        );
+    }
     store.close().await;
 }
 

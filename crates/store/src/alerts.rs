@@ -281,6 +281,9 @@ pub struct AlertChange {
     pub status: Option<AlertStatus>,
     /// `Some(None)` clears the assignee.
     pub assignee: Option<Option<String>>,
+    /// Closing an indicator alert as `resolved` (a true positive) or
+    /// `false_positive` changes the indicators that raised it this way.
+    pub verdicts: crate::intel::VerdictPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -633,6 +636,19 @@ impl Store {
             },
         )
         .await?;
+        if alert.kind == AlertKind::Indicator && status != alert.status && status.is_closed() {
+            crate::intel::apply_verdict(
+                &mut tx,
+                actor,
+                &alert.id,
+                &alert.org_id,
+                path.as_str(),
+                &alert.rule_id,
+                status == AlertStatus::Resolved,
+                &change.verdicts,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Alert {
             status,

@@ -15,13 +15,17 @@
 //! only where it is visible.
 
 use crate::audit::{self, AuditActor, AuditRecord};
-use crate::{from_json_text, json_text, Page, PageRequest, Result, Store, StoreError};
+use crate::sharing::{check_sharing, Sharing};
+use crate::{
+    from_json_text, json_text, Backend, Page, PageRequest, Params, Result, Store, StoreError,
+};
 use mimamori_core::{new_id, now_millis, InvalidInput, Org, UnixMillis};
 use mimamori_intel::{Indicator, Tlp};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The stored spelling of a TLP label.
@@ -49,6 +53,8 @@ pub struct StoredIndicator {
     pub indicator: Indicator,
     /// Orgs an AMBER indicator is shared with (only shown to its owner).
     pub shared_with: Vec<String>,
+    /// Sharing groups it is shared with (only shown to its owner).
+    pub shared_with_groups: Vec<String>,
     pub sightings: i64,
     pub sighting_orgs: Vec<String>,
     pub last_sighting: Option<UnixMillis>,
@@ -104,6 +110,9 @@ pub struct IntelChanges {
     /// Every changed row, active or not (revoked, expired, not for
     /// detection): their older versions must stop matching.
     pub changed_ids: Vec<String>,
+    /// `(kind_key, value)` of every changed row (a row's value never
+    /// changes), for matchers keyed by value rather than by row.
+    pub changed_values: Vec<(String, String)>,
 }
 
 /// What an import wrote.
@@ -131,7 +140,11 @@ pub struct IndicatorFilter {
 /// Largest import accepted in one call.
 pub const MAX_IMPORT: usize = 5_000_000;
 
-fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator> {
+fn stored_from_row(
+    row: &AnyRow,
+    shares: Vec<String>,
+    groups: Vec<String>,
+) -> Result<StoredIndicator> {
     let body: String = row.try_get("body")?;
     let orgs: String = row.try_get("sighting_orgs")?;
     Ok(StoredIndicator {
@@ -139,6 +152,7 @@ fn stored_from_row(row: &AnyRow, shares: Vec<String>) -> Result<StoredIndicator>
         owner_org_id: row.try_get("owner_org_id")?,
         indicator: from_json_text("body", &body)?,
         shared_with: shares,
+        shared_with_groups: groups,
         sightings: row.try_get("sightings")?,
         sighting_orgs: from_json_text("sighting_orgs", &orgs)?,
         last_sighting: row.try_get("last_sighting")?,
@@ -158,10 +172,85 @@ pub(crate) async fn intel_write_begun(tx: &mut sqlx::Transaction<'_, sqlx::Any>)
     Ok(now_millis())
 }
 
+/// The owner's stored rows for the (kind, value) keys of a sorted batch,
+/// looked up through the owner's unique index (owner, kind_key, value) in
+/// chunks, a bound list per chunk under every driver's parameter limit.
+/// The kind must be in the condition: with the owner alone, SQLite scans
+/// every row the owner has for each chunk.
+async fn existing_rows<'b>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    owner_id: &str,
+    batch: &'b [(&'static str, Cow<'_, Indicator>)],
+) -> Result<HashMap<(&'static str, &'b str), (String, Indicator)>> {
+    let mut out = HashMap::new();
+    for group in batch.chunk_by(|a, b| a.0 == b.0) {
+        let key = group[0].0;
+        for chunk in group.chunks(500) {
+            let mut p = Params::new(backend);
+            let sql = format!(
+                "SELECT id, value, body FROM indicators WHERE owner_org_id = {} AND kind_key = {} AND value IN {}",
+                p.one(),
+                p.one(),
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(owner_id).bind(key);
+            for (_, ind) in chunk {
+                q = q.bind(ind.value.as_str());
+            }
+            let rows = q.fetch_all(&mut **tx).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            // Keys borrowed from the batch (the rows' own strings would not
+            // outlive this loop).
+            let by_value: HashMap<&str, &'b str> = chunk
+                .iter()
+                .map(|(_, ind)| (ind.value.as_str(), ind.value.as_str()))
+                .collect();
+            for row in rows {
+                let value: String = row.try_get("value")?;
+                let Some(v) = by_value.get(value.as_str()) else {
+                    continue;
+                };
+                let body: String = row.try_get("body")?;
+                out.insert(
+                    (key, *v),
+                    (row.try_get("id")?, from_json_text("body", &body)?),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The SQL condition "indicator `i` is visible to org `$n`".
 fn visible_to(n: usize) -> String {
+    visible_sql(
+        "i",
+        "indicator_shares",
+        "indicator_group_shares",
+        "indicator_id",
+        n,
+    )
+}
+
+/// The TLP rule in SQL for any shared thing (indicators, reports): the row
+/// aliased `alias` (with `id`, `owner_org_id`, `tlp`) is visible to org
+/// `$n` when the org owns it, it is CLEAR/GREEN, or it is AMBER /
+/// AMBER+STRICT and shared with the org directly (`shares`) or with a
+/// sharing group the org is a member of (`group_shares`). RED: owner only.
+pub(crate) fn visible_sql(
+    alias: &str,
+    shares: &str,
+    group_shares: &str,
+    key: &str,
+    n: usize,
+) -> String {
     format!(
-        "(i.owner_org_id = ${n} OR i.tlp IN ('clear', 'green') OR (i.tlp IN ('amber', 'amber-strict') AND EXISTS (SELECT 1 FROM indicator_shares s WHERE s.indicator_id = i.id AND s.org_id = ${n})))"
+        "({alias}.owner_org_id = ${n} OR {alias}.tlp IN ('clear', 'green') OR ({alias}.tlp IN ('amber', 'amber-strict') AND (\
+         EXISTS (SELECT 1 FROM {shares} s WHERE s.{key} = {alias}.id AND s.org_id = ${n}) OR \
+         EXISTS (SELECT 1 FROM {group_shares} gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.{key} = {alias}.id AND gm.org_id = ${n}))))"
     )
 }
 
@@ -177,163 +266,220 @@ impl Store {
         share_with: &[String],
         source: &str,
     ) -> Result<UpsertReport> {
-        if indicators.len() > MAX_IMPORT {
-            return Err(StoreError::Invalid(InvalidInput::new(
-                "indicators",
-                format!(
-                    "{} indicators in one import; the most is {MAX_IMPORT}",
-                    indicators.len()
-                ),
-            )));
-        }
+        let sharing = Sharing {
+            orgs: share_with.to_vec(),
+            groups: vec![],
+        };
+        self.intel_upsert_with(actor, owner, indicators, &sharing, source)
+            .await
+    }
+
+    /// [`Store::intel_upsert`] sharing AMBER indicators with orgs and with
+    /// sharing groups (that `owner` owns or is a member of).
+    pub async fn intel_upsert_with(
+        &self,
+        actor: &AuditActor,
+        owner: &Org,
+        indicators: &[Indicator],
+        sharing: &Sharing,
+        source: &str,
+    ) -> Result<UpsertReport> {
         let mut tx = self.begin_write().await?;
-        let now = intel_write_begun(&mut tx).await?;
-        for org in share_with {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE id = $1")
-                .bind(org)
-                .fetch_one(&mut *tx)
-                .await?;
-            if n == 0 {
-                return Err(StoreError::Invalid(InvalidInput::new(
-                    "share_with",
-                    format!("no org {org}"),
-                )));
-            }
-        }
-        // The owner's existing rows for these values, in chunks (a bound
-        // parameter list per chunk keeps under every driver's limit).
-        let mut existing: HashMap<(String, String), (String, Indicator)> = HashMap::new();
-        let keyed: Vec<(String, &Indicator)> =
-            indicators.iter().map(|i| (kind_key(i), i)).collect();
-        for chunk in keyed.chunks(500) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT id, kind_key, value, body FROM indicators WHERE owner_org_id = $1 AND value IN ({})",
-                placeholders.join(", ")
-            );
-            let mut q = sqlx::query(&sql).bind(owner.id.as_str());
-            for (_, ind) in chunk {
-                q = q.bind(ind.value.as_str());
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let body: String = row.try_get("body")?;
-                existing.insert(
-                    (row.try_get("kind_key")?, row.try_get("value")?),
-                    (row.try_get("id")?, from_json_text("body", &body)?),
-                );
-            }
-        }
-        let mut report = UpsertReport::default();
-        let mut fresh: Vec<(String, &str, Indicator)> = vec![];
-        for (key, ind) in keyed {
-            match existing.get_mut(&(key.clone(), ind.value.clone())) {
-                Some((id, old)) => {
-                    let before = old.clone();
-                    old.merge(ind.clone());
-                    if *old == before {
-                        report.unchanged += 1;
-                        continue;
-                    }
-                    sqlx::query(
-                        "UPDATE indicators SET kind = $1, tlp = $2, detection = $3, revoked = $4, confidence = $5, first_seen = $6, last_seen = $7, valid_until = $8, body = $9, updated_at = $10 WHERE id = $11",
-                    )
-                    .bind(old.kind.name())
-                    .bind(tlp_str(old.tlp))
-                    .bind(i64::from(old.detection))
-                    .bind(i64::from(old.revoked))
-                    .bind(i64::from(old.confidence))
-                    .bind(ms(old.first_seen))
-                    .bind(ms(old.last_seen))
-                    .bind(old.valid_until.map(ms))
-                    .bind(json_text(old)?)
-                    .bind(now)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                    report.updated += 1;
-                    report.changed_ids.push(id.clone());
-                }
-                None => {
-                    let id = new_id();
-                    existing.insert((key.clone(), ind.value.clone()), (id.clone(), ind.clone()));
-                    fresh.push((id, kind_key_static(ind), ind.clone()));
-                }
-            }
-        }
-        // New rows, many per statement.
-        const COLS: usize = 19;
-        for chunk in fresh.chunks(100) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO indicators (id, owner_org_id, owner_path, kind, kind_key, value, tlp, detection, revoked, confidence, first_seen, last_seen, valid_until, body, sightings, sighting_orgs, last_sighting, created_at, updated_at) VALUES {}",
-                rows.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for (id, key, ind) in chunk {
-                q = q
-                    .bind(id.as_str())
-                    .bind(owner.id.as_str())
-                    .bind(owner.path.as_str())
-                    .bind(ind.kind.name())
-                    .bind(*key)
-                    .bind(ind.value.as_str())
-                    .bind(tlp_str(ind.tlp))
-                    .bind(i64::from(ind.detection))
-                    .bind(i64::from(ind.revoked))
-                    .bind(i64::from(ind.confidence))
-                    .bind(ms(ind.first_seen))
-                    .bind(ms(ind.last_seen))
-                    .bind(ind.valid_until.map(ms))
-                    .bind(json_text(ind)?)
-                    .bind(0i64)
-                    .bind("[]")
-                    .bind(None::<i64>)
-                    .bind(now)
-                    .bind(now);
-            }
-            q.execute(&mut *tx).await?;
-            report.inserted += chunk.len();
-            report
-                .changed_ids
-                .extend(chunk.iter().map(|(id, ..)| id.clone()));
-        }
-        if !share_with.is_empty() {
-            for id in &report.changed_ids {
-                for org in share_with {
-                    sqlx::query(
-                        "INSERT INTO indicator_shares (indicator_id, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(org)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        audit::write(
+        let report = upsert_tx(
             &mut tx,
+            self.backend,
             actor,
-            AuditRecord {
-                org_id: owner.id.as_str(),
-                org_path: &owner.path,
-                action: "intel.import",
-                target_type: "indicators",
-                target_id: None,
-                detail: json!({"source": source, "inserted": report.inserted, "updated": report.updated,
-                    "unchanged": report.unchanged, "share_with": share_with}),
-            },
+            owner,
+            indicators,
+            sharing,
+            source,
         )
         .await?;
         tx.commit().await?;
         Ok(report)
     }
+}
 
+/// The body of an import, in the caller's write transaction (a report's
+/// accepted proposal is stored in the same transaction as its decision).
+pub(crate) async fn upsert_tx(
+    tx: &mut Transaction<'_, Any>,
+    backend: Backend,
+    actor: &AuditActor,
+    owner: &Org,
+    indicators: &[Indicator],
+    sharing: &Sharing,
+    source: &str,
+) -> Result<UpsertReport> {
+    let share_with = &sharing.orgs;
+    if indicators.len() > MAX_IMPORT {
+        return Err(StoreError::Invalid(InvalidInput::new(
+            "indicators",
+            format!(
+                "{} indicators in one import; the most is {MAX_IMPORT}",
+                indicators.len()
+            ),
+        )));
+    }
+    let now = intel_write_begun(tx).await?;
+    check_sharing(tx, owner, sharing).await?;
+    // The batch in (kind, value) order with repeats merged: the lookups
+    // below then walk the owner's unique index in order, and new rows
+    // (ids are time-ordered) land at the end of every index instead of
+    // at random pages, which is what keeps a bulk import of a million
+    // rows at seconds rather than minutes.
+    let mut order: Vec<usize> = (0..indicators.len()).collect();
+    order.sort_by(|&a, &b| {
+        (kind_key_static(&indicators[a]), &indicators[a].value)
+            .cmp(&(kind_key_static(&indicators[b]), &indicators[b].value))
+    });
+    let mut batch: Vec<(&'static str, Cow<'_, Indicator>)> = Vec::with_capacity(order.len());
+    for i in order {
+        let ind = &indicators[i];
+        let key = kind_key_static(ind);
+        match batch.last_mut() {
+            Some((k, last)) if *k == key && last.value == ind.value => {
+                last.to_mut().merge(ind.clone())
+            }
+            _ => batch.push((key, Cow::Borrowed(ind))),
+        }
+    }
+    let mut report = UpsertReport {
+        unchanged: indicators.len() - batch.len(),
+        ..Default::default()
+    };
+    let existing = existing_rows(tx, backend, owner.id.as_str(), &batch).await?;
+    let mut changed: Vec<(&str, Indicator)> = vec![];
+    let mut fresh: Vec<(String, &'static str, &Indicator)> = vec![];
+    for (key, ind) in &batch {
+        match existing.get(&(*key, ind.value.as_str())) {
+            Some((id, old)) => {
+                let mut merged = old.clone();
+                merged.merge(ind.as_ref().clone());
+                if merged == *old {
+                    report.unchanged += 1;
+                } else {
+                    changed.push((id.as_str(), merged));
+                }
+            }
+            None => fresh.push((new_id(), key, ind.as_ref())),
+        }
+    }
+    // Changed rows, many per statement (`UPDATE … FROM (VALUES …)`,
+    // whose columns both SQLite and PostgreSQL name column1, column2…).
+    const UPDATE_COLS: usize = 11;
+    for chunk in changed.chunks(500) {
+        let sql = format!(
+            "UPDATE indicators SET kind = v.column2, tlp = v.column3, detection = v.column4, revoked = v.column5, confidence = v.column6, first_seen = v.column7, last_seen = v.column8, valid_until = v.column9, body = v.column10, updated_at = v.column11 FROM (VALUES {}) AS v WHERE indicators.id = v.column1",
+            Params::new(backend).rows(chunk.len(), UPDATE_COLS)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, ind) in chunk {
+            q = q
+                .bind(*id)
+                .bind(ind.kind.name())
+                .bind(tlp_str(ind.tlp))
+                .bind(i64::from(ind.detection))
+                .bind(i64::from(ind.revoked))
+                .bind(i64::from(ind.confidence))
+                .bind(ms(ind.first_seen))
+                .bind(ms(ind.last_seen))
+                .bind(ind.valid_until.map(ms))
+                .bind(json_text(ind)?)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        report.updated += chunk.len();
+        report
+            .changed_ids
+            .extend(chunk.iter().map(|(id, _)| id.to_string()));
+    }
+    // New rows, many per statement.
+    const COLS: usize = 19;
+    for chunk in fresh.chunks(500) {
+        let sql = format!(
+            "INSERT INTO indicators (id, owner_org_id, owner_path, kind, kind_key, value, tlp, detection, revoked, confidence, first_seen, last_seen, valid_until, body, sightings, sighting_orgs, last_sighting, created_at, updated_at) VALUES {}",
+            Params::new(backend).rows(chunk.len(), COLS)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, key, ind) in chunk {
+            q = q
+                .bind(id.as_str())
+                .bind(owner.id.as_str())
+                .bind(owner.path.as_str())
+                .bind(ind.kind.name())
+                .bind(*key)
+                .bind(ind.value.as_str())
+                .bind(tlp_str(ind.tlp))
+                .bind(i64::from(ind.detection))
+                .bind(i64::from(ind.revoked))
+                .bind(i64::from(ind.confidence))
+                .bind(ms(ind.first_seen))
+                .bind(ms(ind.last_seen))
+                .bind(ind.valid_until.map(ms))
+                .bind(json_text(ind)?)
+                .bind(0i64)
+                .bind("[]")
+                .bind(None::<i64>)
+                .bind(now)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        report.inserted += chunk.len();
+    }
+    report
+        .changed_ids
+        .extend(fresh.into_iter().map(|(id, ..)| id));
+    let mut pairs: Vec<(&str, &str, &str)> = vec![];
+    for id in &report.changed_ids {
+        for org in share_with {
+            pairs.push(("indicator_shares", id.as_str(), org.as_str()));
+        }
+        for group in &sharing.groups {
+            pairs.push(("indicator_group_shares", id.as_str(), group.as_str()));
+        }
+    }
+    for table in ["indicator_shares", "indicator_group_shares"] {
+        let column = if table == "indicator_shares" {
+            "org_id"
+        } else {
+            "group_id"
+        };
+        let rows: Vec<(&str, &str)> = pairs
+            .iter()
+            .filter(|p| p.0 == table)
+            .map(|p| (p.1, p.2))
+            .collect();
+        for chunk in rows.chunks(1000) {
+            let sql = format!(
+                "INSERT INTO {table} (indicator_id, {column}) VALUES {} ON CONFLICT DO NOTHING",
+                Params::new(backend).rows(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, to) in chunk {
+                q = q.bind(*id).bind(*to);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    audit::write(
+        tx,
+        actor,
+        AuditRecord {
+            org_id: owner.id.as_str(),
+            org_path: &owner.path,
+            action: "intel.import",
+            target_type: "indicators",
+            target_id: None,
+            detail: json!({"source": source, "inserted": report.inserted, "updated": report.updated,
+                "unchanged": report.unchanged, "share_with": share_with, "share_groups": sharing.groups}),
+        },
+    )
+    .await?;
+    Ok(report)
+}
+
+impl Store {
     /// Indicators visible to the org `viewer_org_id`, newest change first.
     pub async fn intel_list(
         &self,
@@ -425,17 +571,25 @@ impl Store {
         let owner: String = row.try_get("owner_org_id")?;
         let id: String = row.try_get("id")?;
         // Who else may see it is the owner's business.
-        let shares = if owner == viewer_org_id {
-            sqlx::query_scalar(
-                "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 ORDER BY org_id",
+        let (shares, groups) = if owner == viewer_org_id {
+            (
+                sqlx::query_scalar(
+                    "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 ORDER BY org_id",
+                )
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?,
+                sqlx::query_scalar(
+                    "SELECT group_id FROM indicator_group_shares WHERE indicator_id = $1 ORDER BY group_id",
+                )
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?,
             )
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
         } else {
-            vec![]
+            (vec![], vec![])
         };
-        stored_from_row(row, shares)
+        stored_from_row(row, shares, groups)
     }
 
     /// Every indicator that can match now (used for detection, not revoked,
@@ -449,9 +603,14 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let shares = sqlx::query("SELECT indicator_id, org_id FROM indicator_shares")
-            .fetch_all(&self.pool)
-            .await?;
+        // A group share counts as a share with each member: detection and
+        // Protective DNS protect (and alerts reveal to) group members.
+        let shares = sqlx::query(
+            "SELECT indicator_id, org_id FROM indicator_shares UNION \
+             SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
         for s in &shares {
             by_ind
@@ -497,13 +656,15 @@ impl Store {
             return Ok(None);
         }
         let rows = sqlx::query(
-            "SELECT id, owner_org_id, owner_path, body, detection, revoked, valid_until FROM indicators WHERE updated_at >= $1 ORDER BY id",
+            "SELECT id, owner_org_id, owner_path, kind_key, value, body, detection, revoked, valid_until FROM indicators WHERE updated_at >= $1 ORDER BY id",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
+        // Group shares count as shares with each member, as in `intel_active`.
         let shares = sqlx::query(
-            "SELECT s.indicator_id, s.org_id FROM indicator_shares s JOIN indicators i ON i.id = s.indicator_id WHERE i.updated_at >= $1",
+            "SELECT s.indicator_id, s.org_id FROM indicator_shares s JOIN indicators i ON i.id = s.indicator_id WHERE i.updated_at >= $1 UNION \
+             SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id JOIN indicators i ON i.id = gs.indicator_id WHERE i.updated_at >= $1",
         )
         .bind(since_ms)
         .fetch_all(&self.pool)
@@ -522,6 +683,8 @@ impl Store {
             let revoked: i64 = row.try_get("revoked")?;
             let valid_until: Option<i64> = row.try_get("valid_until")?;
             out.changed_ids.push(id.clone());
+            out.changed_values
+                .push((row.try_get("kind_key")?, row.try_get("value")?));
             if detection != 1 || revoked != 0 || valid_until.is_some_and(|v| v <= now) {
                 continue;
             }
@@ -544,20 +707,26 @@ impl Store {
         let now = now_millis();
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let mut p = Params::new(self.backend);
             let rows_sql = format!(
-                "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE detection = 1 AND revoked = 0 AND (valid_until IS NULL OR valid_until > $1) AND id IN ({}) ORDER BY id",
-                list.join(", ")
+                "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE detection = 1 AND revoked = 0 AND (valid_until IS NULL OR valid_until > {}) AND id IN {} ORDER BY id",
+                p.one(),
+                p.list(chunk.len())
             );
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+            let mut p = Params::new(self.backend);
             let shares_sql = format!(
-                "SELECT indicator_id, org_id FROM indicator_shares WHERE indicator_id IN ({})",
-                list.join(", ")
+                "SELECT indicator_id, org_id FROM indicator_shares WHERE indicator_id IN {} UNION \
+                 SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.indicator_id IN {}",
+                p.list(chunk.len()),
+                p.list(chunk.len())
             );
             let mut rows = sqlx::query(&rows_sql).bind(now);
             let mut shares = sqlx::query(&shares_sql);
             for id in chunk {
                 rows = rows.bind(id.as_str());
+                shares = shares.bind(id.as_str());
+            }
+            for id in chunk {
                 shares = shares.bind(id.as_str());
             }
             let rows = rows.fetch_all(&self.pool).await?;
@@ -583,11 +752,53 @@ impl Store {
         Ok(out)
     }
 
+    /// Every row of kind `kind_key` (`domain`, `ipv4`, `sha256`, …) whose
+    /// value is among `values` and that can match now, whoever owns it, as
+    /// [`Store::intel_active`] gives them: what a matcher keyed by value
+    /// needs to decide those values again after a change.
+    pub async fn intel_active_with_values(
+        &self,
+        kind_key: &str,
+        values: &[String],
+    ) -> Result<Vec<ActiveIndicator>> {
+        let mut ids: Vec<String> = Vec::with_capacity(values.len());
+        for chunk in values.chunks(500) {
+            let mut p = Params::new(self.backend);
+            let sql = format!(
+                "SELECT id FROM indicators WHERE kind_key = {} AND value IN {}",
+                p.one(),
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query_scalar(&sql).bind(kind_key);
+            for v in chunk {
+                q = q.bind(v.as_str());
+            }
+            ids.extend(q.fetch_all(&self.pool).await?);
+        }
+        self.intel_active_among(&ids).await
+    }
+
     /// The newest change to any indicator (ms), for cheap change polling.
     pub async fn intel_version(&self) -> Result<(i64, i64)> {
         let row = sqlx::query("SELECT COUNT(*) AS n, MAX(updated_at) AS m FROM indicators")
             .fetch_one(&self.pool)
             .await?;
+        let n: i64 = row.try_get("n")?;
+        let m: Option<i64> = row.try_get("m")?;
+        Ok((n, m.unwrap_or(0)))
+    }
+
+    /// `(members, newest change)` of the sharing groups, for change
+    /// polling. A membership change moves no indicator row, yet changes
+    /// whom AMBER indicators protect: matchers rebuild in full when this
+    /// moves (a patch reads only changed indicator rows).
+    pub async fn sharing_version(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sharing_group_members) + (SELECT COUNT(*) FROM sharing_groups) AS n, \
+             (SELECT MAX(updated_at) FROM sharing_groups) AS m",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let n: i64 = row.try_get("n")?;
         let m: Option<i64> = row.try_get("m")?;
         Ok((n, m.unwrap_or(0)))
@@ -620,10 +831,6 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-}
-
-fn kind_key(i: &Indicator) -> String {
-    kind_key_static(i).to_string()
 }
 
 /// The kind without the exact flag, as stored in `kind_key`: two reports of
@@ -886,4 +1093,115 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// What an analyst's verdict on an indicator alert does to the indicators
+/// that raised it (those of the alert's kind and value that protect the
+/// alert's org): a true positive (`resolved`) keeps them valid for
+/// `extend_ms` after now at least (an indicator without an end keeps
+/// none) and counts as a re-observation; a false positive lowers their
+/// confidence by `false_positive_drop` points (not below 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerdictPolicy {
+    pub extend_ms: i64,
+    pub false_positive_drop: u8,
+}
+
+impl Default for VerdictPolicy {
+    fn default() -> Self {
+        VerdictPolicy {
+            extend_ms: 30 * 86_400_000,
+            false_positive_drop: 20,
+        }
+    }
+}
+
+/// Applies a verdict on the indicator alert `rule_id` (`<kind>:<value>`)
+/// in org `org_id` to the indicators that raised it, in the alert
+/// update's transaction; each change is audited under the indicator's
+/// owner. Returns the ids changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_verdict(
+    tx: &mut Transaction<'_, Any>,
+    actor: &AuditActor,
+    alert_id: &str,
+    org_id: &str,
+    org_path: &str,
+    rule_id: &str,
+    true_positive: bool,
+    policy: &VerdictPolicy,
+) -> Result<Vec<String>> {
+    let Some((key, value)) = rule_id.split_once(':') else {
+        return Ok(vec![]);
+    };
+    // The intel write lock before reading: the rows read are the rows
+    // written, and `updated_at` follows commit order (migration 0005).
+    let now = intel_write_begun(tx).await?;
+    let rows = sqlx::query(
+        "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE kind_key = $1 AND value = $2 ORDER BY id",
+    )
+    .bind(key)
+    .bind(value)
+    .fetch_all(&mut **tx)
+    .await?;
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut changed = vec![];
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let owner_id: String = row.try_get("owner_org_id")?;
+        let owner_path: String = row.try_get("owner_path")?;
+        let body: String = row.try_get("body")?;
+        let mut ind: Indicator = from_json_text("body", &body)?;
+        let shared: Vec<String> = sqlx::query_scalar(
+            "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 UNION \
+             SELECT gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.indicator_id = $1",
+        )
+        .bind(&id)
+        .fetch_all(&mut **tx)
+        .await?;
+        if !protects(ind.tlp, &owner_path, &shared, org_id, org_path) {
+            continue;
+        }
+        let before = (ind.valid_until.map(ms), ind.confidence);
+        if true_positive {
+            ind.confirm(at, time::Duration::milliseconds(policy.extend_ms));
+        } else {
+            ind.confidence = ind.confidence.saturating_sub(policy.false_positive_drop);
+        }
+        sqlx::query(
+            "UPDATE indicators SET confidence = $1, first_seen = $2, last_seen = $3, valid_until = $4, body = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(i64::from(ind.confidence))
+        .bind(ms(ind.first_seen))
+        .bind(ms(ind.last_seen))
+        .bind(ind.valid_until.map(ms))
+        .bind(json_text(&ind)?)
+        .bind(now)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        let owner_path = mimamori_core::OrgPath(owner_path);
+        audit::write(
+            tx,
+            actor,
+            AuditRecord {
+                org_id: &owner_id,
+                org_path: &owner_path,
+                action: if true_positive {
+                    "intel.verdict.true_positive"
+                } else {
+                    "intel.verdict.false_positive"
+                },
+                target_type: "indicator",
+                target_id: Some(&id),
+                detail: json!({"alert_id": alert_id, "alert_org_id": org_id,
+                    "before": {"valid_until": before.0, "confidence": before.1},
+                    "after": {"valid_until": ind.valid_until.map(ms), "confidence": ind.confidence}}),
+            },
+        )
+        .await?;
+        changed.push(id);
+    }
+    Ok(changed)
 }

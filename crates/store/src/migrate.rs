@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "intel_clock",
         include_str!("../migrations/0005_intel_clock.sql"),
     ),
+    (
+        6,
+        "intel_sharing",
+        include_str!("../migrations/0006_intel_sharing.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {

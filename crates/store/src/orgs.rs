@@ -293,14 +293,24 @@ impl Store {
         .bind(org.id.as_str())
         .execute(&mut *tx)
         .await?;
-        // Its intel: shares with it or of its indicators, then the rest.
-        sqlx::query(
+        // Its intel: shares with it or of its indicators and reports, its
+        // group memberships and its groups, then the rest.
+        for sql in [
             "DELETE FROM indicator_shares WHERE org_id = $1 OR indicator_id IN (SELECT id FROM indicators WHERE owner_org_id = $1)",
-        )
-        .bind(org.id.as_str())
-        .execute(&mut *tx)
-        .await?;
+            "DELETE FROM indicator_group_shares WHERE indicator_id IN (SELECT id FROM indicators WHERE owner_org_id = $1) OR group_id IN (SELECT id FROM sharing_groups WHERE owner_org_id = $1)",
+            "DELETE FROM report_shares WHERE org_id = $1 OR report_id IN (SELECT id FROM intel_reports WHERE owner_org_id = $1)",
+            "DELETE FROM report_group_shares WHERE report_id IN (SELECT id FROM intel_reports WHERE owner_org_id = $1) OR group_id IN (SELECT id FROM sharing_groups WHERE owner_org_id = $1)",
+            "DELETE FROM sharing_group_members WHERE org_id = $1 OR group_id IN (SELECT id FROM sharing_groups WHERE owner_org_id = $1)",
+            "DELETE FROM intel_report_pages WHERE report_id IN (SELECT id FROM intel_reports WHERE owner_org_id = $1)",
+            "DELETE FROM intel_report_proposals WHERE report_id IN (SELECT id FROM intel_reports WHERE owner_org_id = $1)",
+        ] {
+            sqlx::query(sql)
+                .bind(org.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         for table in [
+            "sharing_groups",
             "indicators",
             "intel_objects",
             "intel_feeds",

@@ -193,6 +193,7 @@ async fn scenario(label: &str, url: &str) {
             &AlertChange {
                 status: Some(AlertStatus::New),
                 assignee: None,
+                ..Default::default()
             },
         )
         .await
@@ -208,6 +209,7 @@ async fn scenario(label: &str, url: &str) {
             &AlertChange {
                 status: Some(AlertStatus::Acknowledged),
                 assignee: Some(Some("analyst-1".into())),
+                ..Default::default()
             },
         )
         .await
@@ -221,7 +223,8 @@ async fn scenario(label: &str, url: &str) {
                 &alert,
                 &AlertChange {
                     status: Some(AlertStatus::Resolved),
-                    assignee: None
+                    assignee: None,
+                    ..Default::default()
                 }
             )
             .await,
@@ -234,6 +237,7 @@ async fn scenario(label: &str, url: &str) {
             &AlertChange {
                 status: Some(AlertStatus::New),
                 assignee: None,
+                ..Default::default()
             },
         )
         .await;
@@ -252,6 +256,7 @@ async fn scenario(label: &str, url: &str) {
             &AlertChange {
                 status: Some(AlertStatus::FalsePositive),
                 assignee: None,
+                ..Default::default()
             },
         )
         .await

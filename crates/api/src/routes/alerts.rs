@@ -180,6 +180,7 @@ pub async fn update(
             &AlertChange {
                 status: patch.status,
                 assignee: patch.assignee.clone(),
+                verdicts: state.verdicts,
             },
         )
         .await?;

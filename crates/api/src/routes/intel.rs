@@ -115,6 +115,11 @@ pub struct ImportParams {
     pub confidence: Option<u8>,
     /// Comma-separated org ids AMBER indicators are shared with.
     pub share_with: Option<String>,
+    /// Comma-separated sharing group ids AMBER indicators are shared with
+    /// (groups the owner owns or is a member of). A MISP event with
+    /// distribution 4 is also shared with the local group named as its
+    /// `SharingGroup`.
+    pub share_groups: Option<String>,
     /// Refuse the whole input if any part of it is invalid.
     #[serde(default)]
     pub strict: bool,
@@ -139,6 +144,18 @@ pub struct ImportResult {
     pub unsupported: Vec<Reject>,
     /// The retro-hunt started for new and changed indicators.
     pub retro_hunt_id: Option<String>,
+    /// Sharing groups the indicators were shared with.
+    pub shared_with_groups: Vec<String>,
+}
+
+/// A comma-separated list of ids, blanks dropped.
+pub(crate) fn parse_list(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Imports indicators (STIX 2.1 bundle, plain/hosts/CSV list) owned by an
@@ -180,15 +197,8 @@ pub async fn import(
     if confidence > 100 {
         return Err(ApiError::invalid("confidence", "must be 0 to 100"));
     }
-    let share_with: Vec<String> = p
-        .share_with
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let share_with = parse_list(p.share_with.as_deref());
+    let mut share_groups = parse_list(p.share_groups.as_deref());
     let source = p
         .source
         .clone()
@@ -196,7 +206,26 @@ pub async fn import(
     let mut prov = Provenance::new(source.clone(), time::OffsetDateTime::now_utc());
     prov.tlp = tlp;
     prov.confidence = confidence;
-    let batch = parse_import(hub, &p, prov, &body)?;
+    let mut batch = parse_import(hub, &p, prov, &body)?;
+    // MISP distribution 4: the event's sharing group, by name, among the
+    // groups the owner may share with.
+    if !batch.sharing_groups.is_empty() {
+        let (found, unknown) = state
+            .store
+            .group_resolve_names(&owner, &batch.sharing_groups)
+            .await?;
+        for id in found {
+            if !share_groups.contains(&id) {
+                share_groups.push(id);
+            }
+        }
+        for name in unknown {
+            batch.unsupported.push(Reject::new(
+                "$.Event.SharingGroup",
+                format!("no sharing group named {name:?} that this org owns or is a member of; shared with nobody"),
+            ));
+        }
+    }
     if p.strict && !batch.rejects.is_empty() {
         return Err(ApiError::invalid(
             "body",
@@ -207,12 +236,16 @@ pub async fn import(
             ),
         ));
     }
+    let sharing = mimamori_store::Sharing {
+        orgs: share_with,
+        groups: share_groups,
+    };
     let imported = hub
-        .import(
+        .import_with(
             &caller.audit_actor(),
             &owner,
             &batch,
-            &share_with,
+            &sharing,
             &source,
             p.retro.unwrap_or(true),
         )
@@ -223,6 +256,7 @@ pub async fn import(
         rejects: batch.rejects.into_iter().take(1000).collect(),
         unsupported: batch.unsupported.into_iter().take(1000).collect(),
         retro_hunt_id: imported.hunt_id,
+        shared_with_groups: sharing.groups,
     }))
 }
 

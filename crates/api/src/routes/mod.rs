@@ -9,6 +9,8 @@ pub mod intel;
 pub mod notify;
 pub mod orgs;
 pub mod query;
+pub mod reports;
+pub mod sharing;
 pub mod system;
 pub mod taxii;
 

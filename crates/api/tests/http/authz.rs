@@ -208,6 +208,83 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         e(
             Method::GET,
+            "/api/v1/intel/groups",
+            READERS,
+            Target::List,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/intel/groups",
+            ADMINS,
+            Target::Org,
+            201,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/intel/groups/{id}",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::PATCH,
+            "/api/v1/intel/groups/{id}",
+            ADMINS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::DELETE,
+            "/api/v1/intel/groups/{id}",
+            ADMINS,
+            Target::Org,
+            204,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/intel/reports",
+            READERS,
+            Target::List,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/intel/reports",
+            READERS,
+            Target::Org,
+            201,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/intel/reports/{id}",
+            READERS,
+            Target::Own,
+            200,
+        ),
+        e(
+            Method::GET,
+            "/api/v1/intel/reports/{id}/document",
+            READERS,
+            Target::Own,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/intel/reports/{id}/proposals/{proposal_id}/accept",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::POST,
+            "/api/v1/intel/reports/{id}/proposals/{proposal_id}/reject",
+            READERS,
+            Target::Org,
+            200,
+        ),
+        e(
+            Method::GET,
             "/api/v1/dns/policy",
             READERS,
             Target::List,
@@ -408,6 +485,25 @@ impl Fixture {
             .id
     }
 
+    /// A fresh sharing group owned by `org` (no members); its id.
+    async fn group(&self, org: &Org, n: u32) -> String {
+        self.s
+            .store
+            .group_create(
+                &mimamori_store::AuditActor::local_operator(),
+                org,
+                &mimamori_store::NewSharingGroup {
+                    org_id: org.id.to_string(),
+                    name: format!("matrix-group{n}"),
+                    description: String::new(),
+                    members: vec![],
+                },
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
     /// A fresh DNS policy entry of `org`; its id.
     async fn dns_entry(&self, org: &Org, n: u32) -> String {
         let new = mimamori_store::NewDnsPolicyEntry {
@@ -422,6 +518,34 @@ impl Fixture {
             .await
             .unwrap()
             .id
+    }
+
+    /// A fresh AMBER text report of `org` with one proposal: (report id,
+    /// proposal id).
+    async fn report(&self, org: &Org, n: u32) -> (String, String) {
+        let text = format!("matrix report {n}: c2 at evil{n}[.]example");
+        let parsed = mimamori_intel::report_from_text(&text);
+        let store = &self.s.store;
+        let op = mimamori_store::AuditActor::local_operator();
+        let r = store
+            .report_create(
+                &op,
+                org,
+                &mimamori_store::NewReport {
+                    title: format!("matrix{n}"),
+                    source: "matrix".into(),
+                    tlp: mimamori_intel::Tlp::Amber,
+                    format: "text".into(),
+                    document: text.into_bytes(),
+                    pages: parsed.pages,
+                    proposals: parsed.proposals,
+                },
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let p = store.report_proposals(&r).await.unwrap();
+        (r.id, p[0].id.clone())
     }
 
     /// A fresh notification channel of `org`; its id.
@@ -452,7 +576,7 @@ impl Fixture {
         body: Option<Value>,
     ) -> super::Resp {
         match (ep.path, body) {
-            ("/api/v1/intel/import", Some(Value::String(text))) => {
+            ("/api/v1/intel/import" | "/api/v1/intel/reports", Some(Value::String(text))) => {
                 self.s
                     .call_raw(ep.method.clone(), path, Some(token), text.into_bytes())
                     .await
@@ -494,6 +618,7 @@ impl Fixture {
     async fn request(&self, ep: &Endpoint, org: Option<&Org>) -> (String, Option<Value>, String) {
         let n = self.next();
         let missing = mimamori_core::new_id();
+        let mut proposal_id = mimamori_core::new_id();
         let id = match (ep.path, org) {
             (p, _) if !p.contains("{id}") => String::new(),
             (_, None) => missing.clone(),
@@ -522,6 +647,12 @@ impl Fixture {
             (p, Some(o)) if p.starts_with("/api/v1/dns/policy/") => self.dns_entry(o, n).await,
             (p, Some(o)) if p.starts_with("/api/v1/indicators/") => self.indicator(o, n).await,
             (p, Some(o)) if p.starts_with("/api/v1/intel/feeds/") => self.feed(o, n).await,
+            (p, Some(o)) if p.starts_with("/api/v1/intel/groups/") => self.group(o, n).await,
+            (p, Some(o)) if p.starts_with("/api/v1/intel/reports/") => {
+                let (r, p) = self.report(o, n).await;
+                proposal_id = p;
+                r
+            }
             (p, Some(o)) if p.starts_with("/api/v1/hunts/") => {
                 self.s
                     .hub
@@ -547,6 +678,7 @@ impl Fixture {
                 Some(json!({"status": "acknowledged", "assignee": "analyst"}))
             }
             ("POST", "/api/v1/alerts/{id}/comments") => Some(json!({"body": "looked at it"})),
+            ("PATCH", "/api/v1/intel/groups/{id}") => Some(json!({"description": "matrix"})),
             ("PATCH", _) => Some(json!({"sector": "health"})),
             ("POST", "/api/v1/users") => Some(
                 json!({"org_id": target_org_id, "username": format!("nu{n}"), "role": "org-analyst", "password": "a long enough password"}),
@@ -554,6 +686,9 @@ impl Fixture {
             ("POST", "/api/v1/intel/feeds") => Some(
                 json!({"org_id": target_org_id, "name": format!("feed{n}"), "url": "http://127.0.0.1:9/feed.txt", "format": "plain"}),
             ),
+            ("POST", "/api/v1/intel/groups") => {
+                Some(json!({"org_id": target_org_id, "name": format!("group{n}"), "members": []}))
+            }
             ("POST", "/api/v1/dns/policy") => Some(
                 json!({"org_id": target_org_id, "kind": "block", "domain": format!("new{n}.matrix.example")}),
             ),
@@ -574,7 +709,19 @@ impl Fixture {
             let body = Some(Value::String(format!("matrix{n}.example\n")));
             return (path, body, target_org_id);
         }
-        let path = ep.path.replace("{id}", &id);
+        if ep.path == "/api/v1/intel/reports" && ep.method == Method::POST {
+            // A text report in the body; title, source and owner in the query.
+            let path = format!(
+                "{}?title=matrix{n}&source=matrix&org_id={target_org_id}",
+                ep.path
+            );
+            let body = Some(Value::String(format!("matrix report: evil{n}[.]example\n")));
+            return (path, body, target_org_id);
+        }
+        let path = ep
+            .path
+            .replace("{id}", &id)
+            .replace("{proposal_id}", &proposal_id);
         // The id that would appear in a 404 detail.
         let named = if ep.path.contains("{id}") {
             id

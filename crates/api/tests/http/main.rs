@@ -5,6 +5,7 @@ mod authz;
 mod detection;
 mod errors;
 mod ingest;
+mod intel_share;
 mod isolation;
 mod taxii;
 

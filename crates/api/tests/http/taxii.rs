@@ -236,6 +236,49 @@ async fn every_role_reads_exactly_its_orgs_tlp_view() {
     .await;
     import(a.clone(), Red, "a-red.example", vec![]).await;
     import(b.clone(), Clear, "b-clear.example", vec![]).await;
+    // A sharing group owned by sup whose member is b, in another branch
+    // of the tree; a is not a member. What sup shares with the group
+    // reaches b and only b.
+    let op = mimamori_store::AuditActor::local_operator();
+    let g = s
+        .store
+        .group_create(
+            &op,
+            &sup,
+            &mimamori_store::NewSharingGroup {
+                org_id: sup.id.to_string(),
+                name: "cross-branch".into(),
+                description: String::new(),
+                members: vec![b.id.to_string()],
+            },
+        )
+        .await
+        .unwrap();
+    for (value, tlp) in [
+        ("sup-amber-to-group.example", Amber),
+        ("sup-strict-to-group.example", AmberStrict),
+        ("sup-red-to-group.example", Red),
+    ] {
+        let mut i = mimamori_intel::Indicator::new(
+            mimamori_intel::IndicatorKind::Domain { exact: false },
+            value.into(),
+            time::OffsetDateTime::now_utc(),
+        );
+        i.tlp = tlp;
+        s.store
+            .intel_upsert_with(
+                &op,
+                &sup,
+                &[i],
+                &mimamori_store::Sharing {
+                    orgs: vec![],
+                    groups: vec![g.id.clone()],
+                },
+                "t",
+            )
+            .await
+            .unwrap();
+    }
     let all_see = ["b-clear.example", "root-green.example"];
     let cases: Vec<(Role, &mimamori_core::Org, Vec<&str>)> = vec![
         (Role::SocAdmin, &s.root, vec!["root-amber.example"]),
@@ -243,7 +286,12 @@ async fn every_role_reads_exactly_its_orgs_tlp_view() {
         (
             Role::SupervisorAnalyst,
             &sup,
-            vec!["sup-strict-to-a.example"],
+            vec![
+                "sup-amber-to-group.example",
+                "sup-red-to-group.example",
+                "sup-strict-to-a.example",
+                "sup-strict-to-group.example",
+            ],
         ),
         (
             Role::OrgAdmin,
@@ -263,7 +311,24 @@ async fn every_role_reads_exactly_its_orgs_tlp_view() {
                 "sup-strict-to-a.example",
             ],
         ),
-        (Role::OrgAnalyst, &b, vec!["a-amber-to-b.example"]),
+        (
+            Role::OrgAnalyst,
+            &b,
+            vec![
+                "a-amber-to-b.example",
+                "sup-amber-to-group.example",
+                "sup-strict-to-group.example",
+            ],
+        ),
+        (
+            Role::OrgAdmin,
+            &b,
+            vec![
+                "a-amber-to-b.example",
+                "sup-amber-to-group.example",
+                "sup-strict-to-group.example",
+            ],
+        ),
     ];
     for (role, org, own) in cases {
         let token = s.token(org, role).await;
@@ -289,6 +354,15 @@ async fn every_role_reads_exactly_its_orgs_tlp_view() {
             .collect();
         want.sort();
         assert_eq!(seen, want, "{role} at {}", org.slug);
+        // The manifest lists the same objects.
+        let (st, man, _) = get(&s, &format!("{COLLECTION}/manifest/"), &token).await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            man["objects"].as_array().map_or(0, Vec::len),
+            want.len(),
+            "{role} at {}: {man}",
+            org.slug
+        );
     }
     let sensor = s.token(&a, Role::Sensor).await;
     let (st, _, _) = get(&s, &format!("{COLLECTION}/objects/"), &sensor).await;

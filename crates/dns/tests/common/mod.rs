@@ -89,9 +89,16 @@ fn answer(records: &Mutex<Records>, req: &[u8]) -> Option<Vec<u8>> {
 
 impl TestUpstream {
     pub fn start() -> TestUpstream {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).unwrap();
+        // UDP and TCP on one port: the port the kernel picks for UDP may be
+        // taken for TCP (by another test's connection), so try again.
+        let (udp, tcp, addr) = (0..20)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let addr = udp.local_addr().ok()?;
+                let tcp = TcpListener::bind(addr).ok()?;
+                Some((udp, tcp, addr))
+            })
+            .expect("a port free for both UDP and TCP");
         udp.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         tcp.set_nonblocking(true).unwrap();

@@ -1,0 +1,503 @@
+//! The policy `serve`'s resolver applies, built from the store (see the
+//! `pdns` module docs for what goes into it), and kept up to date:
+//!
+//! - a change of the org tree, the sharing groups, the org lists, the DNS
+//!   client tokens or a transferred zone rebuilds the whole policy;
+//! - a change of indicators only is applied as an **overlay** on the built
+//!   intel zones: the domains of the changed rows are decided again from
+//!   every active row holding them (whoever owns it), and their new
+//!   triggers shadow the built zones' for exactly those names (added,
+//!   changed or removed), so a feed of a thousand domains reaches a policy
+//!   of a million without rebuilding it. The overlay is dropped by the next
+//!   full rebuild, which comes when it grows past [`PATCH_MAX_NAMES`] or
+//!   the base is older than [`BASE_MAX_AGE`] (that rebuild also drops
+//!   indicators that expired by time alone).
+
+use mimamori_dns::table::NameTable;
+use mimamori_dns::{Action, OrgPolicy, Policy, Zone};
+use mimamori_intel::{IndicatorKind, Tlp};
+use mimamori_store::{ActiveIndicator, DnsClientToken, DnsListItem, DnsListKind, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Names an overlay may hold before a full rebuild is cheaper (each patch
+/// rebuilds the overlay tables, checking every name against every org's
+/// base zone).
+pub const PATCH_MAX_NAMES: usize = 50_000;
+/// Age after which the base is rebuilt, changes or not.
+pub const BASE_MAX_AGE: Duration = mimamori_pipeline::intel::BASE_MAX_AGE;
+/// How far before the last version's newest change a patch reads again:
+/// rows stamped within the same clock tick as the last look (a re-read
+/// row is decided again to the same result).
+const CLOCK_SLACK_MS: i64 = 2_000;
+
+/// The EDE code on answers blocked by intel or by an ancestor org's block
+/// list: 15 Blocked (RFC 8914).
+const EDE_BLOCKED: u16 = 15;
+/// The EDE code on answers blocked by the client's own org's list: 17
+/// Filtered (the org asked for it).
+const EDE_FILTERED: u16 = 17;
+
+/// One org's list from the store, as zones.
+struct OrgLists {
+    /// The list with its allows as PASSTHRU: checked for the org itself
+    /// (an allow exempts from everything after it) and, for the allows, for
+    /// the orgs beneath it.
+    own: Arc<Zone>,
+    /// The same triggers, checked first for the orgs beneath it: a block
+    /// there is binding, and an allow only lifts this org's own blocks.
+    mandate: Option<Arc<Zone>>,
+    has_allow: bool,
+}
+
+fn org_lists(orgs: &[mimamori_core::Org], items: &[DnsListItem]) -> HashMap<String, OrgLists> {
+    let slugs: HashMap<&str, &str> = orgs
+        .iter()
+        .map(|o| (o.id.as_str(), o.slug.as_str()))
+        .collect();
+    let mut by_org: HashMap<&str, Vec<&DnsListItem>> = HashMap::new();
+    for it in items {
+        by_org.entry(it.org_id.as_str()).or_default().push(it);
+    }
+    let mut out = HashMap::new();
+    for (org_id, items) in by_org {
+        let Some(slug) = slugs.get(org_id) else {
+            continue;
+        };
+        let name = format!("dns:{slug}");
+        let mut own = Zone::new(&name).with_ede(EDE_FILTERED);
+        let mut mandate = Zone::new(&name)
+            .with_ede(EDE_BLOCKED)
+            .with_passthru_falling_through();
+        let (mut has_allow, mut has_block) = (false, false);
+        for it in items {
+            let action = match it.kind {
+                DnsListKind::Allow => {
+                    has_allow = true;
+                    Action::Passthru
+                }
+                DnsListKind::Block => {
+                    has_block = true;
+                    Action::NxDomain
+                }
+            };
+            // The store validated the name; one that still makes no DNS
+            // name is skipped rather than failing the whole policy.
+            for z in [&mut own, &mut mandate] {
+                let _ = z.add_qname(&it.domain, action.clone());
+                let _ = z.add_qname(&format!("*.{}", it.domain), action.clone());
+            }
+        }
+        out.insert(
+            org_id.to_string(),
+            OrgLists {
+                own: Arc::new(own),
+                mandate: has_block.then(|| Arc::new(mandate)),
+                has_allow,
+            },
+        );
+    }
+    out
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// The intel part of the policy: the zone for every org and one zone per
+/// org for what protects only it (and its sub-tree's, and AMBER shares).
+#[derive(Clone)]
+struct IntelZones {
+    global: Arc<Zone>,
+    per_org: HashMap<String, Arc<Zone>>,
+}
+
+fn intel_zone_name(slug: &str) -> String {
+    format!("intel:{slug}")
+}
+
+/// A domain indicator's name and whether it is exact (no sub-domains).
+fn domain(a: &ActiveIndicator) -> Option<(&str, bool)> {
+    match a.indicator.kind {
+        IndicatorKind::Domain { exact } => Some((a.indicator.value.as_str(), exact)),
+        _ => None,
+    }
+}
+
+/// Whether an indicator is for everyone: CLEAR/GREEN, or the root's own.
+fn for_everyone(a: &ActiveIndicator, root_path: &str) -> bool {
+    a.indicator.tlp <= Tlp::Green || a.owner_path == root_path
+}
+
+fn intel_zones(
+    indicators: &[ActiveIndicator],
+    orgs: &[mimamori_core::Org],
+    root_path: &str,
+) -> IntelZones {
+    let add = |zone: &mut Zone, name: &str, exact: bool| {
+        // A name that does not make a DNS name is skipped, not fatal.
+        let _ = zone.add_qname(name, Action::NxDomain);
+        if !exact {
+            let _ = zone.add_qname(&format!("*.{name}"), Action::NxDomain);
+        }
+    };
+    let mut global = Zone::new("intel").with_ede(EDE_BLOCKED);
+    let mut per_org: HashMap<String, Zone> = HashMap::new();
+    for a in indicators {
+        let Some((name, exact)) = domain(a) else {
+            continue;
+        };
+        if for_everyone(a, root_path) {
+            add(&mut global, name, exact);
+            continue;
+        }
+        for o in orgs {
+            if a.protects(o.id.as_str(), o.path.as_str()) {
+                let z = per_org
+                    .entry(o.id.to_string())
+                    .or_insert_with(|| Zone::new(&intel_zone_name(&o.slug)).with_ede(EDE_BLOCKED));
+                add(z, name, exact);
+            }
+        }
+    }
+    IntelZones {
+        global: Arc::new(global),
+        per_org: per_org.into_iter().map(|(k, z)| (k, Arc::new(z))).collect(),
+    }
+}
+
+/// The policy: the intel as described in the module docs, each org's own
+/// lists down the tree, the DoH client tokens, then the file zones.
+///
+/// For a client of org O whose ancestors are R (the root) … P (its
+/// parent), the zones are checked in this order, the first match deciding:
+///
+/// 1. the lists of R … P, top-down, as mandates: their blocks apply to O
+///    and nothing at O's level lifts them (an ancestor's allow only lifts
+///    that ancestor's own, wider block);
+/// 2. O's own list: an allow exempts from everything below, a block
+///    blocks (within the list the more specific entry wins);
+/// 3. the allows of P … R, nearest first: exempt from intel and the file
+///    zones;
+/// 4. the intel shared with O, then the global zones: the configured files
+///    (allowlists, RPZ, blocklists) and the intel for everyone.
+///
+/// Clients in no org's network and without a DoH token get the root's
+/// policy.
+fn assemble(
+    file_zones: &[Arc<Zone>],
+    intel: &IntelZones,
+    orgs: &[mimamori_core::Org],
+    lists: &HashMap<String, OrgLists>,
+    tokens: &[DnsClientToken],
+) -> Policy {
+    let root = orgs.iter().find(|o| o.parent_id.is_none());
+    let mut zones: Vec<Arc<Zone>> = file_zones.to_vec();
+    zones.push(intel.global.clone());
+    let mut policy = Policy::new(zones);
+    for o in orgs {
+        // The path is the ids from the root down to the org itself.
+        let chain: Vec<&str> = o
+            .path
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let ancestors = &chain[..chain.len().saturating_sub(1)];
+        let mut zones: Vec<Arc<Zone>> = vec![];
+        for a in ancestors {
+            if let Some(m) = lists.get(*a).and_then(|l| l.mandate.clone()) {
+                zones.push(m);
+            }
+        }
+        if let Some(l) = lists.get(o.id.as_str()) {
+            zones.push(l.own.clone());
+        }
+        for a in ancestors.iter().rev() {
+            if let Some(l) = lists.get(*a).filter(|l| l.has_allow) {
+                zones.push(l.own.clone());
+            }
+        }
+        zones.extend(intel.per_org.get(o.id.as_str()).cloned());
+        policy = policy.with_org(OrgPolicy {
+            // The org id: the query log maps entries back to orgs by it.
+            name: Arc::from(o.id.as_str()),
+            networks: o.networks.clone(),
+            zones,
+        });
+    }
+    if let Some(r) = root {
+        policy = policy.with_fallback_org(r.id.as_str());
+    }
+    for t in tokens {
+        let Some(digest) = hex32(&t.secret_hash) else {
+            continue;
+        };
+        let expires = t.expires_at.and_then(|ms| {
+            std::time::UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(ms).ok()?))
+        });
+        policy = policy.with_doh_token(&t.org_id, digest, expires);
+    }
+    policy
+}
+
+fn root_path(orgs: &[mimamori_core::Org]) -> String {
+    orgs.iter()
+        .find(|o| o.parent_id.is_none())
+        .map(|o| o.path.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// What the watcher compares to notice a change.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Version {
+    intel: mimamori_pipeline::intel::SnapshotVersion,
+    dns: mimamori_store::DnsPolicyVersion,
+}
+
+impl Version {
+    pub async fn of(store: &Store) -> anyhow::Result<Version> {
+        Ok(Version {
+            intel: mimamori_pipeline::intel::SnapshotVersion::of(store).await?,
+            dns: store.dns_policy_version().await?,
+        })
+    }
+
+    /// Whether going from `self` to `now` changed indicators only.
+    fn only_indicators_changed(&self, now: &Version) -> bool {
+        let mut same = now.clone();
+        same.intel.indicators = self.intel.indicators;
+        same == *self && now.intel.indicators.0 >= self.intel.indicators.0
+    }
+}
+
+/// A domain decided again for an overlay: whether it is blocked for
+/// everyone, and for which orgs by their own zones (`true`: the name
+/// alone, no sub-domains).
+#[derive(Debug, Clone, Default)]
+struct Decision {
+    global: Option<bool>,
+    orgs: HashMap<String, bool>,
+}
+
+fn merge_exact(slot: &mut Option<bool>, exact: bool) {
+    // One row covering sub-domains makes the name cover them.
+    *slot = Some(slot.unwrap_or(true) && exact);
+}
+
+/// The policy in force and what it was built from, for patching.
+pub struct PolicyState {
+    files: Vec<Arc<Zone>>,
+    orgs: Vec<mimamori_core::Org>,
+    lists: HashMap<String, OrgLists>,
+    tokens: Vec<DnsClientToken>,
+    root_path: String,
+    base: IntelZones,
+    base_built: Instant,
+    /// Every name decided again since the base was built (wire form).
+    overlay: HashMap<Vec<u8>, Decision>,
+    /// What the policy reflects.
+    pub version: Version,
+}
+
+/// How the policy was brought up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Nothing changed.
+    Unchanged,
+    /// Indicator changes applied as an overlay of this many names.
+    Patched(usize),
+    /// Rebuilt from the store.
+    Rebuilt,
+}
+
+impl PolicyState {
+    /// Builds the whole policy from the store.
+    pub async fn load(store: &Store, files: &[Arc<Zone>]) -> anyhow::Result<PolicyState> {
+        let version = Version::of(store).await?;
+        let indicators = store.intel_active().await?;
+        let orgs = match store.root_org().await? {
+            Some(root) => {
+                store
+                    .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
+                    .await?
+            }
+            None => vec![],
+        };
+        let items = store.dns_policy_all().await?;
+        let tokens = store.dns_client_tokens().await?;
+        let files = files.to_vec();
+        Ok(tokio::task::spawn_blocking(move || {
+            let root_path = root_path(&orgs);
+            let base = intel_zones(&indicators, &orgs, &root_path);
+            let lists = org_lists(&orgs, &items);
+            PolicyState {
+                files,
+                orgs,
+                lists,
+                tokens,
+                root_path,
+                base,
+                base_built: Instant::now(),
+                overlay: HashMap::new(),
+                version,
+            }
+        })
+        .await?)
+    }
+
+    /// The policy to serve.
+    pub fn policy(&self) -> Policy {
+        assemble(
+            &self.files,
+            &self.base,
+            &self.orgs,
+            &self.lists,
+            &self.tokens,
+        )
+    }
+
+    /// Brings the policy up to the store's `now`: an overlay when only
+    /// indicators changed (and the overlay stays small and the base young),
+    /// else a full rebuild. `files_changed`: a transferred zone changed.
+    pub async fn refresh(
+        &mut self,
+        store: &Store,
+        files: &[Arc<Zone>],
+        now: Version,
+        files_changed: bool,
+    ) -> anyhow::Result<(Refresh, Option<Policy>)> {
+        let young = self.base_built.elapsed() < BASE_MAX_AGE;
+        if now == self.version && !files_changed && young {
+            return Ok((Refresh::Unchanged, None));
+        }
+        if !files_changed && young && self.version.only_indicators_changed(&now) {
+            if let Some(policy) = self.patch(store, now.clone()).await? {
+                return Ok((Refresh::Patched(self.overlay.len()), Some(policy)));
+            }
+        }
+        *self = PolicyState::load(store, files).await?;
+        Ok((Refresh::Rebuilt, Some(self.policy())))
+    }
+
+    /// The overlay for the indicator rows changed since the last version;
+    /// `None` when too much changed for an overlay.
+    async fn patch(&mut self, store: &Store, now: Version) -> anyhow::Result<Option<Policy>> {
+        let since = self.version.intel.indicators.1 - CLOCK_SLACK_MS;
+        let Some(changes) = store.intel_changed_since(since, PATCH_MAX_NAMES).await? else {
+            return Ok(None);
+        };
+        let mut names: Vec<String> = changes
+            .changed_values
+            .into_iter()
+            .filter(|(k, _)| k == "domain")
+            .map(|(_, v)| v)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if self.overlay.len() + names.len() > PATCH_MAX_NAMES {
+            return Ok(None);
+        }
+        let rows = store.intel_active_with_values("domain", &names).await?;
+        let mut decided: HashMap<&str, Decision> = names
+            .iter()
+            .map(|n| (n.as_str(), Decision::default()))
+            .collect();
+        for a in &rows {
+            let Some((name, exact)) = domain(a) else {
+                continue;
+            };
+            let Some(d) = decided.get_mut(name) else {
+                continue;
+            };
+            if for_everyone(a, &self.root_path) {
+                merge_exact(&mut d.global, exact);
+                continue;
+            }
+            for o in &self.orgs {
+                if a.protects(o.id.as_str(), o.path.as_str()) {
+                    let mut slot = d.orgs.get(o.id.as_str()).copied();
+                    merge_exact(&mut slot, exact);
+                    if let Some(e) = slot {
+                        d.orgs.insert(o.id.to_string(), e);
+                    }
+                }
+            }
+        }
+        let mut wire = Vec::with_capacity(256);
+        for (name, d) in decided {
+            // A name that makes no DNS name was skipped by the base too.
+            if mimamori_dns::policy::text_to_wire(name, &[0], &mut wire).is_some() {
+                self.overlay.insert(wire.clone(), d);
+            }
+        }
+        let intel = self.overlaid();
+        self.version = now;
+        Ok(Some(assemble(
+            &self.files,
+            &intel,
+            &self.orgs,
+            &self.lists,
+            &self.tokens,
+        )))
+    }
+
+    /// The base intel zones with the overlay over them. Every org whose
+    /// base zone holds an overlay name, or that an overlay name now
+    /// protects, gets an entry for it; other orgs' zones are shared as
+    /// they are.
+    fn overlaid(&self) -> IntelZones {
+        let empty = mimamori_dns::table::Slot {
+            exact: mimamori_dns::table::NONE,
+            wild: mimamori_dns::table::NONE,
+        };
+        let mut global = NameTable::new();
+        let mut per_org: HashMap<&str, NameTable> = HashMap::new();
+        for (name, d) in &self.overlay {
+            global.set(name, d.global.map(Zone::nxdomain_slot).unwrap_or(empty));
+            for (org, exact) in &d.orgs {
+                per_org
+                    .entry(org.as_str())
+                    .or_default()
+                    .set(name, Zone::nxdomain_slot(*exact));
+            }
+            for (org, zone) in &self.base.per_org {
+                if !d.orgs.contains_key(org) && zone.name_slot(name).is_some() {
+                    per_org.entry(org.as_str()).or_default().set(name, empty);
+                }
+            }
+        }
+        let mut out = IntelZones {
+            global: Arc::new(self.base.global.with_overlay(global)),
+            per_org: self.base.per_org.clone(),
+        };
+        for (org, table) in per_org {
+            let base = match self.base.per_org.get(org) {
+                Some(z) => z.clone(),
+                None => {
+                    let slug = self
+                        .orgs
+                        .iter()
+                        .find(|o| o.id.as_str() == org)
+                        .map(|o| o.slug.as_str())
+                        .unwrap_or(org);
+                    Arc::new(Zone::new(&intel_zone_name(slug)).with_ede(EDE_BLOCKED))
+                }
+            };
+            out.per_org
+                .insert(org.to_string(), Arc::new(base.with_overlay(table)));
+        }
+        out
+    }
+}
