@@ -27,10 +27,6 @@ use std::time::{Duration, Instant};
 pub const PATCH_MAX_NAMES: usize = 50_000;
 /// Age after which the base is rebuilt, changes or not.
 pub const BASE_MAX_AGE: Duration = mimamori_pipeline::intel::BASE_MAX_AGE;
-/// How far before the last version's newest change a patch reads again:
-/// rows stamped within the same clock tick as the last look (a re-read
-/// row is decided again to the same result).
-const CLOCK_SLACK_MS: i64 = 2_000;
 
 /// The EDE code on answers blocked by intel or by an ancestor org's block
 /// list: 15 Blocked (RFC 8914).
@@ -394,7 +390,8 @@ impl PolicyState {
     /// The overlay for the indicator rows changed since the last version;
     /// `None` when too much changed for an overlay.
     async fn patch(&mut self, store: &Store, now: Version) -> anyhow::Result<Option<Policy>> {
-        let since = self.version.intel.indicators.1 - CLOCK_SLACK_MS;
+        // Stamps strictly increase in commit order (store migration 0007).
+        let since = self.version.intel.indicators.1 + 1;
         let Some(changes) = store.intel_changed_since(since, PATCH_MAX_NAMES).await? else {
             return Ok(None);
         };

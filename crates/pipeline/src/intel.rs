@@ -471,11 +471,6 @@ pub const PATCH_MAX_ROWS: usize = 200_000;
 pub const REBASE_AT_ROWS: usize = 20_000;
 pub const BASE_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
-/// How far before the newest change it has seen a patch re-reads. Intel
-/// writers stamp rows in commit order (store migration 0005), so only a
-/// wall clock stepped back between two writers needs this margin.
-const CLOCK_SLACK_MS: i64 = 2_000;
-
 /// The current view, shared by the detection engine and its reloader.
 #[derive(Clone, Default)]
 pub struct IntelMatcher {
@@ -567,9 +562,8 @@ impl IntelMatcher {
         }
         let matcher = self.clone();
         tokio::spawn(async move {
-            // A patch onto the new base re-reads the rows of the last
-            // CLOCK_SLACK_MS, which right after a bulk change is the bulk
-            // itself: then build again once they are out of that window.
+            // Patches onto the new base can still be big (a bulk change
+            // while it was built): then build once more.
             for attempt in 0..3 {
                 let started = Instant::now();
                 let result = async {
@@ -606,7 +600,7 @@ impl IntelMatcher {
                         tracing::error!(attempt, error = %e, "cannot rebuild the indicator base; patches go on");
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(CLOCK_SLACK_MS as u64)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             matcher.rebasing.store(false, Ordering::SeqCst);
         });
@@ -628,7 +622,9 @@ async fn patched(
     if !patchable {
         return Ok(None);
     }
-    let since = current.version.indicators.1 - CLOCK_SLACK_MS;
+    // Stamps strictly increase in commit order (store migration 0007):
+    // what the view has seen ends at its version's newest stamp.
+    let since = current.version.indicators.1 + 1;
     let Some(changes) = store.intel_changed_since(since, PATCH_MAX_ROWS).await? else {
         return Ok(None);
     };

@@ -162,14 +162,18 @@ fn stored_from_row(
 }
 
 /// Starts a write to `indicators` in `tx`: takes the intel write lock (see
-/// migration 0005) and returns the time to stamp `updated_at` with. Every
-/// transaction that writes indicator rows calls this first, so stamps
-/// follow commit order.
+/// migrations 0005 and 0007) and returns the stamp for `updated_at`: the
+/// wall clock, or one more than the last stamp if that is not behind it.
+/// Every transaction that writes indicator rows calls this first, so
+/// stamps strictly increase in commit order, and a reader that has seen
+/// stamp T finds every later change with `updated_at > T`.
 pub(crate) async fn intel_write_begun(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64> {
-    sqlx::query("UPDATE intel_clock SET writes = writes + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    Ok(now_millis())
+    Ok(sqlx::query_scalar(
+        "UPDATE intel_clock SET writes = writes + 1, stamp = CASE WHEN stamp + 1 > $1 THEN stamp + 1 ELSE $1 END WHERE id = 1 RETURNING stamp",
+    )
+    .bind(now_millis())
+    .fetch_one(&mut **tx)
+    .await?)
 }
 
 /// The owner's stored rows for the (kind, value) keys of a sorted batch,

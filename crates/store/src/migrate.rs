@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "intel_sharing",
         include_str!("../migrations/0006_intel_sharing.sql"),
     ),
+    (
+        7,
+        "intel_stamp",
+        include_str!("../migrations/0007_intel_stamp.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {
