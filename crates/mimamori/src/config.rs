@@ -244,6 +244,14 @@ pub struct IngestSection {
     /// 429 (HTTP) or are slowed down (files).
     #[serde(default = "default_queue_events")]
     pub queue_events: usize,
+    /// Most bytes of records waiting for the write-ahead log (the same
+    /// refusal past it).
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
+    /// Most events durable in the log but not yet archived and through
+    /// detection; past it the log stops taking more (and the queue fills).
+    #[serde(default = "default_pipeline_events")]
+    pub pipeline_events: usize,
     /// Longest an acknowledged event waits before it is queryable in the
     /// archive, in milliseconds.
     #[serde(default = "default_flush_ms")]
@@ -264,6 +272,12 @@ fn yes() -> bool {
 fn default_queue_events() -> usize {
     200_000
 }
+fn default_queue_bytes() -> usize {
+    mimamori_ingest::IngestConfig::new(PathBuf::new()).queue_bytes
+}
+fn default_pipeline_events() -> usize {
+    mimamori_ingest::IngestConfig::new(PathBuf::new()).pipeline_events
+}
 fn default_flush_ms() -> u64 {
     2000
 }
@@ -276,6 +290,8 @@ impl Default for IngestSection {
         IngestSection {
             enabled: true,
             queue_events: default_queue_events(),
+            queue_bytes: default_queue_bytes(),
+            pipeline_events: default_pipeline_events(),
             flush_interval_ms: default_flush_ms(),
             retention_days: default_retention_days(),
             retention_by_org: Default::default(),
@@ -287,6 +303,8 @@ impl IngestSection {
     pub fn to_config(&self, data_dir: &Path) -> mimamori_ingest::IngestConfig {
         mimamori_ingest::IngestConfig {
             queue_events: self.queue_events.max(1),
+            queue_bytes: self.queue_bytes.max(1),
+            pipeline_events: self.pipeline_events.max(1),
             flush_interval: std::time::Duration::from_millis(self.flush_interval_ms.max(10)),
             ..mimamori_ingest::IngestConfig::new(mimamori_ingest::ingest_dir(data_dir))
         }
@@ -417,10 +435,22 @@ impl Config {
                 })
                 .collect::<anyhow::Result<_>>()?;
         }
-        if let Some(v) = get("MIMAMORI_INGEST_QUEUE_EVENTS") {
-            self.ingest.queue_events = v
-                .parse()
-                .with_context(|| format!("MIMAMORI_INGEST_QUEUE_EVENTS={v:?} is not a number"))?;
+        for (key, field) in [
+            (
+                "MIMAMORI_INGEST_QUEUE_EVENTS",
+                &mut self.ingest.queue_events,
+            ),
+            ("MIMAMORI_INGEST_QUEUE_BYTES", &mut self.ingest.queue_bytes),
+            (
+                "MIMAMORI_INGEST_PIPELINE_EVENTS",
+                &mut self.ingest.pipeline_events,
+            ),
+        ] {
+            if let Some(v) = get(key) {
+                *field = v
+                    .parse()
+                    .with_context(|| format!("{key}={v:?} is not a number"))?;
+            }
         }
         Ok(())
     }

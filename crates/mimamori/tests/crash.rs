@@ -344,7 +344,13 @@ async fn overload_answers_429_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let token = setup(&data);
-    let (mut child, url) = serve(&data, &[("MIMAMORI_INGEST_QUEUE_EVENTS", "200")]);
+    let (mut child, url) = serve(
+        &data,
+        &[
+            ("MIMAMORI_INGEST_QUEUE_EVENTS", "200"),
+            ("MIMAMORI_INGEST_PIPELINE_EVENTS", "2000"),
+        ],
+    );
     let pid = child.id();
     let client = reqwest::Client::new();
 
@@ -362,7 +368,8 @@ async fn overload_answers_429_with_bounded_memory() {
     let counts: Arc<Mutex<HashMap<u16, usize>>> = Default::default();
     let retry_after_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(3);
-    let mut peak = rss_kib(pid);
+    let started_at = rss_kib(pid);
+    let mut peak = started_at;
     let mut tasks = vec![];
     for c in 0..48 {
         let (url, token, counts, ra, client) = (
@@ -403,7 +410,7 @@ async fn overload_answers_429_with_bounded_memory() {
         t.await.unwrap();
     }
     let counts = counts.lock().unwrap().clone();
-    eprintln!("statuses: {counts:?}; server peak RSS {peak} KiB");
+    eprintln!("statuses: {counts:?}; server RSS {started_at} KiB before the load, peak {peak} KiB");
     assert!(
         counts.get(&429).copied().unwrap_or(0) > 0,
         "no 429 under overload: {counts:?}"
@@ -418,8 +425,14 @@ async fn overload_answers_429_with_bounded_memory() {
         "{counts:?}"
     );
     assert!(retry_after_seen.load(std::sync::atomic::Ordering::Relaxed));
-    // A 200-event queue keeps the server small however hard it is pushed.
-    assert!(peak < 256 * 1024, "server RSS grew to {peak} KiB");
+    // A 200-event queue and 2,000 events past the log keep the server from
+    // growing however hard it is pushed: what 48 connections and their
+    // request buffers take, not what they send. (Measured as growth: the allocator's and the idle
+    // server's own footprint are not what this bounds.)
+    assert!(
+        peak - started_at < 96 * 1024,
+        "server RSS grew from {started_at} KiB to {peak} KiB under overload"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
