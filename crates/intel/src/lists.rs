@@ -84,7 +84,7 @@ fn widen(kind: IndicatorKind, opts: &ListOptions) -> IndicatorKind {
 }
 
 fn plain(text: &str, opts: &ListOptions) -> ImportBatch {
-    let mut batch = ImportBatch::default();
+    let mut batch = ImportBatch::with_capacity(text.bytes().filter(|&b| b == b'\n').count());
     for (n, line) in text.lines().enumerate() {
         let v = strip_comment(line);
         if v.is_empty() {

@@ -353,6 +353,14 @@ pub struct ImportBatch {
 }
 
 impl ImportBatch {
+    /// An empty batch with room for `n` indicators (a list's line count).
+    pub fn with_capacity(n: usize) -> ImportBatch {
+        let mut b = ImportBatch::default();
+        b.indicators.reserve(n);
+        b.positions.reserve(n);
+        b
+    }
+
     /// Adds an indicator, merging it into an earlier one with the same key.
     pub fn push(&mut self, ind: Indicator) {
         let key = (ind.kind.key(), ind.value.clone());
