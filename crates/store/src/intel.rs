@@ -228,6 +228,35 @@ async fn existing_rows<'b>(
     Ok(out)
 }
 
+/// `(indicator_id, org_id)` share rows grouped by indicator.
+fn shares_by_indicator(rows: &[AnyRow]) -> Result<HashMap<String, Vec<String>>> {
+    let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
+    for s in rows {
+        by_ind
+            .entry(s.try_get("indicator_id")?)
+            .or_default()
+            .push(s.try_get("org_id")?);
+    }
+    Ok(by_ind)
+}
+
+/// An indicator row (`id`, `owner_org_id`, `owner_path`, `body`) as
+/// detection and Protective DNS load it, taking its shares from `by_ind`.
+fn active_from_row(
+    row: &AnyRow,
+    by_ind: &mut HashMap<String, Vec<String>>,
+) -> Result<ActiveIndicator> {
+    let body: String = row.try_get("body")?;
+    let id: String = row.try_get("id")?;
+    Ok(ActiveIndicator {
+        shared_with: by_ind.remove(&id).unwrap_or_default(),
+        id,
+        owner_org_id: row.try_get("owner_org_id")?,
+        owner_path: row.try_get("owner_path")?,
+        indicator: from_json_text("body", &body)?,
+    })
+}
+
 /// The SQL condition "indicator `i` is visible to org `$n`".
 fn visible_to(n: usize) -> String {
     visible_sql(
@@ -619,24 +648,10 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
-        for s in &shares {
-            by_ind
-                .entry(s.try_get("indicator_id")?)
-                .or_default()
-                .push(s.try_get("org_id")?);
-        }
+        let mut by_ind = shares_by_indicator(&shares)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let body: String = row.try_get("body")?;
-            let id: String = row.try_get("id")?;
-            out.push(ActiveIndicator {
-                shared_with: by_ind.remove(&id).unwrap_or_default(),
-                id,
-                owner_org_id: row.try_get("owner_org_id")?,
-                owner_path: row.try_get("owner_path")?,
-                indicator: from_json_text("body", &body)?,
-            });
+            out.push(active_from_row(row, &mut by_ind)?);
         }
         Ok(out)
     }
@@ -677,33 +692,20 @@ impl Store {
         .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
-        for s in &shares {
-            by_ind
-                .entry(s.try_get("indicator_id")?)
-                .or_default()
-                .push(s.try_get("org_id")?);
-        }
+        let mut by_ind = shares_by_indicator(&shares)?;
         let mut out = IntelChanges::default();
         for row in &rows {
             let id: String = row.try_get("id")?;
             let detection: i64 = row.try_get("detection")?;
             let revoked: i64 = row.try_get("revoked")?;
             let valid_until: Option<i64> = row.try_get("valid_until")?;
-            out.changed_ids.push(id.clone());
+            out.changed_ids.push(id);
             out.changed_values
                 .push((row.try_get("kind_key")?, row.try_get("value")?));
             if detection != 1 || revoked != 0 || valid_until.is_some_and(|v| v <= now) {
                 continue;
             }
-            let body: String = row.try_get("body")?;
-            out.active.push(ActiveIndicator {
-                shared_with: by_ind.remove(&id).unwrap_or_default(),
-                id,
-                owner_org_id: row.try_get("owner_org_id")?,
-                owner_path: row.try_get("owner_path")?,
-                indicator: from_json_text("body", &body)?,
-            });
+            out.active.push(active_from_row(row, &mut by_ind)?);
         }
         Ok(Some(out))
     }
@@ -738,23 +740,9 @@ impl Store {
                 shares = shares.bind(id.as_str());
             }
             let rows = rows.fetch_all(&self.pool).await?;
-            let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
-            for s in &shares.fetch_all(&self.pool).await? {
-                by_ind
-                    .entry(s.try_get("indicator_id")?)
-                    .or_default()
-                    .push(s.try_get("org_id")?);
-            }
+            let mut by_ind = shares_by_indicator(&shares.fetch_all(&self.pool).await?)?;
             for row in &rows {
-                let body: String = row.try_get("body")?;
-                let id: String = row.try_get("id")?;
-                out.push(ActiveIndicator {
-                    shared_with: by_ind.remove(&id).unwrap_or_default(),
-                    id,
-                    owner_org_id: row.try_get("owner_org_id")?,
-                    owner_path: row.try_get("owner_path")?,
-                    indicator: from_json_text("body", &body)?,
-                });
+                out.push(active_from_row(row, &mut by_ind)?);
             }
         }
         Ok(out)
