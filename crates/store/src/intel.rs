@@ -467,25 +467,14 @@ pub(crate) async fn upsert_tx(
     report
         .changed_ids
         .extend(fresh.into_iter().map(|(id, ..)| id));
-    let mut pairs: Vec<(&str, &str, &str)> = vec![];
-    for id in &report.changed_ids {
-        for org in share_with {
-            pairs.push(("indicator_shares", id.as_str(), org.as_str()));
-        }
-        for group in &sharing.groups {
-            pairs.push(("indicator_group_shares", id.as_str(), group.as_str()));
-        }
-    }
-    for table in ["indicator_shares", "indicator_group_shares"] {
-        let column = if table == "indicator_shares" {
-            "org_id"
-        } else {
-            "group_id"
-        };
-        let rows: Vec<(&str, &str)> = pairs
+    for (table, column, targets) in [
+        ("indicator_shares", "org_id", share_with),
+        ("indicator_group_shares", "group_id", &sharing.groups),
+    ] {
+        let rows: Vec<(&str, &str)> = report
+            .changed_ids
             .iter()
-            .filter(|p| p.0 == table)
-            .map(|p| (p.1, p.2))
+            .flat_map(|id| targets.iter().map(move |t| (id.as_str(), t.as_str())))
             .collect();
         for chunk in rows.chunks(1000) {
             let sql = format!(

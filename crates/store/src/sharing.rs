@@ -385,8 +385,8 @@ impl Store {
             .bind(&group.id)
             .execute(&mut *tx)
             .await?;
-        // Detection reloads when the indicator version changes: deleting
-        // member rows lowers the count it watches.
+        // The matchers rebuild when `Store::sharing_version` moves: deleting
+        // the group and its members lowers the count it watches.
         audit::write(
             &mut tx,
             actor,
