@@ -588,6 +588,8 @@ impl InFlight {
 /// them.
 struct Tracked {
     events: Vec<Event>,
+    /// Their archive columns' JSON text, made before the archive thread.
+    text: archive::EventText,
     taken: usize,
     gate: Arc<InFlight>,
 }
@@ -607,7 +609,9 @@ impl Drop for Tracked {
 
 /// A durable WAL record on its way to normalization.
 enum Record {
-    Events(Vec<Event>),
+    /// Events and the WAL record's text, whose `fields` and `raw` parts the
+    /// archive reuses.
+    Events(Vec<Event>, archive::EventText),
     Raw(raw::RawRecord),
 }
 
@@ -669,17 +673,22 @@ fn wal_loop(
             buf.clear();
             let (written, record) = match s.payload {
                 Payload::Events(bodies) => {
+                    // One UUIDv7 per submission, counted up per event (as
+                    // for raw records): a fresh one per event cost a
+                    // getrandom system call each.
+                    let base_id = uuid::Uuid::now_v7().as_u128();
                     let events: Vec<Event> = bodies
                         .into_iter()
-                        .map(|body| Event {
-                            id: uuid::Uuid::now_v7().to_string(),
+                        .enumerate()
+                        .map(|(i, body)| Event {
+                            id: raw::event_id(base_id, i as u32),
                             org_id: s.org_id.clone(),
                             received,
                             body,
                         })
                         .collect();
-                    encode_batch(&events, &mut buf);
-                    (wal.append(&buf), Record::Events(events))
+                    let text = archive::EventText::encode(&events);
+                    (wal.append(text.as_bytes()), Record::Events(events, text))
                 }
                 Payload::Raw(batch) => {
                     let base_id = uuid::Uuid::now_v7().as_u128();
@@ -723,7 +732,7 @@ fn wal_loop(
         stats.wal_position.store(wal.position(), Ordering::Relaxed);
         for (ack, record, end, permits) in pending {
             let (ids, n) = match &record {
-                Record::Events(events) => {
+                Record::Events(events, _) => {
                     (events.iter().map(|e| e.id.clone()).collect(), events.len())
                 }
                 Record::Raw(r) => (vec![], r.batch.len()),
@@ -773,17 +782,19 @@ fn normalize_loop(
     stats: Arc<Stats>,
 ) {
     while let Ok((end, record, taken)) = rx.recv() {
-        let events = match record {
-            Record::Events(events) => events,
+        let (events, text) = match record {
+            Record::Events(events, text) => (events, text),
             Record::Raw(rec) => {
                 let mut events = Vec::with_capacity(rec.batch.len());
                 let rejected = raw::normalize(&rec, &mut events);
                 stats.raw_rejected.fetch_add(rejected, Ordering::Relaxed);
-                events
+                let text = archive::EventText::of(&events);
+                (events, text)
             }
         };
         let batch = Arc::new(Tracked {
             events,
+            text,
             taken,
             gate: gate.clone(),
         });
@@ -816,7 +827,10 @@ fn archive_loop(
         if buffer.is_empty() {
             return;
         }
-        match archive.flush(buffer.iter().flat_map(|b| b.iter()), *from, to) {
+        let rows = buffer
+            .iter()
+            .flat_map(|b| b.events.iter().enumerate().map(|(i, e)| (e, b.text.get(i))));
+        match archive.flush_rows(rows, *from, to) {
             Ok(_) => {
                 stats
                     .events_archived
@@ -994,16 +1008,7 @@ fn consumer_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A WAL record: the batch's events as NDJSON.
-fn encode_batch(events: &[Event], out: &mut Vec<u8>) {
-    for e in events {
-        // Serializing our own plain data cannot fail.
-        if serde_json::to_writer(&mut *out, e).is_ok() {
-            out.push(b'\n');
-        }
-    }
-}
-
+/// A WAL record of events: NDJSON, written by [`archive::EventText::encode`].
 fn decode_batch(payload: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
     payload
         .split(|b| *b == b'\n')
@@ -1109,12 +1114,10 @@ mod tests {
             .collect();
         {
             let mut wal = wal::Wal::open(&dir.path().join("wal"), 1 << 20, 0, |_, _| {}).unwrap();
-            let mut buf = vec![];
-            encode_batch(&events[..25], &mut buf);
-            wal.append(&buf).unwrap();
-            buf.clear();
-            encode_batch(&events[25..], &mut buf);
-            wal.append(&buf).unwrap();
+            for half in [&events[..25], &events[25..]] {
+                wal.append(archive::EventText::encode(half).as_bytes())
+                    .unwrap();
+            }
             wal.sync().unwrap();
         }
         // And a stale part file from an interrupted flush beyond the checkpoint.

@@ -17,101 +17,152 @@ fn text(m: &Map<String, Value>, k: &str) -> Option<String> {
 }
 
 /// Fill normalized fields from keys named like them.
+///
+/// One pass over the object's keys with a `match`, not a map look-up per
+/// field name: `serde_json::Map` is an `IndexMap` with SipHash here (the
+/// `evtx` crate turns on `preserve_order`), and thirty hashed look-ups cost
+/// more than parsing the line did.
 fn fields_from(m: &Map<String, Value>) -> Normalized {
-    let mut f = Normalized {
-        src_ip: norm::ip_v(m.get("src_ip")),
-        src_port: norm::port_v(m.get("src_port")),
-        dst_ip: norm::ip_v(m.get("dst_ip")),
-        dst_port: norm::port_v(m.get("dst_port")),
-        protocol: text(m, "protocol").map(|p| p.to_ascii_lowercase()),
-        hostname: text(m, "hostname"),
-        user: text(m, "user"),
-        dns_query: text(m, "dns_query").and_then(|q| norm::dns_name(&q)),
-        dns_qtype: text(m, "dns_qtype"),
-        dns_rcode: text(m, "dns_rcode"),
-        dns_answers: match m.get("dns_answers") {
-            Some(Value::Array(a)) => a.iter().filter_map(|x| norm::text(Some(x))).collect(),
-            other => norm::text(other).into_iter().collect(),
-        },
-        url: text(m, "url"),
-        http_host: text(m, "http_host").and_then(|h| norm::dns_name(&h)),
-        http_method: text(m, "http_method"),
-        http_status: norm::port_v(m.get("http_status")),
-        user_agent: text(m, "user_agent"),
-        process_name: text(m, "process_name"),
-        process_cmdline: text(m, "process_cmdline"),
-        process_pid: norm::u32_v(m.get("process_pid")),
-        parent_process_name: text(m, "parent_process_name"),
-        file_name: text(m, "file_name"),
-        file_hashes: Vec::new(),
-        api_operation: text(m, "api_operation"),
-        api_service: text(m, "api_service"),
-        cloud_account: text(m, "cloud_account"),
-        cloud_region: text(m, "cloud_region"),
-        status: text(m, "status"),
-        message: text(m, "message"),
-        severity: text(m, "severity"),
-    };
-    // `[["sha256", "ab…"], …]` or `{"sha256": "ab…"}`
-    match m.get("file_hashes") {
-        Some(Value::Array(a)) => {
-            for pair in a {
-                if let Some([alg, h]) = pair.as_array().map(Vec::as_slice) {
-                    if let (Some(alg), Some(h)) = (alg.as_str(), h.as_str().and_then(norm::hash)) {
-                        f.file_hashes.push((alg.to_ascii_lowercase(), h));
+    let mut f = Normalized::default();
+    for (k, v) in m {
+        let v = Some(v);
+        match k.as_str() {
+            "src_ip" => f.src_ip = norm::ip_v(v),
+            "src_port" => f.src_port = norm::port_v(v),
+            "dst_ip" => f.dst_ip = norm::ip_v(v),
+            "dst_port" => f.dst_port = norm::port_v(v),
+            "protocol" => f.protocol = norm::text(v).map(|p| p.to_ascii_lowercase()),
+            "hostname" => f.hostname = norm::text(v),
+            "user" => f.user = norm::text(v),
+            "dns_query" => f.dns_query = norm::text(v).and_then(|q| norm::dns_name(&q)),
+            "dns_qtype" => f.dns_qtype = norm::text(v),
+            "dns_rcode" => f.dns_rcode = norm::text(v),
+            "dns_answers" => {
+                f.dns_answers = match v {
+                    Some(Value::Array(a)) => a.iter().filter_map(|x| norm::text(Some(x))).collect(),
+                    other => norm::text(other).into_iter().collect(),
+                }
+            }
+            "url" => f.url = norm::text(v),
+            "http_host" => f.http_host = norm::text(v).and_then(|h| norm::dns_name(&h)),
+            "http_method" => f.http_method = norm::text(v),
+            "http_status" => f.http_status = norm::port_v(v),
+            "user_agent" => f.user_agent = norm::text(v),
+            "process_name" => f.process_name = norm::text(v),
+            "process_cmdline" => f.process_cmdline = norm::text(v),
+            "process_pid" => f.process_pid = norm::u32_v(v),
+            "parent_process_name" => f.parent_process_name = norm::text(v),
+            "file_name" => f.file_name = norm::text(v),
+            "api_operation" => f.api_operation = norm::text(v),
+            "api_service" => f.api_service = norm::text(v),
+            "cloud_account" => f.cloud_account = norm::text(v),
+            "cloud_region" => f.cloud_region = norm::text(v),
+            "status" => f.status = norm::text(v),
+            "message" => f.message = norm::text(v),
+            "severity" => f.severity = norm::text(v),
+            // `[["sha256", "ab…"], …]` or `{"sha256": "ab…"}`
+            "file_hashes" => match v {
+                Some(Value::Array(a)) => {
+                    for pair in a {
+                        if let Some([alg, h]) = pair.as_array().map(Vec::as_slice) {
+                            if let (Some(alg), Some(h)) =
+                                (alg.as_str(), h.as_str().and_then(norm::hash))
+                            {
+                                f.file_hashes.push((alg.to_ascii_lowercase(), h));
+                            }
+                        }
                     }
                 }
-            }
-        }
-        Some(Value::Object(o)) => {
-            for (alg, h) in o {
-                if let Some(h) = h.as_str().and_then(norm::hash) {
-                    f.file_hashes.push((alg.to_ascii_lowercase(), h));
+                Some(Value::Object(o)) => {
+                    for (alg, h) in o {
+                        if let Some(h) = h.as_str().and_then(norm::hash) {
+                            f.file_hashes.push((alg.to_ascii_lowercase(), h));
+                        }
+                    }
                 }
-            }
+                _ => {}
+            },
+            _ => {}
         }
-        _ => {}
     }
     f
 }
 
-/// A few OCSF attributes (as [`mimamori_event::Event::to_ocsf`] writes them).
-fn ocsf_fields(m: &Map<String, Value>, f: &mut Normalized) {
-    let at = |path: &[&str]| -> Option<&Value> {
-        let mut cur = m.get(path[0])?;
-        for p in &path[1..] {
-            cur = cur.get(*p)?;
+/// The other keys [`from_value`] reads, found in the same kind of single
+/// pass as [`fields_from`]'s (see there for why).
+#[derive(Default)]
+struct Known<'a> {
+    class: Option<&'a Value>,
+    class_uid: Option<&'a Value>,
+    source: Option<&'a Value>,
+    query: Option<&'a Value>,
+    qname: Option<&'a Value>,
+    src_endpoint: Option<&'a Value>,
+    dst_endpoint: Option<&'a Value>,
+    device: Option<&'a Value>,
+    answers: Option<&'a Value>,
+    /// In [`TIME_KEYS`] order: the first present one is the time.
+    time: [Option<&'a Value>; TIME_KEYS.len()],
+}
+
+impl<'a> Known<'a> {
+    fn of(m: &'a Map<String, Value>) -> Self {
+        let mut k = Known::default();
+        for (key, v) in m {
+            let slot = match key.as_str() {
+                "class" => &mut k.class,
+                "class_uid" => &mut k.class_uid,
+                "source" => &mut k.source,
+                "query" => &mut k.query,
+                "qname" => &mut k.qname,
+                "src_endpoint" => &mut k.src_endpoint,
+                "dst_endpoint" => &mut k.dst_endpoint,
+                "device" => &mut k.device,
+                "answers" => &mut k.answers,
+                other => match TIME_KEYS.iter().position(|t| *t == other) {
+                    Some(i) => &mut k.time[i],
+                    None => continue,
+                },
+            };
+            *slot = Some(v);
         }
-        Some(cur)
-    };
+        k
+    }
+}
+
+/// A few OCSF attributes (as [`mimamori_event::Event::to_ocsf`] writes them).
+fn ocsf_fields(k: &Known, f: &mut Normalized) {
+    fn at<'v>(top: Option<&'v Value>, key: &str) -> Option<&'v Value> {
+        top.and_then(|t| t.get(key))
+    }
     f.src_ip = f
         .src_ip
         .take()
-        .or_else(|| norm::ip_v(at(&["src_endpoint", "ip"])));
+        .or_else(|| norm::ip_v(at(k.src_endpoint, "ip")));
     f.src_port = f
         .src_port
-        .or_else(|| norm::port_v(at(&["src_endpoint", "port"])));
+        .or_else(|| norm::port_v(at(k.src_endpoint, "port")));
     f.dst_ip = f
         .dst_ip
         .take()
-        .or_else(|| norm::ip_v(at(&["dst_endpoint", "ip"])));
+        .or_else(|| norm::ip_v(at(k.dst_endpoint, "ip")));
     f.dst_port = f
         .dst_port
-        .or_else(|| norm::port_v(at(&["dst_endpoint", "port"])));
+        .or_else(|| norm::port_v(at(k.dst_endpoint, "port")));
     f.hostname = f
         .hostname
         .take()
-        .or_else(|| norm::text(at(&["device", "hostname"])));
+        .or_else(|| norm::text(at(k.device, "hostname")));
     f.dns_query = f
         .dns_query
         .take()
-        .or_else(|| norm::text(at(&["query", "hostname"])).and_then(|q| norm::dns_name(&q)));
+        .or_else(|| norm::text(at(k.query, "hostname")).and_then(|q| norm::dns_name(&q)));
     f.dns_qtype = f
         .dns_qtype
         .take()
-        .or_else(|| norm::text(at(&["query", "type"])));
+        .or_else(|| norm::text(at(k.query, "type")));
     if f.dns_answers.is_empty() {
-        if let Some(Value::Array(a)) = m.get("answers") {
+        if let Some(Value::Array(a)) = k.answers {
             f.dns_answers = a
                 .iter()
                 .filter_map(|x| norm::text(x.get("rdata")))
@@ -158,19 +209,21 @@ pub(crate) fn from_value(v: Value) -> Result<EventBody, String> {
             raw,
         });
     }
+    let known = Known::of(&obj);
     let mut f = fields_from(&obj);
-    ocsf_fields(&obj, &mut f);
+    ocsf_fields(&known, &mut f);
     if f.dns_query.is_none() {
-        f.dns_query = text(&obj, "query")
-            .or_else(|| text(&obj, "qname"))
+        f.dns_query = norm::text(known.query)
+            .or_else(|| norm::text(known.qname))
             .and_then(|q| norm::dns_name(&q));
     }
-    let class = obj
-        .get("class")
+    let class = known
+        .class
         .and_then(Value::as_str)
         .and_then(OcsfClass::parse)
         .or_else(|| {
-            obj.get("class_uid")
+            known
+                .class_uid
                 .and_then(Value::as_u64)
                 .and_then(class_from_uid)
         })
@@ -179,10 +232,12 @@ pub(crate) fn from_value(v: Value) -> Result<EventBody, String> {
         } else {
             OcsfClass::BaseEvent
         });
-    let time = TIME_KEYS
+    let time = known
+        .time
         .iter()
-        .find_map(|k| obj.get(*k).and_then(timefmt::from_value));
-    let source = text(&obj, "source").unwrap_or_else(|| "ndjson".into());
+        .flatten()
+        .find_map(|t| timefmt::from_value(t));
+    let source = norm::text(known.source).unwrap_or_else(|| "ndjson".into());
     Ok(EventBody {
         time,
         class,
