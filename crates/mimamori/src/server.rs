@@ -132,10 +132,14 @@ pub async fn start(
     } else {
         (None, None)
     };
+    let syslog_stats = std::sync::Arc::new(mimamori_ingest::syslog::SyslogStats::default());
     let syslog = match &ingest {
-        Some(ingest) => start_syslog(data_dir, cfg, &store, ingest).await?,
+        Some(ingest) => start_syslog(data_dir, cfg, &store, ingest, syslog_stats.clone()).await?,
         None => vec![],
     };
+    if !syslog.is_empty() {
+        state = state.with_metrics(syslog_metrics(syslog_stats));
+    }
     if let Some(ingest) = &ingest {
         spawn_retention(cfg, &store, ingest.archive().clone());
     }
@@ -320,6 +324,7 @@ async fn start_syslog(
     cfg: &Config,
     store: &mimamori_store::Store,
     ingest: &mimamori_ingest::Ingest,
+    stats: std::sync::Arc<mimamori_ingest::syslog::SyslogStats>,
 ) -> anyhow::Result<Vec<(&'static str, SocketAddr)>> {
     use mimamori_ingest::syslog::{self, OrgResolver, SyslogContext, SyslogTls};
     use mimamori_ingest::tls_identity::{self, ClientAuth, ClientOrgs};
@@ -369,7 +374,7 @@ async fn start_syslog(
     let ctx = SyslogContext {
         ingest: ingest.clone(),
         orgs,
-        stats: Default::default(),
+        stats,
     };
     let mut bound = vec![];
     if let Some(addr) = sc.udp {
@@ -417,6 +422,47 @@ async fn start_syslog(
         });
     }
     Ok(bound)
+}
+
+/// The syslog listeners' counters for `/metrics`.
+fn syslog_metrics(
+    stats: std::sync::Arc<mimamori_ingest::syslog::SyslogStats>,
+) -> std::sync::Arc<mimamori_api::MetricsSource> {
+    use std::sync::atomic::Ordering::Relaxed;
+    std::sync::Arc::new(move || {
+        vec![
+            (
+                "syslog_messages_received",
+                "Syslog messages read from UDP, TCP and TLS senders",
+                stats.received.load(Relaxed),
+            ),
+            (
+                "syslog_messages_accepted",
+                "Syslog messages queued for the WAL",
+                stats.accepted.load(Relaxed),
+            ),
+            (
+                "syslog_messages_rejected",
+                "Syslog messages refused (too long, not syslog)",
+                stats.rejected.load(Relaxed),
+            ),
+            (
+                "syslog_messages_unattributed",
+                "Syslog UDP messages and TCP/TLS connections from senders in no org's network",
+                stats.unattributed.load(Relaxed),
+            ),
+            (
+                "syslog_messages_dropped_overload",
+                "Syslog UDP messages dropped while ingestion was full",
+                stats.dropped_overload.load(Relaxed),
+            ),
+            (
+                "syslog_tls_refused",
+                "Syslog TLS handshakes refused (no valid client certificate)",
+                stats.tls_refused.load(Relaxed),
+            ),
+        ]
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -466,8 +466,12 @@ async fn syslog_udp_tcp_tls_into_the_senders_org() {
     let mut child = Server(cmd.spawn().unwrap());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = HashMap::new();
-    while addr.len() < 3 {
+    let mut api = None;
+    while addr.len() < 3 || api.is_none() {
         let line = lines.next().unwrap().unwrap();
+        if line.starts_with("mimamori API listening on ") {
+            api = line.split_whitespace().last().map(str::to_string);
+        }
         if let Some(rest) = line.strip_prefix("syslog ") {
             let mut it = rest.split_whitespace();
             let proto = it.next().unwrap().to_string();
@@ -527,6 +531,33 @@ async fn syslog_udp_tcp_tls_into_the_senders_org() {
     drop(tls);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every message counted on /metrics: 2 datagrams, 3 + 2 TCP, 1 TLS.
+    let metrics = reqwest::get(format!("{}/metrics", api.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        counter("mimamori_syslog_messages_received"),
+        Some(8),
+        "{metrics}"
+    );
+    assert_eq!(
+        counter("mimamori_syslog_messages_accepted"),
+        Some(8),
+        "{metrics}"
+    );
+    assert_eq!(
+        counter("mimamori_syslog_messages_rejected"),
+        Some(0),
+        "{metrics}"
+    );
     // SIGTERM: a graceful stop flushes the archive.
     assert!(Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
