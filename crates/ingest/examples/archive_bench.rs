@@ -23,7 +23,7 @@ fn syslog_line(i: usize) -> String {
         i % 4
     );
     let pad = 300usize.saturating_sub(head.len());
-    format!("{head}{}", "PADD".repeat(pad / 4 + 1)[..pad].to_string())
+    format!("{head}{}", &"PADD".repeat(pad / 4 + 1)[..pad])
 }
 
 fn dns_line(i: usize) -> String {

@@ -679,7 +679,7 @@ mod tests {
             org_id: "org".into(),
             received: 1_764_064_800_000,
             body: EventBody {
-                time: (i % 2 == 0).then_some(1_764_064_800_123),
+                time: i.is_multiple_of(2).then_some(1_764_064_800_123),
                 class: OcsfClass::DnsActivity,
                 source: text.into(),
                 fields: Normalized {
