@@ -9,7 +9,8 @@
 #
 # Env: DIR (inputs, default /tmp/pdns-bench), HARNESS (default ../shared/bench/pdns beside the
 # repo), LEN (measured seconds, default 20), CLIENTS (dnsperf -c, default 8), THREADS (our UDP
-# threads, default: one per core).
+# threads, default: one per core), COALESCE (our UDP coalescing wait in µs, default the
+# resolver's own, 300; 0: off).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 HARNESS=${HARNESS:-$repo/../shared/bench/pdns}
@@ -61,7 +62,7 @@ wait_ready() { # port -> seconds until an allowed name answers and a blocked one
 echo "== starting mimamori pdns on :$MPORT"
 start=$(date +%s.%N)
 "$PDNS" --listen 127.0.0.1:$MPORT --upstream 127.0.0.1:$UPORT --rpz "$DIR/rpz.zone=rpz.bench." \
-  ${THREADS:+--threads $THREADS} > /dev/null 2> "$DIR/mimamori.log" &
+  ${THREADS:+--threads $THREADS} ${COALESCE:+--coalesce-us $COALESCE} > /dev/null 2> "$DIR/mimamori.log" &
 M_PID=$!; pids+=("$M_PID")
 wait_ready $MPORT >/dev/null
 m_ready=$(echo "$(date +%s.%N) - $start" | bc)
@@ -70,7 +71,7 @@ echo "mimamori: ready after $m_ready s ($(grep 'policy loaded' "$DIR/mimamori.lo
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 measure() { # name pid port
-  local name=$1 pid=$2 port=$3 c0 c1 out q qps lost rss us
+  local name=$1 pid=$2 port=$3 c0 c1 out q qps lost rss us lat
   dnsperf -s 127.0.0.1 -p "$port" -d "$DIR/queries.txt" -l 10 -c "$CLIENTS" >/dev/null 2>&1
   c0=$(cpu "$pid")
   out=$(dnsperf -s 127.0.0.1 -p "$port" -d "$DIR/queries.txt" -l "$LEN" -c "$CLIENTS" 2>&1)
@@ -80,7 +81,8 @@ measure() { # name pid port
   qps=$(echo "$out" | awk '/Queries per second:/ {print $4}')
   rss=$(ps -o rss= -p "$pid" | tr -d ' ')
   us=$(echo "scale=2; ($c1 - $c0) * 1000000 / $ticks / $q" | bc)
-  echo "$name $us $qps $lost $q $rss"
+  lat=$(echo "$out" | awk '/Average Latency/ {printf "%.0f", $4 * 1000000}')
+  echo "$name $us $qps $lost $q $rss $lat"
 }
 # A correctness spot check before measuring: blocked names NXDOMAIN, allowed ones answered.
 for port in $UBPORT $MPORT; do
@@ -92,10 +94,10 @@ echo "== measuring (dnsperf -c $CLIENTS, warm 10 s, measured $LEN s), one server
 ub=$(measure unbound "$UB_PID" $UBPORT)
 mm=$(measure mimamori "$M_PID" $MPORT)
 ub_load=$(echo "$ub_ready" | awk '{print $3}')
-printf "\n%-10s %12s %12s %8s %12s %10s %10s\n" server "CPU us/q" "q/s" lost completed "RSS MB" "load s"
-read -r n us qps lost q rss <<<"$ub"; printf "%-10s %12s %12s %8s %12s %10s %10s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$ub_load"
+printf "\n%-10s %12s %12s %8s %12s %10s %10s %14s\n" server "CPU us/q" "q/s" lost completed "RSS MB" "load s" "avg latency us"
+read -r n us qps lost q rss lat <<<"$ub"; printf "%-10s %12s %12s %8s %12s %10s %10s %14s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$ub_load" "$lat"
 ub_us=$us; ub_qps=$qps
-read -r n us qps lost q rss <<<"$mm"; printf "%-10s %12s %12s %8s %12s %10s %10s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$m_ready"
+read -r n us qps lost q rss lat <<<"$mm"; printf "%-10s %12s %12s %8s %12s %10s %10s %14s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$m_ready" "$lat"
 echo
 echo "ratio CPU/query mimamori/unbound: $(echo "scale=3; $us / $ub_us" | bc) (goal <= 0.67)"
 echo "ratio q/s mimamori/unbound:       $(echo "scale=3; $qps / $ub_qps" | bc) (goal >= 1.0, none lost)"

@@ -3,7 +3,7 @@
 //! ```text
 //! pdns --listen ADDR:PORT --upstream ADDR:PORT [--upstream ...]
 //!      [--rpz FILE[=ORIGIN] ...] [--blocklist FILE ...] [--allowlist FILE ...]
-//!      [--threads N] [--query-log FILE|-] [--no-query-log]
+//!      [--threads N] [--coalesce-us N] [--query-log FILE|-] [--no-query-log]
 //! ```
 //!
 //! Zones are checked in the order given. The query log is drained by a
@@ -29,13 +29,14 @@ struct Args {
     upstreams: Vec<SocketAddr>,
     sources: Vec<Source>,
     threads: usize,
+    coalesce_us: Option<u64>,
     log: Option<String>,
     no_log: bool,
 }
 
 fn usage() -> String {
     "usage: pdns --listen ADDR:PORT --upstream ADDR:PORT [--rpz FILE[=ORIGIN]]... \
-     [--blocklist FILE]... [--allowlist FILE]... [--threads N] [--query-log FILE|-] [--no-query-log]"
+     [--blocklist FILE]... [--allowlist FILE]... [--threads N] [--coalesce-us N] [--query-log FILE|-] [--no-query-log]"
         .to_string()
 }
 
@@ -45,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
     let mut upstreams = Vec::new();
     let mut sources = Vec::new();
     let mut threads = 0;
+    let mut coalesce_us = None;
     let mut log = None;
     let mut no_log = false;
     while let Some(a) = it.next() {
@@ -66,6 +68,9 @@ fn parse_args() -> Result<Args, String> {
             "--blocklist" => sources.push(Source::List(val()?.into(), Action::NxDomain)),
             "--allowlist" => sources.push(Source::List(val()?.into(), Action::Passthru)),
             "--threads" => threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--coalesce-us" => {
+                coalesce_us = Some(val()?.parse().map_err(|e| format!("--coalesce-us: {e}"))?)
+            }
             "--query-log" => log = Some(val()?),
             "--no-query-log" => no_log = true,
             "-h" | "--help" => return Err(usage()),
@@ -77,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         upstreams,
         sources,
         threads,
+        coalesce_us,
         log,
         no_log,
     })
@@ -126,6 +132,9 @@ fn main() -> ExitCode {
     let (log, rx) = query_log(16_384);
     let mut cfg = PdnsConfig::new(args.listen, args.upstreams);
     cfg.udp_threads = args.threads;
+    if let Some(us) = args.coalesce_us {
+        cfg.udp_coalesce = Duration::from_micros(us);
+    }
     cfg.query_log = (!args.no_log).then_some(log);
     let handle = match mimamori_dns::start(cfg, PolicyHandle::new(Policy::new(zones))) {
         Ok(h) => h,

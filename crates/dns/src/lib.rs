@@ -35,6 +35,6 @@ pub use policy::{
     PolicyHandle, Trigger, UnknownToken, Zone,
 };
 pub use secure::{Chain, SecureUpstream, SpecError, UpstreamSpec};
-pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError};
+pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError, DEFAULT_UDP_COALESCE};
 pub use upstream::{Forwarder, Upstream, UpstreamError};
 pub use xfr::{notify_router, Refreshed, Secondary, XfrConfig, XfrError, XfrStats};

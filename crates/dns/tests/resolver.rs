@@ -83,6 +83,36 @@ fn blocks_with_nxdomain_and_extended_error() {
     assert_eq!(h.stats().blocked, 3);
 }
 
+/// Many clients at once (dense traffic, so the UDP threads coalesce their
+/// receives, `PdnsConfig::udp_coalesce`): every query is answered, blocks
+/// and cache hits alike.
+#[test]
+fn dense_traffic_from_many_clients_is_all_answered() {
+    let u = upstream();
+    let h = start(&u, base_policy());
+    let server = h.udp_addr();
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                for j in 0..50 {
+                    if (i + j) % 5 == 0 {
+                        let m = udp_ask(server, "x.evil.test.", RecordType::A);
+                        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+                        assert_eq!(ede(&m), Some(15));
+                    } else {
+                        let m = udp_ask(server, "allowed.test.", RecordType::A);
+                        assert_eq!(a_records(&m), vec!["192.0.2.1"]);
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    assert_eq!(h.stats().blocked, 80);
+}
+
 #[test]
 fn rpz_actions_sinkhole_passthru_drop_nodata_tcp_only() {
     let u = upstream();
