@@ -77,11 +77,7 @@ impl EventText {
             spans: Vec::with_capacity(events.len()),
         };
         for e in events {
-            let a = t.text.len();
-            write_json(&mut t.text, &e.body.fields);
-            let b = t.text.len();
-            write_json(&mut t.text, &e.body.raw);
-            t.spans.push([a, b, b, t.text.len()]);
+            t.push_parts(e, b"");
         }
         t
     }
@@ -94,8 +90,8 @@ impl EventText {
             text: Vec::with_capacity(events.len() * 384),
             spans: Vec::with_capacity(events.len()),
         };
-        let out = &mut t.text;
         for e in events {
+            let out = &mut t.text;
             out.extend_from_slice(b"{\"id\":");
             write_json(out, &e.id);
             out.extend_from_slice(b",\"org_id\":");
@@ -111,16 +107,22 @@ impl EventText {
             out.extend_from_slice(b",\"source\":");
             write_json(out, &e.body.source);
             out.extend_from_slice(b",\"fields\":");
-            let a = out.len();
-            write_json(out, &e.body.fields);
-            let b = out.len();
-            out.extend_from_slice(b",\"raw\":");
-            let c = out.len();
-            write_json(out, &e.body.raw);
-            t.spans.push([a, b, c, out.len()]);
-            out.extend_from_slice(b"}\n");
+            t.push_parts(e, b",\"raw\":");
+            t.text.extend_from_slice(b"}\n");
         }
         t
+    }
+
+    /// Writes `e`'s `fields` object, `between`, then its `raw` object, and
+    /// records where the two objects are.
+    fn push_parts(&mut self, e: &Event, between: &[u8]) {
+        let a = self.text.len();
+        write_json(&mut self.text, &e.body.fields);
+        let b = self.text.len();
+        self.text.extend_from_slice(between);
+        let c = self.text.len();
+        write_json(&mut self.text, &e.body.raw);
+        self.spans.push([a, b, c, self.text.len()]);
     }
 
     /// The whole text (for [`EventText::encode`]: the WAL record).
@@ -185,20 +187,18 @@ fn to_batch(rows: &[Row]) -> io::Result<RecordBatch> {
         for (b, v) in strings.iter_mut().zip(cols.iter()).take(14) {
             b.append_option(*v);
         }
-        match text {
-            Some((fields, raw)) => {
-                strings[14].append_value(std::str::from_utf8(fields).map_err(io::Error::other)?);
-                strings[15].append_value(std::str::from_utf8(raw).map_err(io::Error::other)?);
-            }
+        let (fields, raw) = match text {
+            Some(parts) => *parts,
             None => {
                 json.clear();
                 write_json(&mut json, f);
-                strings[14].append_value(std::str::from_utf8(&json).map_err(io::Error::other)?);
-                json.clear();
+                let mid = json.len();
                 write_json(&mut json, &e.body.raw);
-                strings[15].append_value(std::str::from_utf8(&json).map_err(io::Error::other)?);
+                json.split_at(mid)
             }
-        }
+        };
+        strings[14].append_value(std::str::from_utf8(fields).map_err(io::Error::other)?);
+        strings[15].append_value(std::str::from_utf8(raw).map_err(io::Error::other)?);
         time.append_value(e.time());
         received.append_value(e.received);
         src_port.append_option(f.src_port.map(i32::from));
