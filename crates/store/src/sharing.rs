@@ -102,6 +102,26 @@ async fn check_orgs(tx: &mut Transaction<'_, Any>, field: &str, ids: &[String]) 
     Ok(())
 }
 
+/// Adds `orgs` to the group (those already in it stay as they are).
+async fn add_members(
+    tx: &mut Transaction<'_, Any>,
+    group_id: &str,
+    orgs: &[String],
+    now: i64,
+) -> Result<()> {
+    for org in orgs {
+        sqlx::query(
+            "INSERT INTO sharing_group_members (group_id, org_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(org)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Checks that `owner` may share with the orgs and groups of `sharing`:
 /// the orgs exist, and each group exists and is owned by `owner` or has it
 /// as a member.
@@ -187,16 +207,7 @@ impl Store {
                 format!("{} already has a sharing group named {name:?}", owner.slug)
             })
         })?;
-        for org in &new.members {
-            sqlx::query(
-                "INSERT INTO sharing_group_members (group_id, org_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(&id)
-            .bind(org)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        add_members(&mut tx, &id, &new.members, now).await?;
         audit::write(
             &mut tx,
             actor,
@@ -325,16 +336,7 @@ impl Store {
                 format!("{} already has a sharing group named {name:?}", owner.slug)
             })
         })?;
-        for org in &patch.add {
-            sqlx::query(
-                "INSERT INTO sharing_group_members (group_id, org_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(&group.id)
-            .bind(org)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        add_members(&mut tx, &group.id, &patch.add, now).await?;
         for org in &patch.remove {
             sqlx::query("DELETE FROM sharing_group_members WHERE group_id = $1 AND org_id = $2")
                 .bind(&group.id)
