@@ -228,6 +228,21 @@ async fn existing_rows<'b>(
     Ok(out)
 }
 
+/// SQL for `(indicator_id, org_id)`: every org an indicator is shared
+/// with, its org shares and each member of the groups it is shared with (a
+/// group share counts as a share with every member, for detection,
+/// Protective DNS and alerts alike). `rest(id)` gives what follows each
+/// arm's `FROM` (joins, `WHERE`), `id` being that arm's indicator-id
+/// column; it is called for the org-share arm first.
+fn shares_sql(mut rest: impl FnMut(&str) -> String) -> String {
+    let direct = rest("s.indicator_id");
+    let grouped = rest("gs.indicator_id");
+    format!(
+        "SELECT s.indicator_id, s.org_id FROM indicator_shares s {direct} UNION \
+         SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id {grouped}"
+    )
+}
+
 /// `(indicator_id, org_id)` share rows grouped by indicator.
 fn shares_by_indicator(rows: &[AnyRow]) -> Result<HashMap<String, Vec<String>>> {
     let mut by_ind: HashMap<String, Vec<String>> = HashMap::new();
@@ -629,14 +644,9 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        // A group share counts as a share with each member: detection and
-        // Protective DNS protect (and alerts reveal to) group members.
-        let shares = sqlx::query(
-            "SELECT indicator_id, org_id FROM indicator_shares UNION \
-             SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let shares = sqlx::query(&shares_sql(|_| String::new()))
+            .fetch_all(&self.pool)
+            .await?;
         let mut by_ind = shares_by_indicator(&shares)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -673,11 +683,9 @@ impl Store {
         .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
-        // Group shares count as shares with each member, as in `intel_active`.
-        let shares = sqlx::query(
-            "SELECT s.indicator_id, s.org_id FROM indicator_shares s JOIN indicators i ON i.id = s.indicator_id WHERE i.updated_at >= $1 UNION \
-             SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id JOIN indicators i ON i.id = gs.indicator_id WHERE i.updated_at >= $1",
-        )
+        let shares = sqlx::query(&shares_sql(|id| {
+            format!("JOIN indicators i ON i.id = {id} WHERE i.updated_at >= $1")
+        }))
         .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
@@ -713,12 +721,7 @@ impl Store {
                 p.list(chunk.len())
             );
             let mut p = Params::new(self.backend);
-            let shares_sql = format!(
-                "SELECT indicator_id, org_id FROM indicator_shares WHERE indicator_id IN {} UNION \
-                 SELECT gs.indicator_id, gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.indicator_id IN {}",
-                p.list(chunk.len()),
-                p.list(chunk.len())
-            );
+            let shares_sql = shares_sql(|id| format!("WHERE {id} IN {}", p.list(chunk.len())));
             let mut rows = sqlx::query(&rows_sql).bind(now);
             let mut shares = sqlx::query(&shares_sql);
             for id in chunk {
@@ -1138,10 +1141,10 @@ pub(crate) async fn apply_verdict(
         let owner_path: String = row.try_get("owner_path")?;
         let body: String = row.try_get("body")?;
         let mut ind: Indicator = from_json_text("body", &body)?;
-        let shared: Vec<String> = sqlx::query_scalar(
-            "SELECT org_id FROM indicator_shares WHERE indicator_id = $1 UNION \
-             SELECT gm.org_id FROM indicator_group_shares gs JOIN sharing_group_members gm ON gm.group_id = gs.group_id WHERE gs.indicator_id = $1",
-        )
+        let shared: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT org_id FROM ({}) shared",
+            shares_sql(|id| format!("WHERE {id} = $1"))
+        ))
         .bind(&id)
         .fetch_all(&mut **tx)
         .await?;
