@@ -3,7 +3,7 @@
 //! central SOC everyone's; analysts read them in their scope. The running
 //! resolver applies a change within a second.
 
-use super::{not_found_as, List, PageParams};
+use super::{not_found_as, org_in_scope, List, PageParams};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use crate::AppState;
@@ -63,11 +63,7 @@ pub async fn add(
     ApiJson(new): ApiJson<NewDnsPolicyEntry>,
 ) -> Result<(StatusCode, Json<DnsPolicyEntry>), ApiError> {
     caller.require(Action::DnsPolicyManage)?;
-    let org = state
-        .store
-        .org_get(&caller.principal.scope(), &new.org_id)
-        .await
-        .map_err(not_found_as("org", &new.org_id))?;
+    let org = org_in_scope(&state, &caller, &new.org_id).await?;
     let e = state
         .store
         .dns_policy_add(&caller.audit_actor(), &org, &new)

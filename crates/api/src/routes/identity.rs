@@ -1,6 +1,6 @@
 //! Users, tokens, login and `whoami`.
 
-use super::{not_found_as, List, PageParams};
+use super::{not_found_as, org_in_scope, List, PageParams};
 use crate::auth::{remote_addr, Caller};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use crate::AppState;
@@ -111,11 +111,7 @@ pub async fn create_user(
     ApiJson(new): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     caller.require(Action::UserManage)?;
-    let org = state
-        .store
-        .org_get(&caller.principal.scope(), &new.org_id)
-        .await
-        .map_err(not_found_as("org", &new.org_id))?;
+    let org = org_in_scope(&state, &caller, &new.org_id).await?;
     caller
         .principal
         .can_grant(new.role, &org.path, org.parent_id.is_none())
@@ -210,11 +206,7 @@ pub async fn create_token(
     ApiJson(new): ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     caller.require(Action::TokenManage)?;
-    let org = state
-        .store
-        .org_get(&caller.principal.scope(), &new.org_id)
-        .await
-        .map_err(not_found_as("org", &new.org_id))?;
+    let org = org_in_scope(&state, &caller, &new.org_id).await?;
     caller
         .principal
         .can_grant(new.role, &org.path, org.parent_id.is_none())

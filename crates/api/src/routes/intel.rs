@@ -5,7 +5,7 @@
 //! module): an org reads its own indicators, CLEAR/GREEN ones, and AMBER
 //! ones shared with it; RED never leaves its owner.
 
-use super::{not_found_as, List, PageParams};
+use super::{not_found_as, org_in_scope, List, PageParams};
 use crate::auth::Caller;
 use crate::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use crate::AppState;
@@ -179,11 +179,7 @@ pub async fn import(
         .org_id
         .clone()
         .unwrap_or_else(|| caller.principal.org_id.to_string());
-    let owner = state
-        .store
-        .org_get(&caller.principal.scope(), &owner_id)
-        .await
-        .map_err(not_found_as("org", &owner_id))?;
+    let owner = org_in_scope(&state, &caller, &owner_id).await?;
     let tlp = match &p.tlp {
         None => Tlp::Amber,
         Some(t) => Tlp::parse_label(t).ok_or_else(|| {
@@ -472,11 +468,7 @@ pub async fn create_feed(
     ApiJson(new): ApiJson<NewFeed>,
 ) -> Result<(StatusCode, Json<Feed>), ApiError> {
     caller.require(Action::IntelWrite)?;
-    let owner = state
-        .store
-        .org_get(&caller.principal.scope(), &new.org_id)
-        .await
-        .map_err(not_found_as("org", &new.org_id))?;
+    let owner = org_in_scope(&state, &caller, &new.org_id).await?;
     let f = state
         .store
         .feed_create(&caller.audit_actor(), &owner, &new)

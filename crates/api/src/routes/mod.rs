@@ -94,6 +94,20 @@ impl<T: ToSchema> From<Page<T>> for List<T> {
     }
 }
 
+/// The org `id` when the caller's scope holds it; otherwise a 404 naming
+/// it (an org outside the scope looks the same as one that does not exist).
+pub(crate) async fn org_in_scope(
+    state: &crate::AppState,
+    caller: &crate::auth::Caller,
+    id: &str,
+) -> Result<mimamori_core::Org, ApiError> {
+    state
+        .store
+        .org_get(&caller.principal.scope(), id)
+        .await
+        .map_err(not_found_as("org", id))
+}
+
 /// Maps a store `NotFound` to a 404 that names the resource and id.
 pub(crate) fn not_found_as<'a>(
     what: &'static str,

@@ -1,7 +1,7 @@
 //! `/api/v1/notify/channels`: where an org's alerts are delivered (webhook,
 //! syslog/CEF, e-mail). Admins manage their own org's channels.
 
-use super::{not_found_as, List};
+use super::{not_found_as, org_in_scope, List};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, Problem};
 use crate::AppState;
@@ -36,11 +36,7 @@ pub async fn create(
     ApiJson(new): ApiJson<NewChannel>,
 ) -> Result<(StatusCode, Json<NotifyChannel>), ApiError> {
     caller.require(Action::NotifyManage)?;
-    let org = state
-        .store
-        .org_get(&caller.principal.scope(), &new.org_id)
-        .await
-        .map_err(not_found_as("org", &new.org_id))?;
+    let org = org_in_scope(&state, &caller, &new.org_id).await?;
     let c = state
         .store
         .channel_create(&caller.audit_actor(), &org, &new)

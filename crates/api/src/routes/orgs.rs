@@ -1,6 +1,6 @@
 //! `/api/v1/orgs`: the org tree.
 
-use super::{not_found_as, List, PageParams};
+use super::{not_found_as, org_in_scope, List, PageParams};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, Problem};
 use crate::AppState;
@@ -62,11 +62,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Org>, ApiError> {
     caller.require(Action::OrgRead)?;
-    let org = state
-        .store
-        .org_get(&caller.principal.scope(), &id)
-        .await
-        .map_err(not_found_as("org", &id))?;
+    let org = org_in_scope(&state, &caller, &id).await?;
     Ok(Json(org))
 }
 
@@ -88,11 +84,7 @@ pub async fn create(
             "is required: every org but the root has a parent",
         )
     })?;
-    let parent = state
-        .store
-        .org_get(&caller.principal.scope(), parent_id.as_str())
-        .await
-        .map_err(not_found_as("org", parent_id.as_str()))?;
+    let parent = org_in_scope(&state, &caller, parent_id.as_str()).await?;
     let (slug, profile) = new
         .validate()
         .map_err(|e| ApiError::invalid(e.field, e.reason))?;
@@ -125,11 +117,7 @@ pub async fn update(
             "only a soc-admin may change an org's declared networks (they decide which org telemetry is attributed to)",
         ));
     }
-    let org = state
-        .store
-        .org_get(&caller.principal.scope(), &id)
-        .await
-        .map_err(not_found_as("org", &id))?;
+    let org = org_in_scope(&state, &caller, &id).await?;
     let profile = patch
         .apply_to(&org)
         .map_err(|e| ApiError::invalid(e.field, e.reason))?;
@@ -151,11 +139,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Action::OrgDelete)?;
-    let org = state
-        .store
-        .org_get(&caller.principal.scope(), &id)
-        .await
-        .map_err(not_found_as("org", &id))?;
+    let org = org_in_scope(&state, &caller, &id).await?;
     state.store.org_delete(&caller.audit_actor(), &org).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@
 //! deciding need `IntelWrite` on the report's owner (an org in scope).
 
 use super::intel::parse_list;
-use super::{not_found_as, List, PageParams};
+use super::{not_found_as, org_in_scope, List, PageParams};
 use crate::auth::Caller;
 use crate::error::{ApiBytes, ApiError, ApiPath, ApiQuery, Problem};
 use crate::AppState;
@@ -70,11 +70,7 @@ pub async fn upload(
         .org_id
         .clone()
         .unwrap_or_else(|| caller.principal.org_id.to_string());
-    let owner = state
-        .store
-        .org_get(&caller.principal.scope(), &owner_id)
-        .await
-        .map_err(not_found_as("org", &owner_id))?;
+    let owner = org_in_scope(&state, &caller, &owner_id).await?;
     let tlp = match &p.tlp {
         None => Tlp::Amber,
         Some(t) => Tlp::parse_label(t).ok_or_else(|| {

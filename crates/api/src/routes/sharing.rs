@@ -6,7 +6,7 @@
 //! org-admin) on groups whose owner is in the caller's scope. Every change
 //! is audited by the store in its transaction.
 
-use super::{not_found_as, List};
+use super::{not_found_as, org_in_scope, List};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiPath, Problem};
 use crate::AppState;
@@ -44,11 +44,7 @@ pub async fn create(
     ApiJson(new): ApiJson<NewSharingGroup>,
 ) -> Result<(StatusCode, Json<SharingGroup>), ApiError> {
     caller.require(Action::SharingManage)?;
-    let owner = state
-        .store
-        .org_get(&caller.principal.scope(), &new.org_id)
-        .await
-        .map_err(not_found_as("org", &new.org_id))?;
+    let owner = org_in_scope(&state, &caller, &new.org_id).await?;
     let g = state
         .store
         .group_create(&caller.audit_actor(), &owner, &new)
