@@ -52,6 +52,11 @@ pub struct Entry {
     pub window_hits: std::sync::atomic::AtomicU32,
     /// A refresh of this entry has been scheduled (at most one per entry).
     pub prefetching: std::sync::atomic::AtomicBool,
+    /// [`crate::policy::Policy::verdict_memo`] of the last full policy check
+    /// that found nothing to apply to this entry (its name, CNAME targets
+    /// and addresses) for one org; 0 before any. Lets a hit skip the check
+    /// while the same policy is in force.
+    pub clear_for: std::sync::atomic::AtomicU64,
 }
 
 impl Entry {
@@ -176,6 +181,7 @@ impl Entry {
             summary: summary.into(),
             window_hits: Default::default(),
             prefetching: Default::default(),
+            clear_for: Default::default(),
         };
         Some((entry, fresh > 0))
     }
@@ -237,7 +243,10 @@ fn sep(s: &str) -> &'static str {
     }
 }
 
-type Shard = Mutex<HashMap<Key, std::sync::Arc<Entry>>>;
+// foldhash, seeded per shard (a different seed from the shard choice, or
+// every key of a shard would share its low bits): SipHash, std's default,
+// cost more than the rest of a lookup.
+type Shard = Mutex<HashMap<Key, std::sync::Arc<Entry>, foldhash::fast::RandomState>>;
 
 /// A sharded map from key to entry. A lookup locks one shard briefly and
 /// clones an `Arc`; inserts replace. When a shard is full an arbitrary entry
@@ -255,7 +264,9 @@ impl Cache {
     pub fn new(max_entries: usize, stale_for: Duration) -> Self {
         let n = 64;
         Self {
-            shards: (0..n).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..n)
+                .map(|_| Mutex::new(HashMap::with_hasher(Default::default())))
+                .collect(),
             per_shard: (max_entries / n).max(1),
             hasher: foldhash::fast::RandomState::default(),
             stale_for,

@@ -156,6 +156,25 @@ pub enum Fast {
     Defer,
 }
 
+/// What a cached answer must pass before the fast path serves it.
+#[derive(Clone, Copy)]
+enum CacheCheck {
+    /// Found clear under this memo (see [`Policy::verdict_memo`]) before.
+    KnownClear(u64),
+    /// A PASSTHRU exempts the name: no check.
+    Exempt,
+    /// Check the CNAME targets and addresses; remember a clear verdict
+    /// under `memo`.
+    Full { memo: Option<u64> },
+}
+
+/// A cache hit written into the answer buffer.
+struct CachedHit {
+    rcode: u8,
+    summary: Option<Arc<str>>,
+    prefetch: bool,
+}
+
 /// Per-thread scratch space of the fast path.
 #[derive(Default)]
 pub struct Scratch {
@@ -601,6 +620,28 @@ impl Engine {
             // The full path refuses it.
             return Fast::Defer;
         };
+        cache::key_into(&mut scratch.key, q.name(), q.qtype, q.qclass, q.dnssec_ok());
+        let memo = policy.verdict_memo(org);
+        if let Some(memo) = memo {
+            // A cached answer already found clear for this org under this
+            // very policy needs no policy check: the lookups in large name
+            // tables are the costliest part of a hit.
+            let known_clear = CacheCheck::KnownClear(memo);
+            if let Some(f) = self.answer_cached(
+                &policy,
+                org,
+                &q,
+                pkt,
+                start,
+                transport,
+                known_clear,
+                out,
+                scratch,
+            ) {
+                self.log_hit(start, client, policy.org_name(org), &q, f, transport);
+                return Fast::Reply;
+            }
+        }
         let mut exempt = false;
         if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
             match self.simple(&hit, pkt, &q, transport, out) {
@@ -639,9 +680,37 @@ impl Engine {
             // zones, found by lookups: the full path does them.
             return Fast::Defer;
         }
-        cache::key_into(&mut scratch.key, q.name(), q.qtype, q.qclass, q.dnssec_ok());
-        // One clock read serves the latency and the TTL arithmetic.
-        let now = start;
+        let check = if exempt {
+            CacheCheck::Exempt
+        } else {
+            CacheCheck::Full { memo }
+        };
+        match self.answer_cached(&policy, org, &q, pkt, start, transport, check, out, scratch) {
+            Some(hit) => {
+                self.log_hit(start, client, policy.org_name(org), &q, hit, transport);
+                Fast::Reply
+            }
+            None => Fast::Defer,
+        }
+    }
+
+    /// Writes a fresh cached answer for `q` (its key in `scratch.key`) into
+    /// `out` if the cache holds one that passes `check`, scheduling its
+    /// prefetch when due.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn answer_cached(
+        &self,
+        policy: &Policy,
+        org: Option<usize>,
+        q: &Question,
+        pkt: &[u8],
+        now: Instant,
+        transport: Transport,
+        check: CacheCheck,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Option<CachedHit> {
         let limit = if transport == Transport::Udp {
             q.udp_limit()
         } else {
@@ -653,46 +722,67 @@ impl Engine {
             if !entry.is_fresh(now) {
                 return None;
             }
-            if !exempt
-                && (entry
-                    .cname_targets
-                    .iter()
-                    .any(|t| policy.check_name(org, t).is_some())
-                    || policy.check_response_ips(org, &entry.addrs).is_some())
-            {
-                return None;
+            match check {
+                CacheCheck::KnownClear(memo) => {
+                    if entry.clear_for.load(Ordering::Relaxed) != memo {
+                        return None;
+                    }
+                }
+                CacheCheck::Exempt => {}
+                CacheCheck::Full { memo } => {
+                    if entry
+                        .cname_targets
+                        .iter()
+                        .any(|t| policy.check_name(org, t).is_some())
+                        || policy.check_response_ips(org, &entry.addrs).is_some()
+                    {
+                        return None;
+                    }
+                    if let Some(memo) = memo {
+                        entry.clear_for.store(memo, Ordering::Relaxed);
+                    }
+                }
             }
-            entry.write_answer(out, pkt, &q, now, None, limit);
-            Some((
-                entry.rcode,
-                self.log.is_some().then(|| entry.summary.clone()),
-                self.wants_prefetch(entry, now),
-            ))
-        });
-        let Some(Some((rcode, summary, prefetch))) = hit else {
-            return Fast::Defer;
-        };
-        if prefetch {
+            entry.write_answer(out, pkt, q, now, None, limit);
+            Some(CachedHit {
+                rcode: entry.rcode,
+                summary: self.log.is_some().then(|| entry.summary.clone()),
+                prefetch: self.wants_prefetch(entry, now),
+            })
+        })??;
+        if hit.prefetch {
             // The one allocation on this path, once per entry and TTL.
             if self.prefetch_tx.try_send(scratch.key.clone()).is_err() {
                 self.stats.prefetch_skipped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        Some(hit)
+    }
+
+    /// Counts and logs a cache hit the fast path answered.
+    fn log_hit(
+        &self,
+        start: Instant,
+        client: SocketAddr,
+        org: Option<&Arc<str>>,
+        q: &Question,
+        hit: CachedHit,
+        transport: Transport,
+    ) {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         self.log(
             start,
             client,
-            policy.org_name(org),
-            &q,
-            Some(rcode),
-            summary.unwrap_or_default(),
+            org,
+            q,
+            Some(hit.rcode),
+            hit.summary.unwrap_or_default(),
             None,
             transport,
             true,
             false,
         );
-        Fast::Reply
     }
 
     /// Whether this hit on `entry` should schedule its refresh: it lands in

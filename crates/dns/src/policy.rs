@@ -761,6 +761,10 @@ pub struct Policy {
     respip: bool,
     nsdname: bool,
     nsip: bool,
+    client_ip: bool,
+    /// Set when a [`PolicyHandle`] publishes the policy, unique in the
+    /// process; 0 for a policy never published.
+    generation: u64,
     /// The org of clients in no org's network and without a DoH token.
     fallback: Option<usize>,
     org_index: std::collections::HashMap<Arc<str>, usize>,
@@ -886,7 +890,28 @@ impl Policy {
         let respip = all().any(|z| z.has_response_ip_triggers());
         let nsdname = all().any(|z| z.has_nsdname_triggers());
         let nsip = all().any(|z| z.has_nsip_triggers());
-        (self.respip, self.nsdname, self.nsip) = (respip, nsdname, nsip);
+        let client_ip = all().any(|z| !z.client_ip.is_empty());
+        (self.respip, self.nsdname, self.nsip, self.client_ip) = (respip, nsdname, nsip, client_ip);
+    }
+
+    /// A number that stands for "this policy, for clients of `org`", when
+    /// a verdict may be remembered per cache entry under it: the verdict
+    /// then depends on the query name and the answer alone. `None` when it
+    /// also depends on the client's address (client-IP triggers) or on
+    /// lookups beyond the answer (NSDNAME/NSIP), or for an unpublished
+    /// policy. Never 0.
+    #[inline]
+    pub fn verdict_memo(&self, org: Option<usize>) -> Option<u64> {
+        const ORG_BITS: u32 = 24;
+        let org_code = org.map_or(0, |i| i as u64 + 1);
+        if self.generation == 0
+            || self.client_ip
+            || self.has_ns_triggers()
+            || org_code >> ORG_BITS != 0
+        {
+            return None;
+        }
+        Some(self.generation << ORG_BITS | org_code)
     }
 
     /// Whether any zone has NSDNAME or NSIP triggers: only then does the
@@ -1084,11 +1109,18 @@ pub struct PolicyHandle(Arc<ArcSwap<Policy>>);
 
 impl PolicyHandle {
     pub fn new(policy: Policy) -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(policy)))
+        Self(Arc::new(ArcSwap::from_pointee(Self::published(policy))))
     }
     /// Replaces the policy; takes effect for the next query.
     pub fn set(&self, policy: Policy) {
-        self.0.store(Arc::new(policy));
+        self.0.store(Arc::new(Self::published(policy)));
+    }
+    /// Gives the policy its generation: a fresh one per publication, so a
+    /// verdict remembered under the old policy never passes for the new.
+    fn published(mut policy: Policy) -> Policy {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        policy.generation = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        policy
     }
     pub fn load(&self) -> arc_swap::Guard<Arc<Policy>> {
         self.0.load()
@@ -1106,6 +1138,46 @@ mod tests {
         let mut v = Vec::new();
         text_to_wire(s, &[0], &mut v).expect("valid name");
         v
+    }
+
+    #[test]
+    fn verdict_memo_is_per_publication_and_org_and_only_when_name_decides() {
+        let list = || Arc::new(Zone::blocklist("b", "evil.test\n").expect("list"));
+        let org = |name: &str| OrgPolicy {
+            name: name.into(),
+            networks: vec![],
+            zones: vec![],
+        };
+        let unpublished = Policy::new(vec![list()]);
+        assert_eq!(unpublished.verdict_memo(None), None);
+
+        let h = PolicyHandle::new(
+            Policy::new(vec![list()])
+                .with_org(org("a"))
+                .with_org(org("b")),
+        );
+        let first = h.load_full();
+        let (root, a, b) = (
+            first.verdict_memo(None),
+            first.verdict_memo(Some(0)),
+            first.verdict_memo(Some(1)),
+        );
+        assert!(root.is_some() && a.is_some() && b.is_some());
+        assert!(root != a && a != b && root != b);
+        assert_ne!(root, Some(0));
+        // The same content published again is another policy.
+        h.set(
+            Policy::new(vec![list()])
+                .with_org(org("a"))
+                .with_org(org("b")),
+        );
+        assert_ne!(h.load().verdict_memo(Some(0)), a);
+
+        // Client-IP triggers make the verdict depend on the client.
+        let mut by_client = Zone::blocklist("c", "").expect("empty list");
+        by_client.add_client_ip("192.0.2.0/24".parse().expect("net"), Action::NxDomain);
+        h.set(Policy::new(vec![list(), Arc::new(by_client)]));
+        assert_eq!(h.load().verdict_memo(None), None);
     }
 
     #[test]

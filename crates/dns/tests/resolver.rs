@@ -257,9 +257,15 @@ fn per_org_policy_by_client_address() {
     assert_eq!(ede(&m), Some(15));
     let m = ask("127.0.0.1:0", "allowed2.test.");
     assert_eq!(a_records(&m), vec!["192.0.2.2"]);
+    // A cached answer found clear for one org stays blocked for another:
+    // the second ask is a cache hit that remembers the first one's verdict.
+    let m = ask("127.0.0.1:0", "allowed2.test.");
+    assert_eq!(a_records(&m), vec!["192.0.2.2"]);
+    let m = ask("127.0.0.3:0", "allowed2.test.");
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     // The query log names the org and the rule.
     let entries: Vec<_> = rx.try_iter().collect();
-    assert_eq!(entries.len(), 5);
+    assert_eq!(entries.len(), 7);
     let jaxa = entries
         .iter()
         .find(|e| e.name == "allowed2.test" && e.org.as_deref() == Some("jaxa"))
