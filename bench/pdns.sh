@@ -10,7 +10,8 @@
 # Env: DIR (inputs, default /tmp/pdns-bench), HARNESS (default ../shared/bench/pdns beside the
 # repo), LEN (measured seconds, default 20), CLIENTS (dnsperf -c, default 8), THREADS (our UDP
 # threads, default: one per core), COALESCE (our UDP coalescing wait in µs, default the
-# resolver's own, 300; 0: off).
+# resolver's own, 300; 0: off), ROUNDS (measure both servers this many times in turn and print
+# the median ratios, default 1).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 HARNESS=${HARNESS:-$repo/../shared/bench/pdns}
@@ -90,15 +91,32 @@ for port in $UBPORT $MPORT; do
   echo "check :$port allowed -> $r1, x.$blocked NXDOMAIN=$r2"
 done
 
-echo "== measuring (dnsperf -c $CLIENTS, warm 10 s, measured $LEN s), one server at a time"
-ub=$(measure unbound "$UB_PID" $UBPORT)
-mm=$(measure mimamori "$M_PID" $MPORT)
+ROUNDS=${ROUNDS:-1}
+echo "== measuring (dnsperf -c $CLIENTS, warm 10 s, measured $LEN s), one server at a time, $ROUNDS round(s)"
 ub_load=$(echo "$ub_ready" | awk '{print $3}')
-printf "\n%-10s %12s %12s %8s %12s %10s %10s %14s\n" server "CPU us/q" "q/s" lost completed "RSS MB" "load s" "avg latency us"
-read -r n us qps lost q rss lat <<<"$ub"; printf "%-10s %12s %12s %8s %12s %10s %10s %14s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$ub_load" "$lat"
-ub_us=$us; ub_qps=$qps
-read -r n us qps lost q rss lat <<<"$mm"; printf "%-10s %12s %12s %8s %12s %10s %10s %14s\n" "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$m_ready" "$lat"
-echo
-echo "ratio CPU/query mimamori/unbound: $(echo "scale=3; $us / $ub_us" | bc) (goal <= 0.67)"
-echo "ratio q/s mimamori/unbound:       $(echo "scale=3; $qps / $ub_qps" | bc) (goal >= 1.0, none lost)"
+row() { printf "%-10s %12s %12s %8s %12s %10s %10s %14s\n" "$@"; }
+cpu_ratios=(); qps_ratios=()
+for round in $(seq 1 "$ROUNDS"); do
+  # Each round measures both servers back to back, so a change in the
+  # machine's state between rounds moves both.
+  ub=$(measure unbound "$UB_PID" $UBPORT)
+  mm=$(measure mimamori "$M_PID" $MPORT)
+  echo
+  [ "$ROUNDS" -gt 1 ] && echo "round $round"
+  row server "CPU us/q" "q/s" lost completed "RSS MB" "load s" "avg latency us"
+  read -r n us qps lost q rss lat <<<"$ub"; row "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$ub_load" "$lat"
+  ub_us=$us; ub_qps=$qps
+  read -r n us qps lost q rss lat <<<"$mm"; row "$n" "$us" "$qps" "$lost" "$q" "$((rss/1024))" "$m_ready" "$lat"
+  cpu_ratios+=("$(echo "scale=3; $us / $ub_us" | bc)")
+  qps_ratios+=("$(echo "scale=3; $qps / $ub_qps" | bc)")
+  echo
+  echo "ratio CPU/query mimamori/unbound: ${cpu_ratios[-1]} (goal <= 0.67)"
+  echo "ratio q/s mimamori/unbound:       ${qps_ratios[-1]} (goal >= 1.0, none lost)"
+done
+if [ "$ROUNDS" -gt 1 ]; then
+  median() { printf "%s\n" "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+  echo
+  echo "CPU/query ratios: ${cpu_ratios[*]}; median $(median "${cpu_ratios[@]}")"
+  echo "q/s ratios:       ${qps_ratios[*]}; median $(median "${qps_ratios[@]}")"
+fi
 grep -E 'loaded' "$DIR/mimamori.log" | head -3
