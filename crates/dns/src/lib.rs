@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod doh;
 pub mod engine;
+mod http;
 pub mod log;
 pub mod nsinfo;
 pub mod policy;

@@ -308,13 +308,18 @@ pub fn start_with_upstream(
         doh_addr = Some(l.local_addr().map_err(bind_err(addr))?);
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
-        runtime.spawn(crate::doh::serve(
+        runtime.spawn(crate::http::serve(
             l,
-            acceptor,
-            engine.clone(),
-            limit,
-            cfg.tcp_idle,
-            stop.clone(),
+            crate::doh::router(engine.clone()),
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()),
+            crate::http::Conns {
+                tls: acceptor,
+                limit,
+                idle: cfg.tcp_idle,
+                lifetime: None,
+                stop: stop.clone(),
+            },
+            "DoH",
         ));
     }
     tracing::info!(%udp_addr, threads = n, "protective DNS listening");
