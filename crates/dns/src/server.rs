@@ -30,6 +30,9 @@ pub struct PdnsConfig {
     /// DNS over HTTPS (RFC 8484) listener: with a TLS config it serves
     /// HTTPS, without one plain HTTP (for a TLS-terminating proxy in front).
     pub doh_listen: Option<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
+    /// The block page a sinkhole answer leads browsers to (see
+    /// [`crate::blockpage`]); it shares the TCP connection limit's size.
+    pub block_page: Option<crate::blockpage::BlockPageConfig>,
     /// Upstream resolvers, tried in order.
     pub upstreams: Vec<SocketAddr>,
     /// Upstreams of any kind (plain, DoT, DoH), tried in order; when not
@@ -67,6 +70,7 @@ impl PdnsConfig {
             listen,
             tls_listen: None,
             doh_listen: None,
+            block_page: None,
             upstreams,
             upstream_specs: vec![],
             ca_file: None,
@@ -99,6 +103,7 @@ pub struct Handle {
     tcp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     doh_addr: Option<SocketAddr>,
+    block_page_addr: Option<SocketAddr>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -117,6 +122,9 @@ impl Handle {
     }
     pub fn doh_addr(&self) -> Option<SocketAddr> {
         self.doh_addr
+    }
+    pub fn block_page_addr(&self) -> Option<SocketAddr> {
+        self.block_page_addr
     }
     /// The live policy: `handle.policy().set(new)` swaps it.
     pub fn policy(&self) -> &PolicyHandle {
@@ -322,12 +330,39 @@ pub fn start_with_upstream(
             "DoH",
         ));
     }
+    let mut block_page_addr = None;
+    if let Some(bp) = cfg.block_page.clone() {
+        let addr = bp.listen;
+        let l = {
+            let _g = runtime.enter();
+            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
+            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
+            TcpListener::from_std(std_l).map_err(bind_err(addr))?
+        };
+        let bound = l.local_addr().map_err(bind_err(addr))?;
+        block_page_addr = Some(bound);
+        runtime.spawn(crate::http::serve(
+            l,
+            crate::blockpage::router(engine.clone(), bp.contact),
+            crate::blockpage::builder(cfg.tcp_idle),
+            crate::http::Conns {
+                tls: bp.tls.map(tokio_rustls::TlsAcceptor::from),
+                limit: Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1))),
+                idle: cfg.tcp_idle,
+                lifetime: crate::blockpage::lifetime(),
+                stop: stop.clone(),
+            },
+            "block page",
+        ));
+        tracing::info!(addr = %bound, "block page listening");
+    }
     tracing::info!(%udp_addr, threads = n, "protective DNS listening");
     Ok(Handle {
         udp_addr,
         tcp_addr,
         tls_addr,
         doh_addr,
+        block_page_addr,
         engine,
         stop,
         threads,

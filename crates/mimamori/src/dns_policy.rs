@@ -231,6 +231,7 @@ fn assemble(
             name: Arc::from(o.id.as_str()),
             networks: o.networks.clone(),
             zones,
+            contact: None,
         });
     }
     if let Some(r) = root {
