@@ -231,6 +231,31 @@ pub fn start_with_upstream(
     policy: PolicyHandle,
     upstream: Arc<dyn Upstream>,
 ) -> Result<Handle, PdnsError> {
+    let bind_err = |addr| move |source| PdnsError::Bind { addr, source };
+    // The DoT, DoH and block page ports are bound before anything starts:
+    // one in use (or privileged) is then an error with nothing to undo.
+    // Later it would leave the UDP threads running and drop the runtime,
+    // which panics when the caller is async (`serve`).
+    let tcp_bind = |addr: SocketAddr| {
+        let l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
+        l.set_nonblocking(true).map_err(bind_err(addr))?;
+        Ok::<_, PdnsError>((l, addr))
+    };
+    let tls_l = cfg
+        .tls_listen
+        .as_ref()
+        .map(|(a, _)| tcp_bind(*a))
+        .transpose()?;
+    let doh_l = cfg
+        .doh_listen
+        .as_ref()
+        .map(|(a, _)| tcp_bind(*a))
+        .transpose()?;
+    let page_l = cfg
+        .block_page
+        .as_ref()
+        .map(|b| tcp_bind(b.listen))
+        .transpose()?;
     let engine = Arc::new(Engine::new(
         policy,
         upstream,
@@ -251,7 +276,6 @@ pub fn start_with_upstream(
     } else {
         cfg.udp_threads
     };
-    let bind_err = |addr| move |source| PdnsError::Bind { addr, source };
     let (sockets, std_tcp, udp_addr) = match bind_udp_and_tcp(cfg.listen, n) {
         Ok(bound) => bound,
         Err(e) => {
@@ -287,13 +311,13 @@ pub fn start_with_upstream(
         stop.clone(),
     ));
     let mut tls_addr = None;
-    if let Some((addr, tls)) = cfg.tls_listen.clone() {
-        let l = {
-            let _g = runtime.enter();
-            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
-            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
-            TcpListener::from_std(std_l).map_err(bind_err(addr))?
-        };
+    let tokio_listener = |(std_l, addr): (std::net::TcpListener, SocketAddr)| {
+        let _g = runtime.enter();
+        TcpListener::from_std(std_l).map_err(bind_err(addr))
+    };
+    if let (Some((_, tls)), Some(std_l)) = (cfg.tls_listen.clone(), tls_l) {
+        let addr = std_l.1;
+        let l = tokio_listener(std_l)?;
         tls_addr = Some(l.local_addr().map_err(bind_err(addr))?);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         runtime.spawn(accept_loop(
@@ -306,13 +330,9 @@ pub fn start_with_upstream(
         ));
     }
     let mut doh_addr = None;
-    if let Some((addr, tls)) = cfg.doh_listen.clone() {
-        let l = {
-            let _g = runtime.enter();
-            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
-            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
-            TcpListener::from_std(std_l).map_err(bind_err(addr))?
-        };
+    if let (Some((_, tls)), Some(std_l)) = (cfg.doh_listen.clone(), doh_l) {
+        let addr = std_l.1;
+        let l = tokio_listener(std_l)?;
         doh_addr = Some(l.local_addr().map_err(bind_err(addr))?);
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
@@ -331,14 +351,9 @@ pub fn start_with_upstream(
         ));
     }
     let mut block_page_addr = None;
-    if let Some(bp) = cfg.block_page.clone() {
-        let addr = bp.listen;
-        let l = {
-            let _g = runtime.enter();
-            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
-            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
-            TcpListener::from_std(std_l).map_err(bind_err(addr))?
-        };
+    if let (Some(bp), Some(std_l)) = (cfg.block_page.clone(), page_l) {
+        let addr = std_l.1;
+        let l = tokio_listener(std_l)?;
         let bound = l.local_addr().map_err(bind_err(addr))?;
         block_page_addr = Some(bound);
         runtime.spawn(crate::http::serve(

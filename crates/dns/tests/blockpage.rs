@@ -324,3 +324,19 @@ fn the_page_over_https() {
     // page still says whom to ask.
     assert!(text.contains("Your IT support or security team"), "{text}");
 }
+
+/// A block page port that cannot be bound (taken, or privileged) is an
+/// error from `start`, also when called on an async runtime as `serve`
+/// does, and nothing is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_an_error_not_a_panic() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let u = TestUpstream::start();
+    let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);
+    cfg.udp_threads = 1;
+    cfg.block_page = Some(BlockPageConfig::new(taken.local_addr().unwrap()));
+    match mimamori_dns::start(cfg, PolicyHandle::new(Policy::new(vec![]))) {
+        Err(e) => assert!(e.to_string().contains("bind"), "{e}"),
+        Ok(_) => panic!("started on a port in use"),
+    }
+}
