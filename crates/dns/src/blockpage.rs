@@ -99,10 +99,10 @@ pub(crate) fn lifetime() -> Option<Duration> {
 }
 
 /// The name a request asks for: the `Host` header (the HTTP/2 authority
-/// when there is none), without its port and trailing dot, lower-cased.
-/// `None` for anything that is not a host name (an IP literal included:
-/// no block applies to one).
-fn requested_name(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+/// when there is none), without its port and trailing dot, lower-cased,
+/// and in wire form. `None` for anything that is not a host name (an IP
+/// literal included: no block applies to one).
+fn requested_name(headers: &HeaderMap, uri: &Uri) -> Option<(String, Vec<u8>)> {
     let raw = match headers.get(header::HOST) {
         Some(v) => v.to_str().ok()?,
         None => uri.authority()?.as_str(),
@@ -124,7 +124,7 @@ fn requested_name(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     let mut wire = Vec::with_capacity(host.len() + 2);
     // Empty or over-long labels, or a name over 255 bytes.
     text_to_wire(&host, &[0], &mut wire)?;
-    Some(host)
+    Some((host, wire))
 }
 
 async fn page(
@@ -134,16 +134,12 @@ async fn page(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let Some(name) = requested_name(&headers, &uri) else {
+    let Some((name, wire)) = requested_name(&headers, &uri) else {
         return respond(&method, StatusCode::BAD_REQUEST, bad_request());
     };
     // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; org
     // networks are declared as IPv4.
     let client = peer.ip().to_canonical();
-    let mut wire = Vec::with_capacity(name.len() + 2);
-    if text_to_wire(&name, &[0], &mut wire).is_none() {
-        return respond(&method, StatusCode::BAD_REQUEST, bad_request());
-    }
     let policy = p.engine.policy().load();
     let org = policy.org_of(client);
     let contact = Contacts {
@@ -392,7 +388,7 @@ mod tests {
         if let Some(v) = host {
             h.insert(header::HOST, HeaderValue::from_str(v).expect("header"));
         }
-        requested_name(&h, &Uri::from_static("/"))
+        requested_name(&h, &Uri::from_static("/")).map(|(name, _)| name)
     }
 
     #[test]
@@ -425,10 +421,9 @@ mod tests {
         }
         // HTTP/2 carries the host in the authority.
         let uri: Uri = "http://Evil.Example:80/x".parse().expect("uri");
-        assert_eq!(
-            requested_name(&HeaderMap::new(), &uri).as_deref(),
-            Some("evil.example")
-        );
+        let (name, wire) = requested_name(&HeaderMap::new(), &uri).expect("a name");
+        assert_eq!(name, "evil.example");
+        assert_eq!(wire, b"\x04evil\x07example\x00");
     }
 
     #[test]
