@@ -11,9 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -22,10 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tower::Service;
 
 use crate::engine::{Engine, Fast, Scratch};
 use crate::log::Transport;
@@ -180,58 +174,4 @@ async fn answer(
         resp,
     )
         .into_response()
-}
-
-/// Accepts connections (TLS when `tls` is given) and serves [`router`] on
-/// each, HTTP/1.1 or HTTP/2.
-pub(crate) async fn serve(
-    l: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    engine: Arc<Engine>,
-    limit: Arc<Semaphore>,
-    idle: Duration,
-    stop: Arc<AtomicBool>,
-) {
-    let app = router(engine);
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match l.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    let mut app = app.clone();
-                    async move { app.call(req).await }
-                },
-            );
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let result = match tls {
-                None => builder.serve_connection(TokioIo::new(stream), svc).await,
-                Some(acc) => match tokio::time::timeout(idle, acc.accept(stream)).await {
-                    Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                },
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "DoH connection ended");
-            }
-        });
-    }
 }

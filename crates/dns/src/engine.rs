@@ -121,6 +121,8 @@ pub struct Stats {
     pub ns_lookup_failures: AtomicU64,
     pub prefetches: AtomicU64,
     pub prefetch_skipped: AtomicU64,
+    pub block_pages: AtomicU64,
+    pub block_pages_unblocked: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -143,6 +145,10 @@ pub struct StatsSnapshot {
     pub prefetches: u64,
     /// Prefetches not done because the queue was full (or not running).
     pub prefetch_skipped: u64,
+    /// Block pages served for a name blocked for the client.
+    pub block_pages: u64,
+    /// Block page requests for a name not blocked for the client.
+    pub block_pages_unblocked: u64,
 }
 
 /// What the fast path did with a packet.
@@ -190,7 +196,7 @@ enum Simple {
     Complex,
 }
 
-fn action_name(a: &Action) -> &'static str {
+pub(crate) fn action_name(a: &Action) -> &'static str {
     match a {
         Action::NxDomain => "nxdomain",
         Action::NoData => "nodata",
@@ -474,6 +480,8 @@ impl Engine {
             ns_lookup_failures: g(&s.ns_lookup_failures),
             prefetches: g(&s.prefetches),
             prefetch_skipped: g(&s.prefetch_skipped),
+            block_pages: g(&s.block_pages),
+            block_pages_unblocked: g(&s.block_pages_unblocked),
         }
     }
 

@@ -10,10 +10,13 @@
 //!   per-org overlays by client address, swapped atomically with
 //!   [`PolicyHandle::set`].
 //! - Every query is reported on a bounded [`log::query_log`] channel.
+//! - [`blockpage`] serves the page a sinkhole answer leads browsers to.
 
+pub mod blockpage;
 pub mod cache;
 pub mod doh;
 pub mod engine;
+mod http;
 pub mod log;
 pub mod nsinfo;
 pub mod policy;
@@ -25,6 +28,7 @@ pub mod upstream;
 pub mod wire;
 pub mod xfr;
 
+pub use blockpage::BlockPageConfig;
 pub use engine::{
     Engine, EngineConfig, Fast, NotifyHandler, Prefetch, RateLimit, Scratch, StatsSnapshot,
 };

@@ -127,6 +127,8 @@ const ACT_TCPONLY: u32 = 4;
 /// One policy zone: an RPZ zone or a block/allow list.
 pub struct Zone {
     name: Arc<str>,
+    /// What the zone is, for people (the block page): e.g. whose list.
+    description: Option<Arc<str>>,
     /// The RFC 8914 info code sent on answers this zone rewrites.
     ede: u16,
     /// Name triggers; a wildcard `*.x` is stored as the wildcard slot of `x`.
@@ -232,6 +234,7 @@ impl Zone {
     pub fn new(name: &str) -> Self {
         Self {
             name: Arc::from(name.trim_end_matches('.')),
+            description: None,
             ede: EDE_BLOCKED,
             names: Arc::new(NameTable::new()),
             overlay: None,
@@ -292,6 +295,15 @@ impl Zone {
 
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+    /// Says what the zone is, for the people it blocks (the block page
+    /// shows it under the zone's name).
+    pub fn with_description(mut self, text: &str) -> Self {
+        self.description = Some(Arc::from(text));
+        self
+    }
+    pub fn description(&self) -> Option<&Arc<str>> {
+        self.description.as_ref()
     }
     pub fn stats(&self) -> &LoadStats {
         &self.stats
@@ -562,6 +574,7 @@ impl Zone {
     pub fn with_overlay(&self, overlay: NameTable) -> Zone {
         Zone {
             name: self.name.clone(),
+            description: self.description.clone(),
             ede: self.ede,
             names: self.names.clone(),
             overlay: (!overlay.is_empty()).then(|| Arc::new(overlay)),
@@ -749,6 +762,9 @@ pub struct OrgPolicy {
     /// precomputes the inheritance: typically the org's allowlist and
     /// blocklist, then its supervisor's, up to the root's.
     pub zones: Vec<Arc<Zone>>,
+    /// Whom the org's users ask about a block, shown on the block page
+    /// (free text; each line is shown as a line).
+    pub contact: Option<Arc<str>>,
 }
 
 /// The whole policy a resolver enforces. Immutable; replace it with
@@ -943,6 +959,12 @@ impl Policy {
 
     pub fn org_name(&self, org: Option<usize>) -> Option<&Arc<str>> {
         org.and_then(|i| self.orgs.get(i)).map(|o| &o.name)
+    }
+
+    /// The org's contact for the block page ([`OrgPolicy::contact`]).
+    pub fn org_contact(&self, org: Option<usize>) -> Option<&Arc<str>> {
+        org.and_then(|i| self.orgs.get(i))
+            .and_then(|o| o.contact.as_ref())
     }
 
     fn zones_for(&self, org: Option<usize>) -> impl Iterator<Item = &Zone> {
@@ -1315,6 +1337,7 @@ mod tests {
             name: "mof".into(),
             networks: vec!["127.0.0.2/32".parse().expect("net")],
             zones: vec![allow],
+            contact: None,
         });
         let name = w("evil.example");
         let mof = p.org_of("127.0.0.2".parse().expect("ip"));

@@ -30,6 +30,9 @@ pub struct PdnsConfig {
     /// DNS over HTTPS (RFC 8484) listener: with a TLS config it serves
     /// HTTPS, without one plain HTTP (for a TLS-terminating proxy in front).
     pub doh_listen: Option<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
+    /// The block page a sinkhole answer leads browsers to (see
+    /// [`crate::blockpage`]); it shares the TCP connection limit's size.
+    pub block_page: Option<crate::blockpage::BlockPageConfig>,
     /// Upstream resolvers, tried in order.
     pub upstreams: Vec<SocketAddr>,
     /// Upstreams of any kind (plain, DoT, DoH), tried in order; when not
@@ -67,6 +70,7 @@ impl PdnsConfig {
             listen,
             tls_listen: None,
             doh_listen: None,
+            block_page: None,
             upstreams,
             upstream_specs: vec![],
             ca_file: None,
@@ -99,6 +103,7 @@ pub struct Handle {
     tcp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     doh_addr: Option<SocketAddr>,
+    block_page_addr: Option<SocketAddr>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -117,6 +122,9 @@ impl Handle {
     }
     pub fn doh_addr(&self) -> Option<SocketAddr> {
         self.doh_addr
+    }
+    pub fn block_page_addr(&self) -> Option<SocketAddr> {
+        self.block_page_addr
     }
     /// The live policy: `handle.policy().set(new)` swaps it.
     pub fn policy(&self) -> &PolicyHandle {
@@ -223,6 +231,31 @@ pub fn start_with_upstream(
     policy: PolicyHandle,
     upstream: Arc<dyn Upstream>,
 ) -> Result<Handle, PdnsError> {
+    let bind_err = |addr| move |source| PdnsError::Bind { addr, source };
+    // The DoT, DoH and block page ports are bound before anything starts:
+    // one in use (or privileged) is then an error with nothing to undo.
+    // Later it would leave the UDP threads running and drop the runtime,
+    // which panics when the caller is async (`serve`).
+    let tcp_bind = |addr: SocketAddr| {
+        let l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
+        l.set_nonblocking(true).map_err(bind_err(addr))?;
+        Ok::<_, PdnsError>((l, addr))
+    };
+    let tls_l = cfg
+        .tls_listen
+        .as_ref()
+        .map(|(a, _)| tcp_bind(*a))
+        .transpose()?;
+    let doh_l = cfg
+        .doh_listen
+        .as_ref()
+        .map(|(a, _)| tcp_bind(*a))
+        .transpose()?;
+    let page_l = cfg
+        .block_page
+        .as_ref()
+        .map(|b| tcp_bind(b.listen))
+        .transpose()?;
     let engine = Arc::new(Engine::new(
         policy,
         upstream,
@@ -243,7 +276,6 @@ pub fn start_with_upstream(
     } else {
         cfg.udp_threads
     };
-    let bind_err = |addr| move |source| PdnsError::Bind { addr, source };
     let (sockets, std_tcp, udp_addr) = match bind_udp_and_tcp(cfg.listen, n) {
         Ok(bound) => bound,
         Err(e) => {
@@ -279,13 +311,13 @@ pub fn start_with_upstream(
         stop.clone(),
     ));
     let mut tls_addr = None;
-    if let Some((addr, tls)) = cfg.tls_listen.clone() {
-        let l = {
-            let _g = runtime.enter();
-            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
-            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
-            TcpListener::from_std(std_l).map_err(bind_err(addr))?
-        };
+    let tokio_listener = |(std_l, addr): (std::net::TcpListener, SocketAddr)| {
+        let _g = runtime.enter();
+        TcpListener::from_std(std_l).map_err(bind_err(addr))
+    };
+    if let (Some((_, tls)), Some(std_l)) = (cfg.tls_listen.clone(), tls_l) {
+        let addr = std_l.1;
+        let l = tokio_listener(std_l)?;
         tls_addr = Some(l.local_addr().map_err(bind_err(addr))?);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         runtime.spawn(accept_loop(
@@ -298,24 +330,46 @@ pub fn start_with_upstream(
         ));
     }
     let mut doh_addr = None;
-    if let Some((addr, tls)) = cfg.doh_listen.clone() {
-        let l = {
-            let _g = runtime.enter();
-            let std_l = std::net::TcpListener::bind(addr).map_err(bind_err(addr))?;
-            std_l.set_nonblocking(true).map_err(bind_err(addr))?;
-            TcpListener::from_std(std_l).map_err(bind_err(addr))?
-        };
+    if let (Some((_, tls)), Some(std_l)) = (cfg.doh_listen.clone(), doh_l) {
+        let addr = std_l.1;
+        let l = tokio_listener(std_l)?;
         doh_addr = Some(l.local_addr().map_err(bind_err(addr))?);
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
-        runtime.spawn(crate::doh::serve(
+        runtime.spawn(crate::http::serve(
             l,
-            acceptor,
-            engine.clone(),
-            limit,
-            cfg.tcp_idle,
-            stop.clone(),
+            crate::doh::router(engine.clone()),
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()),
+            crate::http::Conns {
+                tls: acceptor,
+                limit,
+                idle: cfg.tcp_idle,
+                lifetime: None,
+                stop: stop.clone(),
+            },
+            "DoH",
         ));
+    }
+    let mut block_page_addr = None;
+    if let (Some(bp), Some(std_l)) = (cfg.block_page.clone(), page_l) {
+        let addr = std_l.1;
+        let l = tokio_listener(std_l)?;
+        let bound = l.local_addr().map_err(bind_err(addr))?;
+        block_page_addr = Some(bound);
+        runtime.spawn(crate::http::serve(
+            l,
+            crate::blockpage::router(engine.clone(), bp.contact),
+            crate::blockpage::builder(cfg.tcp_idle),
+            crate::http::Conns {
+                tls: bp.tls.map(tokio_rustls::TlsAcceptor::from),
+                limit: Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1))),
+                idle: cfg.tcp_idle,
+                lifetime: crate::blockpage::lifetime(),
+                stop: stop.clone(),
+            },
+            "block page",
+        ));
+        tracing::info!(addr = %bound, "block page listening");
     }
     tracing::info!(%udp_addr, threads = n, "protective DNS listening");
     Ok(Handle {
@@ -323,6 +377,7 @@ pub fn start_with_upstream(
         tcp_addr,
         tls_addr,
         doh_addr,
+        block_page_addr,
         engine,
         stop,
         threads,

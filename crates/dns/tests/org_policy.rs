@@ -54,16 +54,19 @@ fn policy() -> Policy {
             name: "root".into(),
             networks: vec![],
             zones: vec![],
+            contact: None,
         })
         .with_org(OrgPolicy {
             name: "a1".into(),
             networks: vec!["127.0.0.2/32".parse().unwrap()],
             zones: vec![sup_mandate, a1_own, sup_own],
+            contact: None,
         })
         .with_org(OrgPolicy {
             name: "m1".into(),
             networks: vec!["127.0.0.3/32".parse().unwrap()],
             zones: vec![],
+            contact: None,
         })
         .with_fallback_org("root")
 }

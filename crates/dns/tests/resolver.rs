@@ -223,12 +223,14 @@ fn per_org_policy_by_client_address() {
             name: "mof".into(),
             networks: vec!["127.0.0.2/32".parse().unwrap()],
             zones: vec![mof_allow],
+            contact: None,
         })
         .with_org(OrgPolicy {
             name: "jaxa".into(),
             networks: vec!["127.0.0.3/32".parse().unwrap()],
             // jaxa's own list, then its supervisor ipa's (inherited).
             zones: vec![jaxa_block, ipa_block],
+            contact: None,
         });
     let (log, rx) = query_log(100);
     let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);

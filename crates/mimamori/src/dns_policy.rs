@@ -47,24 +47,31 @@ struct OrgLists {
     has_allow: bool,
 }
 
-fn org_lists(orgs: &[mimamori_core::Org], items: &[DnsListItem]) -> HashMap<String, OrgLists> {
-    let slugs: HashMap<&str, &str> = orgs
-        .iter()
-        .map(|o| (o.id.as_str(), o.slug.as_str()))
-        .collect();
+/// `block`: the action of the lists' blocks (NXDOMAIN, or the sinkhole).
+fn org_lists(
+    orgs: &[mimamori_core::Org],
+    items: &[DnsListItem],
+    block: &Action,
+) -> HashMap<String, OrgLists> {
+    let by_id: HashMap<&str, &mimamori_core::Org> =
+        orgs.iter().map(|o| (o.id.as_str(), o)).collect();
     let mut by_org: HashMap<&str, Vec<&DnsListItem>> = HashMap::new();
     for it in items {
         by_org.entry(it.org_id.as_str()).or_default().push(it);
     }
     let mut out = HashMap::new();
     for (org_id, items) in by_org {
-        let Some(slug) = slugs.get(org_id) else {
+        let Some(org) = by_id.get(org_id) else {
             continue;
         };
-        let name = format!("dns:{slug}");
-        let mut own = Zone::new(&name).with_ede(EDE_FILTERED);
+        let name = format!("dns:{}", org.slug);
+        let what = format!("The DNS block list of {}", org.name);
+        let mut own = Zone::new(&name)
+            .with_ede(EDE_FILTERED)
+            .with_description(&what);
         let mut mandate = Zone::new(&name)
             .with_ede(EDE_BLOCKED)
+            .with_description(&format!("{what}, binding on the organisations beneath it"))
             .with_passthru_falling_through();
         let (mut has_allow, mut has_block) = (false, false);
         for it in items {
@@ -75,7 +82,7 @@ fn org_lists(orgs: &[mimamori_core::Org], items: &[DnsListItem]) -> HashMap<Stri
                 }
                 DnsListKind::Block => {
                     has_block = true;
-                    Action::NxDomain
+                    block.clone()
                 }
             };
             // The store validated the name; one that still makes no DNS
@@ -119,9 +126,26 @@ struct IntelZones {
     per_org: HashMap<String, Arc<Zone>>,
 }
 
-fn intel_zone_name(slug: &str) -> String {
-    format!("intel:{slug}")
+/// An intel zone: NXDOMAIN triggers only, so a sinkhole is an override of
+/// the whole zone (one action, not one per name, and the overlays' NXDOMAIN
+/// slots get it too).
+fn intel_zone(name: &str, shared_with: &str, sinkhole: Option<&Action>) -> Zone {
+    let z = Zone::new(name)
+        .with_ede(EDE_BLOCKED)
+        .with_description(&format!(
+            "Threat intelligence: domains reported as malicious, shared with {shared_with}"
+        ));
+    match sinkhole {
+        Some(a) => z.with_action_override(a.clone()),
+        None => z,
+    }
 }
+
+fn org_intel_zone(o: &mimamori_core::Org, sinkhole: Option<&Action>) -> Zone {
+    intel_zone(&format!("intel:{}", o.slug), &o.name, sinkhole)
+}
+
+const EVERYONE: &str = "every member organisation";
 
 /// A domain indicator's name and whether it is exact (no sub-domains).
 fn domain(a: &ActiveIndicator) -> Option<(&str, bool)> {
@@ -140,6 +164,7 @@ fn intel_zones(
     indicators: &[ActiveIndicator],
     orgs: &[mimamori_core::Org],
     root_path: &str,
+    sinkhole: Option<&Action>,
 ) -> IntelZones {
     let add = |zone: &mut Zone, name: &str, exact: bool| {
         // A name that does not make a DNS name is skipped, not fatal.
@@ -148,7 +173,7 @@ fn intel_zones(
             let _ = zone.add_qname(&format!("*.{name}"), Action::NxDomain);
         }
     };
-    let mut global = Zone::new("intel").with_ede(EDE_BLOCKED);
+    let mut global = intel_zone("intel", EVERYONE, sinkhole);
     let mut per_org: HashMap<String, Zone> = HashMap::new();
     for a in indicators {
         let Some((name, exact)) = domain(a) else {
@@ -162,7 +187,7 @@ fn intel_zones(
             if a.protects(o.id.as_str(), o.path.as_str()) {
                 let z = per_org
                     .entry(o.id.to_string())
-                    .or_insert_with(|| Zone::new(&intel_zone_name(&o.slug)).with_ede(EDE_BLOCKED));
+                    .or_insert_with(|| org_intel_zone(o, sinkhole));
                 add(z, name, exact);
             }
         }
@@ -202,6 +227,8 @@ fn assemble(
     let mut zones: Vec<Arc<Zone>> = file_zones.to_vec();
     zones.push(intel.global.clone());
     let mut policy = Policy::new(zones);
+    let by_id: HashMap<&str, &mimamori_core::Org> =
+        orgs.iter().map(|o| (o.id.as_str(), o)).collect();
     for o in orgs {
         // The path is the ids from the root down to the org itself.
         let chain: Vec<&str> = o
@@ -226,11 +253,18 @@ fn assemble(
             }
         }
         zones.extend(intel.per_org.get(o.id.as_str()).cloned());
+        let contact = chain
+            .iter()
+            .rev()
+            .filter_map(|id| by_id.get(id))
+            .find(|x| !x.contacts.is_empty())
+            .map(|x| contact_text(x));
         policy = policy.with_org(OrgPolicy {
             // The org id: the query log maps entries back to orgs by it.
             name: Arc::from(o.id.as_str()),
             networks: o.networks.clone(),
             zones,
+            contact,
         });
     }
     if let Some(r) = root {
@@ -246,6 +280,30 @@ fn assemble(
         policy = policy.with_doh_token(&t.org_id, digest, expires);
     }
     policy
+}
+
+/// The block page's contact for an org's users: the org's name and its
+/// first three contacts, one a line. `assemble` takes the nearest org up
+/// the tree that lists any, so a member without contacts of its own shows
+/// its supervisor's (or the central SOC's).
+fn contact_text(o: &mimamori_core::Org) -> Arc<str> {
+    let mut lines = vec![o.name.clone()];
+    for c in o.contacts.iter().take(3) {
+        let mut line = c.name.clone();
+        if let Some(role) = &c.role {
+            line.push_str(&format!(" ({role})"));
+        }
+        let reach: Vec<&str> = [c.email.as_deref(), c.phone.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !reach.is_empty() {
+            line.push_str(": ");
+            line.push_str(&reach.join(", "));
+        }
+        lines.push(line);
+    }
+    Arc::from(lines.join("\n"))
 }
 
 fn root_path(orgs: &[mimamori_core::Org]) -> String {
@@ -299,6 +357,8 @@ pub struct PolicyState {
     lists: HashMap<String, OrgLists>,
     tokens: Vec<DnsClientToken>,
     root_path: String,
+    /// The answer to intel and org-list blocks when not NXDOMAIN.
+    sinkhole: Option<Action>,
     base: IntelZones,
     base_built: Instant,
     /// Every name decided again since the base was built (wire form).
@@ -319,8 +379,13 @@ pub enum Refresh {
 }
 
 impl PolicyState {
-    /// Builds the whole policy from the store.
-    pub async fn load(store: &Store, files: &[Arc<Zone>]) -> anyhow::Result<PolicyState> {
+    /// Builds the whole policy from the store. `sinkhole`: the answer to
+    /// what the intel and the orgs' lists block, instead of NXDOMAIN.
+    pub async fn load(
+        store: &Store,
+        files: &[Arc<Zone>],
+        sinkhole: Option<Action>,
+    ) -> anyhow::Result<PolicyState> {
         let version = Version::of(store).await?;
         let indicators = store.intel_active().await?;
         let orgs = match store.root_org().await? {
@@ -336,14 +401,16 @@ impl PolicyState {
         let files = files.to_vec();
         Ok(tokio::task::spawn_blocking(move || {
             let root_path = root_path(&orgs);
-            let base = intel_zones(&indicators, &orgs, &root_path);
-            let lists = org_lists(&orgs, &items);
+            let base = intel_zones(&indicators, &orgs, &root_path, sinkhole.as_ref());
+            let block = sinkhole.clone().unwrap_or(Action::NxDomain);
+            let lists = org_lists(&orgs, &items, &block);
             PolicyState {
                 files,
                 orgs,
                 lists,
                 tokens,
                 root_path,
+                sinkhole,
                 base,
                 base_built: Instant::now(),
                 overlay: HashMap::new(),
@@ -383,7 +450,7 @@ impl PolicyState {
                 return Ok((Refresh::Patched(self.overlay.len()), Some(policy)));
             }
         }
-        *self = PolicyState::load(store, files).await?;
+        *self = PolicyState::load(store, files, self.sinkhole.clone()).await?;
         Ok((Refresh::Rebuilt, Some(self.policy())))
     }
 
@@ -483,13 +550,11 @@ impl PolicyState {
             let base = match self.base.per_org.get(org) {
                 Some(z) => z.clone(),
                 None => {
-                    let slug = self
-                        .orgs
-                        .iter()
-                        .find(|o| o.id.as_str() == org)
-                        .map(|o| o.slug.as_str())
-                        .unwrap_or(org);
-                    Arc::new(Zone::new(&intel_zone_name(slug)).with_ede(EDE_BLOCKED))
+                    let sinkhole = self.sinkhole.as_ref();
+                    Arc::new(match self.orgs.iter().find(|o| o.id.as_str() == org) {
+                        Some(o) => org_intel_zone(o, sinkhole),
+                        None => intel_zone(&format!("intel:{org}"), org, sinkhole),
+                    })
                 }
             };
             out.per_org

@@ -20,6 +20,11 @@
 //!   it. Submission never blocks answering: the resolver's log channel is
 //!   bounded and counts drops, and a full ingest queue drops the batch
 //!   (counted) instead of waiting.
+//! - **block answers**: NXDOMAIN, or with `sinkhole_v4`/`sinkhole_v6` the
+//!   block page's address for what the intel, the orgs' lists and the
+//!   blocklists block (RPZ zones answer as they say). The block page
+//!   (`block_page_listen`) shows the org's contacts (its own, else its
+//!   nearest ancestor's) and `block_page_contact`.
 
 use crate::dns_policy::{PolicyState, Refresh, Version};
 use anyhow::{anyhow, Context};
@@ -31,7 +36,7 @@ use mimamori_event::{EventBody, Normalized, OcsfClass};
 use mimamori_store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,6 +84,27 @@ pub struct PdnsArgs {
     /// Write the query log as tab-separated lines to FILE (`-`: stdout).
     #[arg(long)]
     pub query_log: Option<String>,
+    /// Answer the names the --blocklist files block with this IPv4 address
+    /// (the block page's, as clients reach it) instead of NXDOMAIN.
+    #[arg(long)]
+    pub sinkhole_v4: Option<Ipv4Addr>,
+    /// The same for AAAA queries.
+    #[arg(long)]
+    pub sinkhole_v6: Option<Ipv6Addr>,
+    /// Serve the block page (why a name is blocked, whom to ask) on
+    /// ADDR:PORT, for browsers a sinkhole answer leads there.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub block_page: Option<SocketAddr>,
+    /// Whom users ask about a block, shown on the block page.
+    #[arg(long, value_name = "TEXT")]
+    pub block_contact: Option<String>,
+    /// Serve the block page over HTTPS with this certificate (PEM; with
+    /// --block-page-tls-key). Browsers warn unless they trust it for the
+    /// blocked name.
+    #[arg(long, requires = "block_page_tls_key")]
+    pub block_page_tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "block_page_tls_cert")]
+    pub block_page_tls_key: Option<PathBuf>,
 }
 
 /// `[pdns]`: the resolver `serve` runs (off unless `listen` is set).
@@ -119,6 +145,61 @@ pub struct PdnsSection {
     /// much more latency at load (default 300; 0: off).
     #[serde(default)]
     pub udp_coalesce_us: Option<u64>,
+    /// Answer what the intel, the orgs' block lists and `blocklists` block
+    /// with this IPv4 address instead of NXDOMAIN: the block page's
+    /// address as clients reach it. RPZ zones answer as they say.
+    #[serde(default)]
+    pub sinkhole_v4: Option<Ipv4Addr>,
+    /// The same for AAAA queries (without it they get no addresses).
+    #[serde(default)]
+    pub sinkhole_v6: Option<Ipv6Addr>,
+    /// The block page's address: why a name is blocked and whom to ask,
+    /// for browsers a sinkhole answer leads there (port 80 for HTTP).
+    #[serde(default)]
+    pub block_page_listen: Option<SocketAddr>,
+    /// The SOC's contact on every block page, under the org's own (its
+    /// contacts, else its nearest ancestor's).
+    #[serde(default)]
+    pub block_page_contact: Option<String>,
+    /// Serve the block page over HTTPS with this certificate and key
+    /// (PEM). Browsers warn unless they trust the certificate for the
+    /// blocked name.
+    #[serde(default)]
+    pub block_page_tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub block_page_tls_key: Option<PathBuf>,
+}
+
+/// The action for blocks when a sinkhole address is configured.
+fn sinkhole(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Option<Action> {
+    (v4.is_some() || v6.is_some())
+        .then(|| Action::sinkhole(v4, v6, mimamori_dns::EngineConfig::default().block_ttl))
+}
+
+/// The block page listener, if configured; its TLS from the PEM files.
+fn block_page(
+    listen: Option<SocketAddr>,
+    contact: Option<String>,
+    tls: (Option<&PathBuf>, Option<&PathBuf>),
+) -> anyhow::Result<Option<mimamori_dns::BlockPageConfig>> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let tls = match tls {
+        (Some(cert), Some(key)) => Some(
+            mimamori_api::tls::acceptor_from_pem_files(cert, key)
+                .context("block page TLS")?
+                .config()
+                .clone(),
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("the block page's TLS needs both a certificate and a key"),
+    };
+    Ok(Some(mimamori_dns::BlockPageConfig {
+        listen,
+        tls,
+        contact,
+    }))
 }
 
 /// The configured policy zones: from files, and transferred from primaries.
@@ -134,14 +215,16 @@ struct ZoneSources {
 }
 
 impl ZoneSources {
+    /// `sinkhole`: the blocklists' answer instead of NXDOMAIN.
     fn load(
         rpz: &[String],
         primaries: &[String],
         blocklists: &[PathBuf],
         allowlists: &[PathBuf],
+        sinkhole: Option<&Action>,
     ) -> anyhow::Result<Self> {
-        let head = file_zones(rpz, &[], allowlists)?;
-        let tail = file_zones(&[], blocklists, &[])?;
+        let head = file_zones(rpz, &[], allowlists, None)?;
+        let tail = file_zones(&[], blocklists, &[], sinkhole)?;
         let transferred = primaries
             .iter()
             .map(|spec| XfrConfig::parse(spec).map(Secondary::new))
@@ -209,11 +292,14 @@ impl ZoneSources {
 }
 
 /// Zones from files, in the order allowlists, RPZ, blocklists (an allowed
-/// name is never blocked by what follows).
+/// name is never blocked by what follows). A blocklist holds only NXDOMAIN
+/// triggers, so `sinkhole` replaces them as the zone's override: one
+/// action for the whole list, not one per name.
 fn file_zones(
     rpz: &[String],
     blocklists: &[PathBuf],
     allowlists: &[PathBuf],
+    sinkhole: Option<&Action>,
 ) -> anyhow::Result<Vec<Arc<Zone>>> {
     let mut zones = vec![];
     for p in allowlists {
@@ -230,10 +316,12 @@ fn file_zones(
         ));
     }
     for p in blocklists {
-        zones.push(Arc::new(
-            Zone::load_list(p, &Action::NxDomain)
-                .with_context(|| format!("blocklist {}", p.display()))?,
-        ));
+        let z = Zone::load_list(p, &Action::NxDomain)
+            .with_context(|| format!("blocklist {}", p.display()))?;
+        zones.push(Arc::new(match sinkhole {
+            Some(a) => z.with_action_override(a.clone()),
+            None => z,
+        }));
     }
     for z in &zones {
         let s = z.stats();
@@ -250,6 +338,7 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
         &args.rpz_primary,
         &args.blocklist,
         &args.allowlist,
+        sinkhole(args.sinkhole_v4, args.sinkhole_v6).as_ref(),
     )?;
     sources.first_transfers().await;
     let zones = sources.zones();
@@ -265,6 +354,14 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     cfg.udp_threads = args.threads;
     cfg.udp_coalesce = std::time::Duration::from_micros(args.coalesce_us);
     cfg.query_log = args.query_log.is_some().then_some(log);
+    cfg.block_page = block_page(
+        args.block_page,
+        args.block_contact,
+        (
+            args.block_page_tls_cert.as_ref(),
+            args.block_page_tls_key.as_ref(),
+        ),
+    )?;
     let policy = PolicyHandle::new(Policy::new(zones));
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the resolver: {e}"))?;
@@ -276,6 +373,14 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
         )
     };
     println!("pdns listening on udp+tcp {}", handle.udp_addr());
+    if let Some(addr) = handle.block_page_addr() {
+        let scheme = if args.block_page_tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("block page listening on {scheme}://{addr}");
+    }
     if let Some(sink) = args.query_log {
         std::thread::spawn(move || {
             use std::io::Write;
@@ -396,6 +501,16 @@ impl Running {
                     s.prefetch_skipped,
                 ),
                 (
+                    "pdns_block_pages",
+                    "Block pages served for names blocked for the client",
+                    s.block_pages,
+                ),
+                (
+                    "pdns_block_pages_unblocked",
+                    "Block page requests for names not blocked for the client",
+                    s.block_pages_unblocked,
+                ),
+                (
                     "pdns_stale_served",
                     "Stale answers served while upstreams failed",
                     s.stale_served,
@@ -445,15 +560,17 @@ pub async fn start_in_serve(
     if section.upstreams.is_empty() {
         anyhow::bail!("[pdns] listen is set but no upstreams: add upstreams = [\"ADDR:53\"]");
     }
+    let sinkhole = sinkhole(section.sinkhole_v4, section.sinkhole_v6);
     let sources = ZoneSources::load(
         &section.rpz,
         &section.rpz_primaries,
         &section.blocklists,
         &section.allowlists,
+        sinkhole.as_ref(),
     )?;
     sources.first_transfers().await;
     let started = Instant::now();
-    let state = PolicyState::load(store, &sources.zones()).await?;
+    let state = PolicyState::load(store, &sources.zones(), sinkhole).await?;
     let policy = PolicyHandle::new(state.policy());
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -475,6 +592,15 @@ pub async fn start_in_serve(
     }
     cfg.query_log = ingest.is_some().then_some(log);
     cfg.doh_listen = section.doh_listen.map(|a| (a, tls));
+    cfg.block_page = block_page(
+        section.block_page_listen,
+        section.block_page_contact.clone(),
+        (
+            section.block_page_tls_cert.as_ref(),
+            section.block_page_tls_key.as_ref(),
+        ),
+    )
+    .context("[pdns] block_page_tls_cert and block_page_tls_key")?;
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the DNS resolver on {listen}: {e}"))?;
     // A transferred zone that changed marks the policy for a rebuild, which

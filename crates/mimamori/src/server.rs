@@ -83,6 +83,14 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             let scheme = if running.tls { "https" } else { "http" };
             println!("Protective DNS over HTTPS listening on {scheme}://{a}/dns-query");
         }
+        if let Some(a) = p.handle.block_page_addr() {
+            let scheme = if cfg.pdns.block_page_tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("Protective DNS block page listening on {scheme}://{a}");
+        }
     }
     running.wait().await?;
     tracing::info!("stopped");

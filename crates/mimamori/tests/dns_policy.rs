@@ -3,7 +3,8 @@
 //! resolver on real DNS (UDP from each org's declared address), with the
 //! central SOC's and a supervisor's blocks applying down the tree; and DNS
 //! client tokens selecting the org over DoH (`/dns-query/<token>`, HTTP/2)
-//! for a client outside every org's network.
+//! for a client outside every org's network; the sinkhole and the block
+//! page with each org's contacts.
 
 mod common;
 
@@ -531,4 +532,132 @@ async fn intel_changes_are_patched_into_the_running_resolver() {
     // Each change was a patch; the policy was never rebuilt.
     assert!(metric(&api, "pdns_policy_patches").await >= 5);
     assert_eq!(metric(&api, "pdns_policy_rebuilds").await, 0);
+}
+
+/// With a sinkhole configured, what the intel and the orgs' lists block
+/// resolves to the block page's address, and the page, fetched from each
+/// org's address, names the list that blocked it and that org's contacts
+/// (its own, else its nearest ancestor's) beside the SOC's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_block_page_names_the_list_and_the_orgs_contacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report: Value =
+        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
+    let soc = report["admin_token"].as_str().unwrap().to_string();
+    let sup = org_add(&data, "soc", "sup", "supervisor", None);
+    let a1 = org_add(&data, "sup", "a1", "member", Some("127.0.0.2/32"));
+    let _m1 = org_add(&data, "soc", "m1", "member", Some("127.0.0.3/32"));
+    let (up, _stop) = upstream();
+    let config = dir.path().join("mimamori.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pdns]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{up}\"]\n\
+             sinkhole_v4 = \"127.0.0.1\"\nblock_page_listen = \"127.0.0.1:0\"\n\
+             block_page_contact = \"Central SOC desk: soc@example.test\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = mimamori(&data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let (_server, lines) = spawn_until(
+        &mut cmd,
+        &[
+            "API listening",
+            "Protective DNS listening",
+            "block page listening",
+        ],
+        Duration::from_secs(60),
+    );
+    let last = |l: &str| l.split_whitespace().last().unwrap().to_string();
+    let api = Api {
+        base: last(&lines[0]),
+        client: reqwest::Client::new(),
+    };
+    let dns = last(&lines[1]);
+    let page = last(&lines[2]);
+    let page_port = page.rsplit(':').next().unwrap().to_string();
+
+    // The supervisor lists contacts; a1 lists none of its own.
+    let (status, body) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orgs/{sup}"),
+            &soc,
+            Some(json!({"contacts": [
+                {"name": "Sup Helpdesk", "role": "helpdesk", "email": "help@sup.example", "phone": "+81-3-0000-0000"}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    api.add(&soc, &a1, "block", "a1-blocked.example").await;
+    let r = api
+        .client
+        .post(format!(
+            "{}/api/v1/intel/import?format=plain&subdomains=true&confidence=90&source=t",
+            api.base
+        ))
+        .bearer_auth(&soc)
+        .body("intel-bad.example\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Both blocks answer with the sinkhole address (NOERROR, an A record).
+    let started = Instant::now();
+    let sinkholed = |from: &str, name: &str| {
+        let s = UdpSocket::bind(format!("{from}:0")).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(2500)))
+            .unwrap();
+        s.send_to(&dns_query(0x4d4f, name), &dns).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = s.recv_from(&mut buf).expect("an answer");
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        m.answers.iter().any(|r| {
+            matches!(&r.data, hickory_proto::rr::RData::A(a) if a.0 == std::net::Ipv4Addr::LOCALHOST)
+        })
+    };
+    while !(sinkholed("127.0.0.2", "www.a1-blocked.example")
+        && sinkholed("127.0.0.3", "www.intel-bad.example"))
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "no sinkhole");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fetch = |from: &'static str, host: &'static str| {
+        let url = format!("http://127.0.0.1:{page_port}/");
+        async move {
+            let c = reqwest::Client::builder()
+                .local_address(Some(from.parse().unwrap()))
+                .build()
+                .unwrap();
+            let r = c.get(url).header("host", host).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // a1's own list; the supervisor's contacts, a1 having none.
+    let (status, body) = fetch("127.0.0.2", "www.a1-blocked.example").await;
+    assert_eq!(status, 403, "{body}");
+    for want in [
+        "dns:a1",
+        "The DNS block list of a1",
+        "*.a1-blocked.example",
+        "sup<br>Sup Helpdesk (helpdesk): help@sup.example, +81-3-0000-0000",
+        "Central SOC desk: soc@example.test",
+    ] {
+        assert!(body.contains(want), "{want:?} not in {body}");
+    }
+    // m1 (under the root, whose contacts init left empty): the intel, and
+    // only the SOC's contact.
+    let (status, body) = fetch("127.0.0.3", "www.intel-bad.example").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("<dd>intel<br>Threat intelligence"), "{body}");
+    assert!(!body.contains("Sup Helpdesk"), "{body}");
+    assert!(!body.contains("Your organisation"), "{body}");
+    // a1's block is a1's alone.
+    let (status, _) = fetch("127.0.0.3", "www.a1-blocked.example").await;
+    assert_eq!(status, 404);
+    assert_eq!(metric(&api, "pdns_block_pages").await, 2);
+    assert_eq!(metric(&api, "pdns_block_pages_unblocked").await, 1);
 }

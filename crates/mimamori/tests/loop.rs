@@ -1,7 +1,8 @@
 //! The product loop through the binary: intel in over the API → the
 //! Protective DNS resolver blocks it (real DNS over UDP) → the blocked
 //! query is telemetry → detection raises an alert for the client's org.
-//! Plus the offline tools: `mimamori hunt`, `mimamori rules check`,
+//! The standalone resolver's sinkhole and block page. Plus the offline
+//! tools: `mimamori hunt`, `mimamori rules check`,
 //! `mimamori intel import/export`, `mimamori intel report add`, and the
 //! demo's detections.
 
@@ -205,6 +206,92 @@ fn standalone_pdns_blocks_from_an_rpz_file() {
         "/nonexistent.rpz",
     ]));
     assert!(err.contains("nonexistent.rpz"), "{err}");
+}
+
+/// The A addresses of the answer to `name` from `server`.
+fn addresses(server: &str, name: &str) -> Vec<std::net::IpAddr> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    s.send_to(&dns_query(0x4d4e, name), server).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = s.recv_from(&mut buf).expect("an answer");
+    let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_pdns_sinkholes_to_its_block_page() {
+    let dir = tempfile::tempdir().unwrap();
+    // An RPZ sinkhole (local data), and a blocklist the sinkhole option
+    // turns into one.
+    let zone = dir.path().join("sinkhole.rpz");
+    std::fs::write(
+        &zone,
+        "$TTL 60\n@ SOA ns.rpz. hostmaster.rpz. 1 3600 600 86400 60\n  NS ns.rpz.\n\
+         evil.example A 127.0.0.1\n*.evil.example A 127.0.0.1\n",
+    )
+    .unwrap();
+    let list = dir.path().join("block.txt");
+    std::fs::write(&list, "ads.example\n").unwrap();
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+    cmd.args(["pdns", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(silent.local_addr().unwrap().to_string())
+        .arg("--rpz")
+        .arg(format!("{}=rpz", zone.display()))
+        .arg("--blocklist")
+        .arg(&list)
+        .args(["--sinkhole-v4", "127.0.0.1", "--block-page", "127.0.0.1:0"])
+        .args(["--block-contact", "SOC desk <soc@example.test>"])
+        .env("MIMAMORI_LOG", "warn");
+    let (_p, lines) = spawn_until(
+        &mut cmd,
+        &["pdns listening", "block page listening"],
+        Duration::from_secs(30),
+    );
+    let dns = lines[0].split_whitespace().last().unwrap().to_string();
+    let page: std::net::SocketAddr = lines[1]
+        .split_whitespace()
+        .last()
+        .and_then(|u| u.strip_prefix("http://"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sink: Vec<std::net::IpAddr> = vec!["127.0.0.1".parse().unwrap()];
+    assert_eq!(addresses(&dns, "www.evil.example"), sink);
+    assert_eq!(addresses(&dns, "ads.example"), sink);
+    // The browser goes to the sinkhole address, the name as Host.
+    let url = format!("http://{}:{}/", sink[0], page.port());
+    let client = reqwest::Client::new();
+    let get = |host: &'static str| {
+        let r = client.get(&url).header("host", host).send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = get("www.evil.example").await;
+    assert_eq!(status, 403, "{body}");
+    for want in [
+        "www.evil.example",
+        "<dd>rpz</dd>",
+        "*.evil.example",
+        "SOC desk &lt;soc@example.test&gt;",
+    ] {
+        assert!(body.contains(want), "{want:?} not in {body}");
+    }
+    let (status, body) = get("ads.example").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("block.txt"), "the list's name: {body}");
+    let (status, _) = get("fine.example").await;
+    assert_eq!(status, 404);
 }
 
 /// A stand-in primary for `rpz.test.` on 127.0.0.1 TCP: answers SOA and
