@@ -888,9 +888,11 @@ impl Policy {
             Some(d) => Some(self.doh_token_org(d).ok_or(UnknownToken)?),
             None => None,
         };
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; org
+        // networks are declared as IPv4.
         Ok(self
             .org_nets
-            .lookup(ip)
+            .lookup(ip.to_canonical())
             .map(|(i, _)| *i)
             .or(by_token)
             .or(self.fallback))
@@ -982,7 +984,7 @@ impl Policy {
     pub fn check_query(&self, org: Option<usize>, client: IpAddr, qname: &[u8]) -> Option<Hit<'_>> {
         for z in self.zones_for(org) {
             if !z.client_ip.is_empty() {
-                if let Some((&a, net)) = z.client_ip.lookup(client) {
+                if let Some((&a, net)) = z.client_ip.lookup(client.to_canonical()) {
                     let action = z.action(a);
                     if !(z.passthru_falls_through && action.is_passthru()) {
                         return Some(Hit {
@@ -1163,12 +1165,39 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_clients_seen_through_a_dual_stack_socket_keep_their_org_and_triggers() {
+        let mut zone = Zone::blocklist("c", "").expect("empty list");
+        zone.add_client_ip("192.0.2.0/24".parse().expect("net"), Action::NxDomain);
+        let p = Policy::new(vec![Arc::new(zone)]).with_org(OrgPolicy {
+            name: "a".into(),
+            networks: vec!["198.51.100.0/24".parse().expect("net")],
+            zones: vec![],
+            contact: None,
+        });
+        let mapped = |s: &str| {
+            IpAddr::V6(
+                s.parse::<std::net::Ipv4Addr>()
+                    .expect("v4")
+                    .to_ipv6_mapped(),
+            )
+        };
+        assert_eq!(p.select_org(mapped("198.51.100.7"), None), Ok(Some(0)));
+        assert!(p
+            .check_query(None, mapped("192.0.2.9"), &w("x.test"))
+            .is_some());
+        assert!(p
+            .check_query(None, mapped("203.0.113.1"), &w("x.test"))
+            .is_none());
+    }
+
+    #[test]
     fn verdict_memo_is_per_publication_and_org_and_only_when_name_decides() {
         let list = || Arc::new(Zone::blocklist("b", "evil.test\n").expect("list"));
         let org = |name: &str| OrgPolicy {
             name: name.into(),
             networks: vec![],
             zones: vec![],
+            contact: None,
         };
         let unpublished = Policy::new(vec![list()]);
         assert_eq!(unpublished.verdict_memo(None), None);
