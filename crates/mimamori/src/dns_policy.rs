@@ -283,12 +283,29 @@ fn assemble(
 }
 
 /// The block page's contact for an org's users: the org's name and its
-/// first three contacts, one a line. `assemble` takes the nearest org up
-/// the tree that lists any, so a member without contacts of its own shows
-/// its supervisor's (or the central SOC's).
+/// help desk contacts (role containing "helpdesk", "help desk" or
+/// "support"), else its first three contacts, one a line. An org's
+/// contacts are also whom the SOC calls at 3 a.m.; a help desk entry keeps
+/// those numbers off the page its users see. `assemble` takes the nearest
+/// org up the tree that lists any, so a member without contacts of its own
+/// shows its supervisor's (or the central SOC's).
 fn contact_text(o: &mimamori_core::Org) -> Arc<str> {
+    let for_users = |c: &&mimamori_core::org::Contact| {
+        c.role.as_deref().is_some_and(|r| {
+            let r = r.to_lowercase();
+            ["helpdesk", "help desk", "support"]
+                .iter()
+                .any(|k| r.contains(k))
+        })
+    };
+    let helpdesk: Vec<_> = o.contacts.iter().filter(for_users).take(3).collect();
+    let shown = if helpdesk.is_empty() {
+        o.contacts.iter().take(3).collect()
+    } else {
+        helpdesk
+    };
     let mut lines = vec![o.name.clone()];
-    for c in o.contacts.iter().take(3) {
+    for c in shown {
         let mut line = c.name.clone();
         if let Some(role) = &c.role {
             line.push_str(&format!(" ({role})"));

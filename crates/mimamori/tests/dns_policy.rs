@@ -580,13 +580,15 @@ async fn the_block_page_names_the_list_and_the_orgs_contacts() {
     let page = last(&lines[2]);
     let page_port = page.rsplit(':').next().unwrap().to_string();
 
-    // The supervisor lists contacts; a1 lists none of its own.
+    // The supervisor lists contacts; a1 lists none of its own. Its users
+    // see the help desk, not the incident line listed first.
     let (status, body) = api
         .call(
             reqwest::Method::PATCH,
             &format!("/api/v1/orgs/{sup}"),
             &soc,
             Some(json!({"contacts": [
+                {"name": "Sup CISO", "role": "incident", "phone": "+81-90-0000-0000"},
                 {"name": "Sup Helpdesk", "role": "helpdesk", "email": "help@sup.example", "phone": "+81-3-0000-0000"}
             ]})),
         )
@@ -648,6 +650,7 @@ async fn the_block_page_names_the_list_and_the_orgs_contacts() {
     ] {
         assert!(body.contains(want), "{want:?} not in {body}");
     }
+    assert!(!body.contains("Sup CISO"), "{body}");
     // m1 (under the root, whose contacts init left empty): the intel, and
     // only the SOC's contact.
     let (status, body) = fetch("127.0.0.3", "www.intel-bad.example").await;
