@@ -188,9 +188,10 @@ pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, RootHintsError> {
                 one("name server name")?;
                 continue;
             }
-            _ => return Err(bad(format!(
-                "unexpected record type {rtype:?} (a root hints file holds NS, A and AAAA records)"
-            ))),
+            _ => {
+                let why = "a root hints file holds NS, A and AAAA records";
+                return Err(bad(format!("unexpected record type {rtype:?} ({why})")));
+            }
         };
         if !out.contains(&ip) {
             out.push(ip);

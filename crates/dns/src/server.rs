@@ -327,7 +327,12 @@ pub fn start_with_upstream(
             stop.clone(),
         ));
     }
-    tracing::info!(%udp_addr, threads = n, "protective DNS listening");
+    tracing::info!(
+        %udp_addr,
+        threads = n,
+        recursive = cfg.recursion.is_some(),
+        "protective DNS listening"
+    );
     Ok(Handle {
         udp_addr,
         tcp_addr,
