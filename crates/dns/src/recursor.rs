@@ -23,9 +23,10 @@ use crate::upstream::{BoxFuture, Upstream, UpstreamError};
 
 /// The IANA root servers' addresses (A, then AAAA, for a. to m.), from
 /// InterNIC's named.root (<https://www.internic.net/domain/named.root>),
-/// last updated April 18, 2024 (root zone 2024041801). A wrong or old
-/// address costs only a timeout on the first query: the first root server
-/// that answers gives the current list.
+/// last updated April 18, 2024 (root zone 2024041801). Hickory does not
+/// prime (ask the roots for the current list): it keeps asking these, so a
+/// retired address costs a timeout now and then, and the other servers
+/// answer, until this list or the `--root-hints` file is updated.
 pub const IANA_ROOT_HINTS: [IpAddr; 26] = [
     IpAddr::V4(Ipv4Addr::new(198, 41, 0, 4)),
     IpAddr::V4(Ipv4Addr::new(170, 247, 170, 2)),
