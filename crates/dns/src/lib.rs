@@ -5,7 +5,8 @@
 //!   [`Engine`].
 //! - The [`Engine`] answers blocks and cache hits in the receive loop from
 //!   wire format ([`wire`], [`cache`]); misses go through hickory-proto and
-//!   the [`upstream`] forwarder, with serve-stale (RFC 8767).
+//!   the [`upstream`] forwarder (or [`recursor`], recursion from the root
+//!   servers), with serve-stale (RFC 8767).
 //! - [`Policy`] is an ordered list of RPZ zones and block/allow lists plus
 //!   per-org overlays by client address, swapped atomically with
 //!   [`PolicyHandle::set`].
@@ -20,6 +21,7 @@ mod http;
 pub mod log;
 pub mod nsinfo;
 pub mod policy;
+pub mod recursor;
 mod rpz;
 pub mod secure;
 pub mod server;
@@ -37,6 +39,10 @@ pub use nsinfo::NsServer;
 pub use policy::{
     token_digest, Action, Hit, LoadStats, LocalData, NsHit, OrgPolicy, Policy, PolicyError,
     PolicyHandle, Trigger, UnknownToken, Zone,
+};
+pub use recursor::{
+    load_root_hints, parse_root_hints, Recursive, RecursiveConfig, RecursiveError, RootHintsError,
+    IANA_ROOT_HINTS,
 };
 pub use secure::{Chain, SecureUpstream, SpecError, UpstreamSpec};
 pub use server::{start, start_with_upstream, Handle, PdnsConfig, PdnsError, DEFAULT_UDP_COALESCE};

@@ -41,6 +41,10 @@ pub struct PdnsConfig {
     /// CA certificates (PEM) that DoT and DoH upstreams' certificates must
     /// chain to; the system's bundle when `None`.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Resolve misses by recursion from these root servers instead of
+    /// forwarding; when set, `upstreams`, `upstream_specs`, `ca_file` and
+    /// `upstream_timeout` are not used.
+    pub recursion: Option<crate::recursor::RecursiveConfig>,
     /// Per-upstream timeout.
     pub upstream_timeout: Duration,
     /// UDP receive threads (0: one per available core).
@@ -74,6 +78,7 @@ impl PdnsConfig {
             upstreams,
             upstream_specs: vec![],
             ca_file: None,
+            recursion: None,
             upstream_timeout: Duration::from_millis(1500),
             udp_threads: 0,
             udp_coalesce: DEFAULT_UDP_COALESCE,
@@ -95,6 +100,8 @@ pub enum PdnsError {
     Runtime(io::Error),
     #[error(transparent)]
     Upstream(#[from] crate::secure::SpecError),
+    #[error(transparent)]
+    Recursion(#[from] crate::recursor::RecursiveError),
 }
 
 /// A running resolver. Dropping it (or [`Handle::shutdown`]) stops it.
@@ -211,9 +218,12 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// about 0.2 ms to the average latency at 145-160k queries/s.
 pub const DEFAULT_UDP_COALESCE: Duration = Duration::from_micros(300);
 
-/// Starts the resolver with a forwarder to `cfg.upstreams`.
+/// Starts the resolver: recursive when `cfg.recursion` is set, else a
+/// forwarder to `cfg.upstream_specs` (or `cfg.upstreams`).
 pub fn start(cfg: PdnsConfig, policy: PolicyHandle) -> Result<Handle, PdnsError> {
-    let upstream: Arc<dyn Upstream> = if cfg.upstream_specs.is_empty() {
+    let upstream: Arc<dyn Upstream> = if let Some(r) = &cfg.recursion {
+        Arc::new(crate::recursor::Recursive::new(r)?)
+    } else if cfg.upstream_specs.is_empty() {
         Arc::new(Forwarder::new(cfg.upstreams.clone(), cfg.upstream_timeout))
     } else {
         Arc::new(crate::secure::Chain::from_specs(
@@ -371,7 +381,12 @@ pub fn start_with_upstream(
         ));
         tracing::info!(addr = %bound, "block page listening");
     }
-    tracing::info!(%udp_addr, threads = n, "protective DNS listening");
+    tracing::info!(
+        %udp_addr,
+        threads = n,
+        recursive = cfg.recursion.is_some(),
+        "protective DNS listening"
+    );
     Ok(Handle {
         udp_addr,
         tcp_addr,

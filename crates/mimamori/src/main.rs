@@ -92,10 +92,15 @@ enum RulesCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // hickory_resolver=error: its recursor (Protective DNS with recursion)
+    // warns about every NXDOMAIN and NODATA it meets, and each cold lookup
+    // meets several (it walks down names that are not zone cuts); the
+    // failures that matter are the resolver's own (counted and logged).
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MIMAMORI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("MIMAMORI_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,hickory_resolver=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

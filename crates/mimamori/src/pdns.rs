@@ -30,7 +30,8 @@ use crate::dns_policy::{PolicyState, Refresh, Version};
 use anyhow::{anyhow, Context};
 use clap::Args;
 use mimamori_dns::{
-    query_log, Action, PdnsConfig, Policy, PolicyHandle, Secondary, XfrConfig, Zone,
+    query_log, Action, PdnsConfig, Policy, PolicyHandle, RecursiveConfig, Secondary, XfrConfig,
+    Zone,
 };
 use mimamori_event::{EventBody, Normalized, OcsfClass};
 use mimamori_store::Store;
@@ -43,8 +44,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `mimamori pdns`: a filtering resolver from files, without the rest of
-/// mimamori (for orgs that only want the resolver).
+/// mimamori (for orgs that only want the resolver). It forwards to
+/// `--upstream`s or recurses (`--recursive`): exactly one of the two.
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("resolution")
+        .args(["upstreams", "recursive"])
+        .required(true)
+        .multiple(false)
+))]
 pub struct PdnsArgs {
     /// Address to answer on (UDP and TCP), e.g. 0.0.0.0:53.
     #[arg(long)]
@@ -52,8 +60,19 @@ pub struct PdnsArgs {
     /// Upstream resolver to forward to, tried in order; repeat for
     /// several: ADDR:PORT (plain DNS), tls://ADDR[:PORT]#SERVER-NAME (DNS
     /// over TLS) or https://HOST[:PORT]/PATH (DNS over HTTPS).
-    #[arg(long = "upstream", required = true)]
+    #[arg(long = "upstream")]
     pub upstreams: Vec<mimamori_dns::UpstreamSpec>,
+    /// Resolve by recursion from the root servers instead of forwarding.
+    #[arg(long)]
+    pub recursive: bool,
+    /// Root hints for --recursive: a file in named.root format, whose A and
+    /// AAAA records are the root servers (default: the IANA root servers'
+    /// addresses, built in).
+    // Not `requires = "recursive"`: a flag's implicit default (false)
+    // satisfies that. Without --upstream the group above asks for
+    // --recursive.
+    #[arg(long, value_name = "FILE", conflicts_with = "upstreams")]
+    pub root_hints: Option<PathBuf>,
     /// CA certificates (PEM) for DoT and DoH upstreams (default: the
     /// system's bundle).
     #[arg(long)]
@@ -122,6 +141,14 @@ pub struct PdnsSection {
     /// (default: the system's bundle).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Resolve by recursion from the root servers instead of forwarding
+    /// (then `upstreams` must be empty).
+    #[serde(default)]
+    pub recursive: bool,
+    /// Root hints for `recursive`: a file in named.root format (default:
+    /// the IANA root servers' addresses, built in).
+    #[serde(default)]
+    pub root_hints: Option<PathBuf>,
     /// RPZ zone files (FILE or FILE=ORIGIN), checked before the intel.
     #[serde(default)]
     pub rpz: Vec<String>,
@@ -351,6 +378,9 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     let mut cfg = PdnsConfig::new(args.listen, vec![]);
     cfg.upstream_specs = args.upstreams;
     cfg.ca_file = args.ca_file;
+    if args.recursive {
+        cfg.recursion = Some(recursion(args.root_hints.as_deref())?);
+    }
     cfg.udp_threads = args.threads;
     cfg.udp_coalesce = std::time::Duration::from_micros(args.coalesce_us);
     cfg.query_log = args.query_log.is_some().then_some(log);
@@ -363,6 +393,7 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
         ),
     )?;
     let policy = PolicyHandle::new(Policy::new(zones));
+    let cfg_recursion = cfg.recursion.clone();
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the resolver: {e}"))?;
     let _followers = {
@@ -372,6 +403,12 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
             Arc::new(move || policy.set(Policy::new(sources2.zones()))),
         )
     };
+    if let Some(r) = &cfg_recursion {
+        eprintln!(
+            "resolution: recursive, from {} root server address(es)",
+            r.root_hints.len()
+        );
+    }
     println!("pdns listening on udp+tcp {}", handle.udp_addr());
     if let Some(addr) = handle.block_page_addr() {
         let scheme = if args.block_page_tls_cert.is_some() {
@@ -547,6 +584,49 @@ impl Drop for Running {
     }
 }
 
+/// Recursion from the root servers in `root_hints` (a named.root file),
+/// else from the IANA root servers.
+fn recursion(root_hints: Option<&std::path::Path>) -> anyhow::Result<RecursiveConfig> {
+    let mut r = RecursiveConfig::default();
+    if let Some(path) = root_hints {
+        r.root_hints = mimamori_dns::load_root_hints(path)
+            .with_context(|| format!("root hints {}", path.display()))?;
+    }
+    Ok(r)
+}
+
+/// How `[pdns]` resolves: the upstreams to forward to, or recursion;
+/// exactly one of them.
+fn resolution(
+    section: &PdnsSection,
+) -> anyhow::Result<(Vec<mimamori_dns::UpstreamSpec>, Option<RecursiveConfig>)> {
+    if section.recursive {
+        if !section.upstreams.is_empty() {
+            anyhow::bail!(
+                "[pdns] recursive = true and upstreams are both set: recursion replaces forwarding, keep one"
+            );
+        }
+        return Ok((vec![], Some(recursion(section.root_hints.as_deref())?)));
+    }
+    if section.root_hints.is_some() {
+        anyhow::bail!("[pdns] root_hints is set without recursive = true");
+    }
+    if section.upstreams.is_empty() {
+        anyhow::bail!(
+            "[pdns] listen is set but there is no way to resolve: add upstreams = [\"ADDR:53\"] or recursive = true"
+        );
+    }
+    let specs = section
+        .upstreams
+        .iter()
+        .map(|u| {
+            u.parse::<mimamori_dns::UpstreamSpec>()
+                .with_context(|| format!("[pdns] upstreams: {u:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((specs, None))
+}
+
 /// Starts the resolver of `[pdns]`, if configured.
 pub async fn start_in_serve(
     section: &PdnsSection,
@@ -557,9 +637,7 @@ pub async fn start_in_serve(
     let Some(listen) = section.listen else {
         return Ok(None);
     };
-    if section.upstreams.is_empty() {
-        anyhow::bail!("[pdns] listen is set but no upstreams: add upstreams = [\"ADDR:53\"]");
-    }
+    let (upstream_specs, recursion) = resolution(section)?;
     let sinkhole = sinkhole(section.sinkhole_v4, section.sinkhole_v6);
     let sources = ZoneSources::load(
         &section.rpz,
@@ -578,14 +656,8 @@ pub async fn start_in_serve(
     );
     let (log, rx) = query_log(65_536);
     let mut cfg = PdnsConfig::new(listen, vec![]);
-    cfg.upstream_specs = section
-        .upstreams
-        .iter()
-        .map(|u| {
-            u.parse::<mimamori_dns::UpstreamSpec>()
-                .with_context(|| format!("[pdns] upstreams: {u:?}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    cfg.upstream_specs = upstream_specs;
+    cfg.recursion = recursion;
     cfg.ca_file = section.ca_file.clone();
     if let Some(us) = section.udp_coalesce_us {
         cfg.udp_coalesce = std::time::Duration::from_micros(us);
@@ -817,6 +889,68 @@ fn drain_log(
         }
         if closed {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(toml_text: &str) -> PdnsSection {
+        toml::from_str(toml_text).expect("a [pdns] section")
+    }
+
+    #[test]
+    fn resolution_is_forwarding_or_recursion() {
+        let (specs, rec) = resolution(&section("upstreams = [\"192.0.2.53:53\"]")).unwrap();
+        assert_eq!(specs.len(), 1);
+        assert!(rec.is_none());
+
+        let (specs, rec) = resolution(&section("recursive = true")).unwrap();
+        assert!(specs.is_empty());
+        assert_eq!(
+            rec.expect("recursion").root_hints,
+            mimamori_dns::IANA_ROOT_HINTS.to_vec()
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let hints = dir.path().join("named.root");
+        std::fs::write(
+            &hints,
+            ". 3600000 NS A.ROOT.\nA.ROOT. 3600000 A 192.0.2.1\n",
+        )
+        .unwrap();
+        let s = section(&format!(
+            "recursive = true\nroot_hints = {:?}",
+            hints.display().to_string()
+        ));
+        let (_, rec) = resolution(&s).unwrap();
+        assert_eq!(
+            rec.unwrap().root_hints,
+            vec!["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+
+        std::fs::write(&hints, "A.ROOT. 3600000 A 192.0.2.300\n").unwrap();
+        let err = format!("{:#}", resolution(&s).unwrap_err());
+        assert!(
+            err.contains("named.root") && err.contains("line 1"),
+            "{err}"
+        );
+
+        for (text, want) in [
+            (
+                "recursive = true\nupstreams = [\"192.0.2.53:53\"]",
+                "both set",
+            ),
+            (
+                "root_hints = \"/x\"\nupstreams = [\"192.0.2.53:53\"]",
+                "without recursive",
+            ),
+            ("", "no way to resolve"),
+        ] {
+            let err = resolution(&section(text)).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
         }
     }
 }

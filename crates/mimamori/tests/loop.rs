@@ -294,6 +294,58 @@ async fn standalone_pdns_sinkholes_to_its_block_page() {
     assert_eq!(status, 404);
 }
 
+#[test]
+fn standalone_pdns_recursive_blocks_and_checks_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("block.txt");
+    std::fs::write(&list, "evil.example\n").unwrap();
+    // A root server that is never asked (TEST-NET): blocked names are
+    // answered without recursing.
+    let hints = dir.path().join("named.root");
+    std::fs::write(
+        &hints,
+        ". 3600000 NS A.ROOT.\nA.ROOT. 3600000 A 192.0.2.1\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+    cmd.args([
+        "pdns",
+        "--listen",
+        "127.0.0.1:0",
+        "--recursive",
+        "--root-hints",
+    ])
+    .arg(&hints)
+    .arg("--blocklist")
+    .arg(&list)
+    .env("MIMAMORI_LOG", "warn");
+    let (_p, lines) = spawn_until(&mut cmd, &["pdns listening"], Duration::from_secs(30));
+    let addr = lines[0].split_whitespace().last().unwrap().to_string();
+    assert_eq!(ask(&addr, "www.evil.example").map(|r| r.0), Some(3));
+
+    let pdns = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mimamori"));
+        c.args(["pdns", "--listen", "127.0.0.1:0"]).args(args);
+        run_err(&mut c)
+    };
+    // Neither way to resolve, or both: clap says which flags.
+    let err = pdns(&[]);
+    assert!(
+        err.contains("--upstream") && err.contains("--recursive"),
+        "{err}"
+    );
+    let err = pdns(&["--recursive", "--upstream", "127.0.0.1:53"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = pdns(&["--upstream", "127.0.0.1:53", "--root-hints", "/x"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = pdns(&["--root-hints", "/x"]);
+    assert!(err.contains("--recursive"), "{err}");
+    // A bad root hints file names its line.
+    std::fs::write(&hints, ";\nA.ROOT. 3600000 A 192.0.2.300\n").unwrap();
+    let err = pdns(&["--recursive", "--root-hints", hints.to_str().unwrap()]);
+    assert!(err.contains("line 2") && err.contains("IPv4"), "{err}");
+}
+
 /// A stand-in primary for `rpz.test.` on 127.0.0.1 TCP: answers SOA and
 /// AXFR from the current version (serial, owner → CNAME target); refuses
 /// IXFR so the secondary falls back to AXFR. Stops when dropped.
