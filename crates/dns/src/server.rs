@@ -153,7 +153,14 @@ impl Handle {
             let _ = t.join();
         }
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(1));
+            // Dropped by async code (`mimamori pdns` on a signal, `serve`
+            // on shutdown), a blocking shutdown would panic; the tasks have
+            // been told to stop and finish in the background instead.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(Duration::from_secs(1));
+            }
         }
     }
 }

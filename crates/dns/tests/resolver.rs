@@ -286,6 +286,17 @@ fn per_org_policy_by_client_address() {
     assert_eq!(&*mof.answer, "A 192.0.2.66");
 }
 
+/// `mimamori pdns` stops the resolver from async code on a signal.
+#[tokio::test]
+async fn shutdown_from_async_code_stops_without_panicking() {
+    let u = upstream();
+    let h = start(&u, base_policy());
+    let addr = h.udp_addr();
+    h.shutdown();
+    let req = query("allowed.test.", RecordType::A, true);
+    assert!(udp_ask_from("127.0.0.1:0", addr, &req, Duration::from_millis(300)).is_none());
+}
+
 #[test]
 fn hot_policy_swap_applies_within_a_second_and_loses_no_query() {
     let u = upstream();
