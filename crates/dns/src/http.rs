@@ -29,6 +29,34 @@ pub(crate) struct Conns {
     pub stop: Arc<AtomicBool>,
 }
 
+/// The next connection, with the slot it holds (released when dropped);
+/// `None` once the semaphore is closed. The slot is taken before accepting:
+/// past the limit, clients wait in the kernel's backlog instead of starving
+/// the others. An accept error (say, out of descriptors) is logged and
+/// retried after a short pause.
+pub(crate) async fn accept_within(
+    l: &TcpListener,
+    limit: &Arc<Semaphore>,
+) -> Option<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let permit = limit.clone().acquire_owned().await.ok()?;
+    loop {
+        match l.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return Some((stream, peer, permit));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 /// Accepts connections and serves `app` on each with `builder`; `what`
 /// names the listener in logs.
 pub(crate) async fn serve(
@@ -39,18 +67,9 @@ pub(crate) async fn serve(
     what: &'static str,
 ) {
     while !conns.stop.load(Ordering::Relaxed) {
-        let Ok(permit) = conns.limit.clone().acquire_owned().await else {
+        let Some((stream, peer, permit)) = accept_within(&l, &conns.limit).await else {
             return;
         };
-        let (stream, peer) = match l.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let tls = conns.tls.clone();
         let builder = builder.clone();

@@ -628,20 +628,9 @@ async fn accept_loop(
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        // Take a connection slot before accepting: past the limit, clients
-        // wait in the kernel's backlog instead of starving the others.
-        let Ok(permit) = limit.clone().acquire_owned().await else {
+        let Some((stream, peer, permit)) = crate::http::accept_within(&l, &limit).await else {
             return;
         };
-        let (stream, peer) = match l.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
         let engine = engine.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
