@@ -73,6 +73,17 @@ pub struct PdnsArgs {
     // --recursive.
     #[arg(long, value_name = "FILE", conflicts_with = "upstreams")]
     pub root_hints: Option<PathBuf>,
+    /// For --recursive: name servers in this network may be asked although
+    /// it is private or special-purpose (say, an internal zone's servers
+    /// in 10.0.0.0/8); repeat. Without it referrals to such addresses are
+    /// ignored, so a public name cannot steer the resolver at internal
+    /// hosts.
+    #[arg(
+        long = "recursion-allow",
+        value_name = "NET",
+        conflicts_with = "upstreams"
+    )]
+    pub recursion_allow: Vec<ipnet::IpNet>,
     /// CA certificates (PEM) for DoT and DoH upstreams (default: the
     /// system's bundle).
     #[arg(long)]
@@ -149,6 +160,11 @@ pub struct PdnsSection {
     /// the IANA root servers' addresses, built in).
     #[serde(default)]
     pub root_hints: Option<PathBuf>,
+    /// For `recursive`: networks whose name servers may be asked although
+    /// private or special-purpose (an internal zone's servers), e.g.
+    /// ["10.0.0.0/8"]. Referrals to other such addresses are ignored.
+    #[serde(default)]
+    pub recursion_allow_servers: Vec<ipnet::IpNet>,
     /// RPZ zone files (FILE or FILE=ORIGIN), checked before the intel.
     #[serde(default)]
     pub rpz: Vec<String>,
@@ -379,7 +395,7 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     cfg.upstream_specs = args.upstreams;
     cfg.ca_file = args.ca_file;
     if args.recursive {
-        cfg.recursion = Some(recursion(args.root_hints.as_deref())?);
+        cfg.recursion = Some(recursion(args.root_hints.as_deref(), args.recursion_allow)?);
     }
     cfg.udp_threads = args.threads;
     cfg.udp_coalesce = std::time::Duration::from_micros(args.coalesce_us);
@@ -585,9 +601,16 @@ impl Drop for Running {
 }
 
 /// Recursion from the root servers in `root_hints` (a named.root file),
-/// else from the IANA root servers.
-fn recursion(root_hints: Option<&std::path::Path>) -> anyhow::Result<RecursiveConfig> {
-    let mut r = RecursiveConfig::default();
+/// else from the IANA root servers; name servers in `allow` asked although
+/// their addresses are private or special-purpose.
+fn recursion(
+    root_hints: Option<&std::path::Path>,
+    allow: Vec<ipnet::IpNet>,
+) -> anyhow::Result<RecursiveConfig> {
+    let mut r = RecursiveConfig {
+        allow_servers: allow,
+        ..RecursiveConfig::default()
+    };
     if let Some(path) = root_hints {
         r.root_hints = mimamori_dns::load_root_hints(path)
             .with_context(|| format!("root hints {}", path.display()))?;
@@ -606,10 +629,17 @@ fn resolution(
                 "[pdns] recursive = true and upstreams are both set: recursion replaces forwarding, keep one"
             );
         }
-        return Ok((vec![], Some(recursion(section.root_hints.as_deref())?)));
+        let r = recursion(
+            section.root_hints.as_deref(),
+            section.recursion_allow_servers.clone(),
+        )?;
+        return Ok((vec![], Some(r)));
     }
     if section.root_hints.is_some() {
         anyhow::bail!("[pdns] root_hints is set without recursive = true");
+    }
+    if !section.recursion_allow_servers.is_empty() {
+        anyhow::bail!("[pdns] recursion_allow_servers is set without recursive = true");
     }
     if section.upstreams.is_empty() {
         anyhow::bail!(
@@ -909,9 +939,14 @@ mod tests {
 
         let (specs, rec) = resolution(&section("recursive = true")).unwrap();
         assert!(specs.is_empty());
+        let rec = rec.expect("recursion");
+        assert_eq!(rec.root_hints, mimamori_dns::IANA_ROOT_HINTS.to_vec());
+        assert!(rec.allow_servers.is_empty());
+        let s = section("recursive = true\nrecursion_allow_servers = [\"10.0.0.0/8\"]");
+        let (_, rec) = resolution(&s).unwrap();
         assert_eq!(
-            rec.expect("recursion").root_hints,
-            mimamori_dns::IANA_ROOT_HINTS.to_vec()
+            rec.expect("recursion").allow_servers,
+            vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
         );
 
         let dir = tempfile::tempdir().unwrap();
@@ -948,6 +983,10 @@ mod tests {
                 "without recursive",
             ),
             ("", "no way to resolve"),
+            (
+                "recursion_allow_servers = [\"10.0.0.0/8\"]\nupstreams = [\"192.0.2.53:53\"]",
+                "without recursive",
+            ),
         ] {
             let err = resolution(&section(text)).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");

@@ -340,6 +340,15 @@ fn standalone_pdns_recursive_blocks_and_checks_its_flags() {
     assert!(err.contains("cannot be used with"), "{err}");
     let err = pdns(&["--root-hints", "/x"]);
     assert!(err.contains("--recursive"), "{err}");
+    let err = pdns(&[
+        "--upstream",
+        "127.0.0.1:53",
+        "--recursion-allow",
+        "10.0.0.0/8",
+    ]);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = pdns(&["--recursive", "--recursion-allow", "10.0.0.300/8"]);
+    assert!(err.contains("--recursion-allow"), "{err}");
     // A bad root hints file names its line.
     std::fs::write(&hints, ";\nA.ROOT. 3600000 A 192.0.2.300\n").unwrap();
     let err = pdns(&["--recursive", "--root-hints", hints.to_str().unwrap()]);
