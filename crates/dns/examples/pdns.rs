@@ -129,7 +129,7 @@ fn main() -> ExitCode {
         }
     }
     eprintln!("policy loaded in {:.3} s", t0.elapsed().as_secs_f64());
-    let (log, rx) = query_log(16_384);
+    let (log, mut rx) = query_log(16_384);
     let mut cfg = PdnsConfig::new(args.listen, args.upstreams);
     cfg.udp_threads = args.threads;
     if let Some(us) = args.coalesce_us {

@@ -185,6 +185,20 @@ struct CachedHit {
 #[derive(Default)]
 pub struct Scratch {
     key: Vec<u8>,
+    /// Query-log records held until [`Engine::flush_log`]; `None`: each
+    /// record is sent at once.
+    log: Option<Vec<QueryLogEntry>>,
+}
+
+impl Scratch {
+    /// Scratch space whose query-log records wait for
+    /// [`Engine::flush_log`] (the UDP loop's, once per batch).
+    pub fn batching_log() -> Self {
+        Scratch {
+            key: Vec::new(),
+            log: Some(Vec::with_capacity(64)),
+        }
+    }
 }
 
 /// The result of applying a query-time hit without resolution.
@@ -486,8 +500,18 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Sends the query-log records `scratch` holds.
+    pub fn flush_log(&self, scratch: &mut Scratch) {
+        if let (Some(log), Some(batch)) = (&self.log, scratch.log.as_mut()) {
+            log.log_batch(batch);
+        }
+    }
+
+    /// Logs a query: into `batch` when given, else sent at once.
+    #[allow(clippy::too_many_arguments)]
     fn log(
         &self,
+        batch: Option<&mut Vec<QueryLogEntry>>,
         start: Instant,
         client: SocketAddr,
         org: Option<&Arc<str>>,
@@ -500,7 +524,7 @@ impl Engine {
         stale: bool,
     ) {
         if let Some(log) = &self.log {
-            log.log(QueryLogEntry {
+            let entry = QueryLogEntry {
                 time: SystemTime::now(),
                 client,
                 org: org.cloned(),
@@ -513,7 +537,11 @@ impl Engine {
                 transport,
                 cache_hit,
                 stale,
-            });
+            };
+            match batch {
+                Some(b) => b.push(entry),
+                None => log.log(entry),
+            }
         }
     }
 
@@ -646,7 +674,15 @@ impl Engine {
                 out,
                 scratch,
             ) {
-                self.log_hit(start, client, policy.org_name(org), &q, f, transport);
+                self.log_hit(
+                    scratch.log.as_mut(),
+                    start,
+                    client,
+                    policy.org_name(org),
+                    &q,
+                    f,
+                    transport,
+                );
                 return Fast::Reply;
             }
         }
@@ -666,6 +702,7 @@ impl Engine {
                         action: action_name(hit.action),
                     };
                     self.log(
+                        scratch.log.as_mut(),
                         start,
                         client,
                         policy.org_name(org),
@@ -695,7 +732,15 @@ impl Engine {
         };
         match self.answer_cached(&policy, org, &q, pkt, start, transport, check, out, scratch) {
             Some(hit) => {
-                self.log_hit(start, client, policy.org_name(org), &q, hit, transport);
+                self.log_hit(
+                    scratch.log.as_mut(),
+                    start,
+                    client,
+                    policy.org_name(org),
+                    &q,
+                    hit,
+                    transport,
+                );
                 Fast::Reply
             }
             None => Fast::Defer,
@@ -768,8 +813,10 @@ impl Engine {
     }
 
     /// Counts and logs a cache hit the fast path answered.
+    #[allow(clippy::too_many_arguments)]
     fn log_hit(
         &self,
+        batch: Option<&mut Vec<QueryLogEntry>>,
         start: Instant,
         client: SocketAddr,
         org: Option<&Arc<str>>,
@@ -780,6 +827,7 @@ impl Engine {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         self.log(
+            batch,
             start,
             client,
             org,
@@ -938,6 +986,7 @@ impl Engine {
                         action: action_name(hit.action),
                     };
                     self.log(
+                        None,
                         start,
                         client,
                         org_name.as_ref(),
@@ -982,6 +1031,7 @@ impl Engine {
                 self.stats.servfail.fetch_add(1, Ordering::Relaxed);
                 let reply = wire::error_reply(pkt, wire::RCODE_SERVFAIL);
                 self.log(
+                    None,
                     start,
                     client,
                     org_name.as_ref(),
@@ -1033,6 +1083,7 @@ impl Engine {
             (Some(ans.rcode), summarize(&ans.records))
         };
         self.log(
+            None,
             start,
             client,
             org_name.as_ref(),

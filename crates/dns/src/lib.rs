@@ -34,7 +34,9 @@ pub use blockpage::BlockPageConfig;
 pub use engine::{
     Engine, EngineConfig, Fast, NotifyHandler, Prefetch, RateLimit, Scratch, StatsSnapshot,
 };
-pub use log::{query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, Transport};
+pub use log::{
+    query_log, BlockedBy, LogName, QueryLog, QueryLogEntry, QueryLogReceiver, Transport,
+};
 pub use nsinfo::NsServer;
 pub use policy::{
     token_digest, Action, Hit, LoadStats, LocalData, NsHit, OrgPolicy, Policy, PolicyError,

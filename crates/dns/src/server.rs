@@ -508,7 +508,7 @@ fn udp_loop(
     let fd = sock.as_raw_fd();
     let mut rx = Batch::new();
     let mut tx = TxBatch::new();
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch::batching_log();
     let mut last_wake = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         rx.arm();
@@ -593,6 +593,9 @@ fn udp_loop(
                 }
             }
         }
+        // Before the answers leave: whoever has an answer finds its record
+        // queued.
+        engine.flush_log(&mut scratch);
         let mut sent = 0usize;
         while sent < nsend {
             // SAFETY: headers [sent..nsend) point into `tx` (its buffers are

@@ -232,7 +232,7 @@ fn per_org_policy_by_client_address() {
             zones: vec![jaxa_block, ipa_block],
             contact: None,
         });
-    let (log, rx) = query_log(100);
+    let (log, mut rx) = query_log(100);
     let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);
     cfg.query_log = Some(log);
     let h = mimamori_dns::start(cfg, PolicyHandle::new(policy)).unwrap();

@@ -19,7 +19,7 @@ struct Upstream {
     /// The stand-in authoritative data behind it.
     _data: TestUpstream,
     handle: mimamori_dns::Handle,
-    log: std::sync::mpsc::Receiver<mimamori_dns::QueryLogEntry>,
+    log: mimamori_dns::QueryLogReceiver,
     ca_file: tempfile::NamedTempFile,
 }
 
@@ -67,13 +67,13 @@ fn forwarder(specs: &[String], ca_file: &std::path::Path) -> mimamori_dns::Handl
     mimamori_dns::start(cfg, PolicyHandle::new(Policy::default())).unwrap()
 }
 
-fn transports(u: &Upstream) -> Vec<Transport> {
+fn transports(u: &mut Upstream) -> Vec<Transport> {
     u.log.try_iter().map(|e| e.transport).collect()
 }
 
 #[test]
 fn forwards_over_dns_over_tls() {
-    let up = tls_upstream();
+    let mut up = tls_upstream();
     let tls = up.handle.tls_addr().unwrap();
     let h = forwarder(&[format!("tls://{tls}#upstream.test")], up.ca_file.path());
     for _ in 0..2 {
@@ -84,12 +84,12 @@ fn forwards_over_dns_over_tls() {
     }
     let m = udp_ask(h.udp_addr(), "allowed.test.", RecordType::AAAA);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(transports(&up), vec![Transport::Tls, Transport::Tls]);
+    assert_eq!(transports(&mut up), vec![Transport::Tls, Transport::Tls]);
 }
 
 #[test]
 fn forwards_over_dns_over_https() {
-    let up = tls_upstream();
+    let mut up = tls_upstream();
     let doh = up.handle.doh_addr().unwrap();
     let h = forwarder(
         &[format!("https://{doh}/dns-query#upstream.test")],
@@ -99,18 +99,18 @@ fn forwards_over_dns_over_https() {
     assert_eq!(a_records(&m), vec!["192.0.2.1"]);
     let m = udp_ask(h.udp_addr(), "nothing-here.test.", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(transports(&up), vec![Transport::Https, Transport::Https]);
+    assert_eq!(transports(&mut up), vec![Transport::Https, Transport::Https]);
 }
 
 #[test]
 fn certificates_are_checked_and_the_next_upstream_is_tried() {
-    let up = tls_upstream();
+    let mut up = tls_upstream();
     let tls = up.handle.tls_addr().unwrap();
     // The certificate is not valid for this name: no answer, SERVFAIL.
     let h = forwarder(&[format!("tls://{tls}#other.test")], up.ca_file.path());
     let m = udp_ask(h.udp_addr(), "allowed.test.", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(transports(&up).is_empty(), "nothing reached the upstream");
+    assert!(transports(&mut up).is_empty(), "nothing reached the upstream");
     // A failing DoT upstream first, then a good DoH one.
     let doh = up.handle.doh_addr().unwrap();
     let h = forwarder(
@@ -122,7 +122,7 @@ fn certificates_are_checked_and_the_next_upstream_is_tried() {
     );
     let m = udp_ask(h.udp_addr(), "allowed.test.", RecordType::A);
     assert_eq!(a_records(&m), vec!["192.0.2.1"]);
-    assert_eq!(transports(&up), vec![Transport::Https]);
+    assert_eq!(transports(&mut up), vec![Transport::Https]);
     // A CA file without certificates is refused at start.
     let empty = tempfile::NamedTempFile::new().unwrap();
     let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![]);

@@ -390,7 +390,7 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
         zones.len(),
         started.elapsed().as_secs_f64()
     );
-    let (log, rx) = query_log(16_384);
+    let (log, mut rx) = query_log(16_384);
     let mut cfg = PdnsConfig::new(args.listen, vec![]);
     cfg.upstream_specs = args.upstreams;
     cfg.ca_file = args.ca_file;
@@ -877,7 +877,7 @@ pub fn to_event(e: &mimamori_dns::QueryLogEntry) -> EventBody {
 /// Moves query-log entries into the ingest pipeline in batches (per org,
 /// at most every 500 ms or 2,000 entries). Never waits for queue space.
 fn drain_log(
-    rx: std::sync::mpsc::Receiver<mimamori_dns::QueryLogEntry>,
+    mut rx: mimamori_dns::QueryLogReceiver,
     ingest: mimamori_ingest::Ingest,
     runtime: tokio::runtime::Handle,
     root_org: String,
