@@ -99,7 +99,10 @@ fn forwards_over_dns_over_https() {
     assert_eq!(a_records(&m), vec!["192.0.2.1"]);
     let m = udp_ask(h.udp_addr(), "nothing-here.test.", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(transports(&mut up), vec![Transport::Https, Transport::Https]);
+    assert_eq!(
+        transports(&mut up),
+        vec![Transport::Https, Transport::Https]
+    );
 }
 
 #[test]
@@ -110,7 +113,10 @@ fn certificates_are_checked_and_the_next_upstream_is_tried() {
     let h = forwarder(&[format!("tls://{tls}#other.test")], up.ca_file.path());
     let m = udp_ask(h.udp_addr(), "allowed.test.", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(transports(&mut up).is_empty(), "nothing reached the upstream");
+    assert!(
+        transports(&mut up).is_empty(),
+        "nothing reached the upstream"
+    );
     // A failing DoT upstream first, then a good DoH one.
     let doh = up.handle.doh_addr().unwrap();
     let h = forwarder(
