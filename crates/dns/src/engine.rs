@@ -663,7 +663,7 @@ impl Engine {
             // very policy needs no policy check: the lookups in large name
             // tables are the costliest part of a hit.
             let known_clear = CacheCheck::KnownClear(memo);
-            if let Some(f) = self.answer_cached(
+            if let Some(hit) = self.answer_cached(
                 &policy,
                 org,
                 &q,
@@ -680,7 +680,7 @@ impl Engine {
                     client,
                     policy.org_name(org),
                     &q,
-                    f,
+                    hit,
                     transport,
                 );
                 return Fast::Reply;
