@@ -154,6 +154,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|a| a.to_string())
         .collect();
+    // Blocks answer with a loopback sinkhole whose block page says why and
+    // whom to ask (on a free port: a browser would want port 80, so the
+    // demo shows it with curl).
+    cfg.pdns.sinkhole_v4 = Some(std::net::Ipv4Addr::LOCALHOST);
+    cfg.pdns.block_page_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    cfg.pdns.block_page_contact =
+        Some("Central SOC (demo): soc@example.org, +81-3-0000-0000".into());
     let corpora = corpora_dir();
     if let Some(c) = &corpora {
         let rules = c.join("sigma/rules");
@@ -192,6 +199,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             a.port(),
             crate::demo_feed::C2_DOMAIN
         );
+        if let Some(page) = p.handle.block_page_addr() {
+            println!(
+                "  block page: http://{page}/ (try: curl -H 'Host: x.{}' http://{page}/)",
+                crate::demo_feed::C2_DOMAIN
+            );
+        }
     }
     println!("  data dir:   {}", dir.display());
     println!();

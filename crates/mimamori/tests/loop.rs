@@ -720,12 +720,29 @@ async fn the_demo_raises_alerts_and_a_campaign() {
         .arg(&demo_dir)
         .env("MIMAMORI_CORPORA", corpora())
         .env("MIMAMORI_LOG", "warn");
-    let (_demo, lines) = spawn_until(&mut cmd, &["API:"], Duration::from_secs(90));
-    let base = lines[0]
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let (_demo, lines) = spawn_until(&mut cmd, &["API:", "block page:"], Duration::from_secs(90));
+    let url = |line: &str| {
+        line.split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string()
+    };
+    let base = url(&lines[0]);
+    // The C2 domain's sinkhole leads to the block page, which names the
+    // intel and the SOC's contact.
+    let page = reqwest::Client::new()
+        .get(url(&lines[1]))
+        .header("Host", "x.update-check.cdn-telemetry.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("intel") && page.contains("Central SOC (demo)"),
+        "{page}"
+    );
     let token: Value = serde_json::from_str(&run_ok(mimamori(&demo_dir).args([
         "token",
         "create",
