@@ -658,93 +658,79 @@ impl Engine {
         };
         cache::key_into(&mut scratch.key, q.name(), q.qtype, q.qclass, q.dnssec_ok());
         let memo = policy.verdict_memo(org);
-        if let Some(memo) = memo {
-            // A cached answer already found clear for this org under this
-            // very policy needs no policy check: the lookups in large name
-            // tables are the costliest part of a hit.
-            let known_clear = CacheCheck::KnownClear(memo);
-            if let Some(hit) = self.answer_cached(
-                &policy,
-                org,
-                &q,
-                pkt,
-                start,
-                transport,
-                known_clear,
-                out,
-                scratch,
-            ) {
-                self.log_hit(
-                    scratch.log.as_mut(),
-                    start,
-                    client,
-                    policy.org_name(org),
-                    &q,
-                    hit,
-                    transport,
-                );
-                return Fast::Reply;
-            }
-        }
-        let mut exempt = false;
-        if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
-            match self.simple(&hit, pkt, &q, transport, out) {
-                Simple::Done(f) => {
-                    self.stats.queries.fetch_add(1, Ordering::Relaxed);
-                    self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-                    if f == Fast::Drop {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        // A cached answer already found clear for this org under this very
+        // policy needs no policy check: the lookups in large name tables are
+        // the costliest part of a hit.
+        let known_clear = memo.and_then(|m| {
+            let check = CacheCheck::KnownClear(m);
+            self.answer_cached(&policy, org, &q, pkt, start, transport, check, out, scratch)
+        });
+        let hit = match known_clear {
+            Some(hit) => hit,
+            None => {
+                let mut exempt = false;
+                if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
+                    match self.simple(&hit, pkt, &q, transport, out) {
+                        Simple::Done(f) => {
+                            self.stats.queries.fetch_add(1, Ordering::Relaxed);
+                            self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+                            if f == Fast::Drop {
+                                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let rcode =
+                                (f == Fast::Reply).then(|| out.get(3).map_or(0, |b| b & 0xf));
+                            let blocked = BlockedBy {
+                                zone: hit.zone.name().clone(),
+                                rule: hit.rule(q.name()),
+                                action: action_name(hit.action),
+                            };
+                            self.log(
+                                scratch.log.as_mut(),
+                                start,
+                                client,
+                                policy.org_name(org),
+                                &q,
+                                rcode,
+                                "".into(),
+                                Some(blocked),
+                                transport,
+                                false,
+                                false,
+                            );
+                            return f;
+                        }
+                        Simple::ResolveExempt => exempt = true,
+                        Simple::Complex => return Fast::Defer,
                     }
-                    let rcode = (f == Fast::Reply).then(|| out.get(3).map_or(0, |b| b & 0xf));
-                    let blocked = BlockedBy {
-                        zone: hit.zone.name().clone(),
-                        rule: hit.rule(q.name()),
-                        action: action_name(hit.action),
-                    };
-                    self.log(
-                        scratch.log.as_mut(),
-                        start,
-                        client,
-                        policy.org_name(org),
-                        &q,
-                        rcode,
-                        "".into(),
-                        Some(blocked),
-                        transport,
-                        false,
-                        false,
-                    );
-                    return f;
                 }
-                Simple::ResolveExempt => exempt = true,
-                Simple::Complex => return Fast::Defer,
+                if !exempt && policy.has_ns_triggers() {
+                    // NSDNAME/NSIP triggers need the name servers of the name's
+                    // zones, found by lookups: the full path does them.
+                    return Fast::Defer;
+                }
+                let check = if exempt {
+                    CacheCheck::Exempt
+                } else {
+                    CacheCheck::Full { memo }
+                };
+                match self
+                    .answer_cached(&policy, org, &q, pkt, start, transport, check, out, scratch)
+                {
+                    Some(hit) => hit,
+                    None => return Fast::Defer,
+                }
             }
-        }
-        if !exempt && policy.has_ns_triggers() {
-            // NSDNAME/NSIP triggers need the name servers of the name's
-            // zones, found by lookups: the full path does them.
-            return Fast::Defer;
-        }
-        let check = if exempt {
-            CacheCheck::Exempt
-        } else {
-            CacheCheck::Full { memo }
         };
-        match self.answer_cached(&policy, org, &q, pkt, start, transport, check, out, scratch) {
-            Some(hit) => {
-                self.log_hit(
-                    scratch.log.as_mut(),
-                    start,
-                    client,
-                    policy.org_name(org),
-                    &q,
-                    hit,
-                    transport,
-                );
-                Fast::Reply
-            }
-            None => Fast::Defer,
-        }
+        self.log_hit(
+            scratch.log.as_mut(),
+            start,
+            client,
+            policy.org_name(org),
+            &q,
+            hit,
+            transport,
+        );
+        Fast::Reply
     }
 
     /// Writes a fresh cached answer for `q` (its key in `scratch.key`) into
