@@ -507,6 +507,48 @@ impl Engine {
         }
     }
 
+    /// Counts and logs a query-time block answered without resolution
+    /// (`f`: [`Fast::Reply`] with the answer in `out`, or [`Fast::Drop`]).
+    #[allow(clippy::too_many_arguments)]
+    fn log_block(
+        &self,
+        batch: Option<&mut Vec<QueryLogEntry>>,
+        hit: &Hit<'_>,
+        f: Fast,
+        out: &[u8],
+        start: Instant,
+        client: SocketAddr,
+        org_name: Option<&Arc<str>>,
+        q: &Question,
+        transport: Transport,
+    ) {
+        self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+        if f == Fast::Drop {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let rcode = (f == Fast::Reply).then(|| out.get(3).map_or(0, |b| b & 0xf));
+        let blocked = BlockedBy {
+            zone: hit.zone.name().clone(),
+            rule: hit.rule(q.name()),
+            action: action_name(hit.action),
+        };
+        let answer = "".into();
+        let (cache_hit, stale) = (false, false);
+        self.log(
+            batch,
+            start,
+            client,
+            org_name,
+            q,
+            rcode,
+            answer,
+            Some(blocked),
+            transport,
+            cache_hit,
+            stale,
+        );
+    }
+
     /// Logs a query: into `batch` when given, else sent at once.
     #[allow(clippy::too_many_arguments)]
     fn log(
@@ -673,29 +715,10 @@ impl Engine {
                     match self.simple(&hit, pkt, &q, transport, out) {
                         Simple::Done(f) => {
                             self.stats.queries.fetch_add(1, Ordering::Relaxed);
-                            self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-                            if f == Fast::Drop {
-                                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                            let rcode =
-                                (f == Fast::Reply).then(|| out.get(3).map_or(0, |b| b & 0xf));
-                            let blocked = BlockedBy {
-                                zone: hit.zone.name().clone(),
-                                rule: hit.rule(q.name()),
-                                action: action_name(hit.action),
-                            };
-                            self.log(
-                                scratch.log.as_mut(),
-                                start,
-                                client,
-                                policy.org_name(org),
-                                &q,
-                                rcode,
-                                "".into(),
-                                Some(blocked),
-                                transport,
-                                false,
-                                false,
+                            let org_name = policy.org_name(org);
+                            let batch = scratch.log.as_mut();
+                            self.log_block(
+                                batch, &hit, f, out, start, client, org_name, &q, transport,
                             );
                             return f;
                         }
@@ -964,31 +987,9 @@ impl Engine {
         if let Some(hit) = policy.check_query(org, client.ip(), q.name()) {
             match self.simple(&hit, pkt, &q, transport, &mut out) {
                 Simple::Done(f) => {
-                    self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-                    let rcode = (f == Fast::Reply).then(|| out.get(3).map_or(0, |b| b & 0xf));
-                    let blocked = BlockedBy {
-                        zone: hit.zone.name().clone(),
-                        rule: hit.rule(q.name()),
-                        action: action_name(hit.action),
-                    };
-                    self.log(
-                        None,
-                        start,
-                        client,
-                        org_name.as_ref(),
-                        &q,
-                        rcode,
-                        "".into(),
-                        Some(blocked),
-                        transport,
-                        false,
-                        false,
-                    );
-                    if f == Fast::Drop {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        return None;
-                    }
-                    return Some(out);
+                    let org_name = org_name.as_ref();
+                    self.log_block(None, &hit, f, &out, start, client, org_name, &q, transport);
+                    return (f != Fast::Drop).then_some(out);
                 }
                 Simple::ResolveExempt => exempt = true,
                 Simple::Complex => {}
