@@ -191,52 +191,39 @@ impl QueryLog {
 }
 
 impl QueryLogReceiver {
-    fn take(&mut self, batch: Vec<QueryLogEntry>) -> Option<QueryLogEntry> {
-        self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-        self.batch = batch.into_iter();
-        self.batch.next()
+    /// The next record: from the batch at hand, else from the next batch
+    /// `fetch` takes off the channel (its error when it takes none).
+    fn next<E>(
+        &mut self,
+        mut fetch: impl FnMut(&Receiver<Vec<QueryLogEntry>>) -> Result<Vec<QueryLogEntry>, E>,
+    ) -> Result<QueryLogEntry, E> {
+        loop {
+            if let Some(e) = self.batch.next() {
+                return Ok(e);
+            }
+            let batch = fetch(&self.rx)?;
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            self.batch = batch.into_iter();
+        }
     }
 
     /// The next record, waiting for one; an error once every sender is
     /// gone and everything sent was taken.
     pub fn recv(&mut self) -> Result<QueryLogEntry, RecvError> {
-        loop {
-            if let Some(e) = self.batch.next() {
-                return Ok(e);
-            }
-            let b = self.rx.recv()?;
-            if let Some(e) = self.take(b) {
-                return Ok(e);
-            }
-        }
+        self.next(|rx| rx.recv())
     }
 
     /// [`QueryLogReceiver::recv`] waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<QueryLogEntry, RecvTimeoutError> {
         let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(e) = self.batch.next() {
-                return Ok(e);
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let b = self.rx.recv_timeout(left)?;
-            if let Some(e) = self.take(b) {
-                return Ok(e);
-            }
-        }
+        self.next(|rx| {
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        })
     }
 
     /// The next record if one is there.
     pub fn try_recv(&mut self) -> Result<QueryLogEntry, TryRecvError> {
-        loop {
-            if let Some(e) = self.batch.next() {
-                return Ok(e);
-            }
-            let b = self.rx.try_recv()?;
-            if let Some(e) = self.take(b) {
-                return Ok(e);
-            }
-        }
+        self.next(|rx| rx.try_recv())
     }
 
     /// The records there now, without waiting.
