@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{dns_query, mimamori, run_ok, spawn_until};
+use common::{dns_query, mimamori, run_ok, spawn_until, Running};
 use serde_json::{json, Value};
 use std::net::{SocketAddr, UdpSocket};
 
@@ -158,40 +158,79 @@ fn org_add(
     out["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// The tree every test here runs on, after `init`: soc → sup → a1
+/// (127.0.0.2); soc → m1 (127.0.0.3). 127.0.0.1 is in no org's network:
+/// the roaming client. `soc` is the admin token, the rest org ids
+/// (`root`: the central SOC's).
+struct Tree {
+    soc: String,
+    root: String,
+    sup: String,
+    a1: String,
+    m1: String,
+}
+
+fn tree(data: &std::path::Path) -> Tree {
     let report: Value =
-        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
+        serde_json::from_str(&run_ok(mimamori(data).args(["init", "--json"]))).unwrap();
     let soc = report["admin_token"].as_str().unwrap().to_string();
-    // soc → sup → a1 (127.0.0.2); soc → m1 (127.0.0.3). 127.0.0.1 is in no
-    // org's network: the roaming client.
-    let sup = org_add(&data, "soc", "sup", "supervisor", None);
-    let a1 = org_add(&data, "sup", "a1", "member", Some("127.0.0.2/32"));
-    let m1 = org_add(&data, "soc", "m1", "member", Some("127.0.0.3/32"));
-    let (up, stop) = upstream();
-    let mut cmd = mimamori(&data);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
-        .env("MIMAMORI_PDNS_DOH_LISTEN", "127.0.0.1:0")
-        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
-    let (_server, lines) = spawn_until(
-        &mut cmd,
-        &[
-            "API listening",
-            "Protective DNS listening",
-            "over HTTPS listening",
-        ],
-        Duration::from_secs(60),
-    );
+    let root = report["root_org_id"].as_str().unwrap().to_string();
+    let sup = org_add(data, "soc", "sup", "supervisor", None);
+    let a1 = org_add(data, "sup", "a1", "member", Some("127.0.0.2/32"));
+    let m1 = org_add(data, "soc", "m1", "member", Some("127.0.0.3/32"));
+    Tree {
+        soc,
+        root,
+        sup,
+        a1,
+        m1,
+    }
+}
+
+/// Starts `cmd` (a `serve` with the resolver on) and waits until it has
+/// said where the API and the resolver listen, and the `more` lines:
+/// the API, the resolver's address, and the address each `more` line ends
+/// with.
+fn serve_until(
+    cmd: &mut std::process::Command,
+    more: &[&str],
+) -> (Running, Api, String, Vec<String>) {
+    let mut markers = vec!["API listening", "Protective DNS listening"];
+    markers.extend_from_slice(more);
+    let (server, lines) = spawn_until(cmd, &markers, Duration::from_secs(60));
     let last = |l: &str| l.split_whitespace().last().unwrap().to_string();
     let api = Api {
         base: last(&lines[0]),
         client: reqwest::Client::new(),
     };
     let dns = last(&lines[1]);
-    let doh = last(&lines[2]);
+    (
+        server,
+        api,
+        dns,
+        lines[2..].iter().map(|l| last(l)).collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Tree {
+        soc,
+        root,
+        sup,
+        a1,
+        m1,
+    } = tree(&data);
+    let (up, stop) = upstream();
+    let mut cmd = mimamori(&data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
+        .env("MIMAMORI_PDNS_DOH_LISTEN", "127.0.0.1:0")
+        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
+    let (_server, api, dns, more) = serve_until(&mut cmd, &["over HTTPS listening"]);
+    let doh = more[0].clone();
     let (a1_admin, _) = api.token(&soc, &a1, "org-admin").await;
     let (sup_analyst, _) = api.token(&soc, &sup, "supervisor-analyst").await;
     let (a1_analyst, _) = api.token(&soc, &a1, "org-analyst").await;
@@ -213,7 +252,6 @@ async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
     assert_eq!(ask("127.0.0.2", &dns, "fine.example"), NOERROR);
 
     // The central SOC's and the supervisor's blocks; a1's own list.
-    let root = report["root_org_id"].as_str().unwrap().to_string();
     api.add(&soc, &root, "block", "soc-mandate.example").await;
     api.add(&sup_analyst, &sup, "block", "sup-mandate.example")
         .await;
@@ -441,28 +479,19 @@ async fn metric(api: &Api, name: &str) -> u64 {
 async fn intel_changes_are_patched_into_the_running_resolver() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let report: Value =
-        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
-    let soc = report["admin_token"].as_str().unwrap().to_string();
-    let sup = org_add(&data, "soc", "sup", "supervisor", None);
-    let a1 = org_add(&data, "sup", "a1", "member", Some("127.0.0.2/32"));
-    let m1 = org_add(&data, "soc", "m1", "member", Some("127.0.0.3/32"));
+    let Tree {
+        soc,
+        root,
+        sup,
+        a1,
+        m1,
+    } = tree(&data);
     let (up, _stop) = upstream();
     let mut cmd = mimamori(&data);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
         .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
-    let (_server, lines) = spawn_until(
-        &mut cmd,
-        &["API listening", "Protective DNS listening"],
-        Duration::from_secs(60),
-    );
-    let last = |l: &str| l.split_whitespace().last().unwrap().to_string();
-    let api = Api {
-        base: last(&lines[0]),
-        client: reqwest::Client::new(),
-    };
-    let dns = last(&lines[1]);
+    let (_server, api, dns, _) = serve_until(&mut cmd, &[]);
     let (a1_host, m1_host, roaming) = ("127.0.0.2", "127.0.0.3", "127.0.0.1");
 
     // The supervisor's GREEN indicator blocks for everyone.
@@ -517,14 +546,7 @@ async fn intel_changes_are_patched_into_the_running_resolver() {
     assert_eq!(ask(a1_host, &dns, "x.shared-then-red.example"), NXDOMAIN);
 
     // The central SOC's exact name: the name, not what is under it.
-    import(
-        &api,
-        &soc,
-        report["root_org_id"].as_str().unwrap(),
-        "tlp=amber",
-        "exact-only.example\n",
-    )
-    .await;
+    import(&api, &soc, &root, "tlp=amber", "exact-only.example\n").await;
     until(m1_host, &dns, "exact-only.example", NXDOMAIN);
     assert_eq!(ask(m1_host, &dns, "www.exact-only.example"), NOERROR);
     assert_eq!(ask(a1_host, &dns, "exact-only.example"), NXDOMAIN);
@@ -542,12 +564,7 @@ async fn intel_changes_are_patched_into_the_running_resolver() {
 async fn the_block_page_names_the_list_and_the_orgs_contacts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let report: Value =
-        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
-    let soc = report["admin_token"].as_str().unwrap().to_string();
-    let sup = org_add(&data, "soc", "sup", "supervisor", None);
-    let a1 = org_add(&data, "sup", "a1", "member", Some("127.0.0.2/32"));
-    let _m1 = org_add(&data, "soc", "m1", "member", Some("127.0.0.3/32"));
+    let Tree { soc, sup, a1, .. } = tree(&data);
     let (up, _stop) = upstream();
     let config = dir.path().join("mimamori.toml");
     std::fs::write(
@@ -562,22 +579,8 @@ async fn the_block_page_names_the_list_and_the_orgs_contacts() {
     let mut cmd = mimamori(&data);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config);
-    let (_server, lines) = spawn_until(
-        &mut cmd,
-        &[
-            "API listening",
-            "Protective DNS listening",
-            "block page listening",
-        ],
-        Duration::from_secs(60),
-    );
-    let last = |l: &str| l.split_whitespace().last().unwrap().to_string();
-    let api = Api {
-        base: last(&lines[0]),
-        client: reqwest::Client::new(),
-    };
-    let dns = last(&lines[1]);
-    let page = last(&lines[2]);
+    let (_server, api, dns, more) = serve_until(&mut cmd, &["block page listening"]);
+    let page = more[0].clone();
     let page_port = page.rsplit(':').next().unwrap().to_string();
 
     // The supervisor lists contacts; a1 lists none of its own. Its users
