@@ -153,7 +153,7 @@ pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, RootHintsError> {
         let mut rtype = None;
         for _ in 0..3 {
             let Some(t) = tokens.next() else { break };
-            if is_ttl(t) || t.eq_ignore_ascii_case("IN") {
+            if crate::rpz::parse_ttl(t).is_some() || t.eq_ignore_ascii_case("IN") {
                 continue;
             }
             rtype = Some(t);
@@ -202,13 +202,6 @@ pub fn parse_root_hints(text: &str) -> Result<Vec<IpAddr>, RootHintsError> {
         return Err(RootHintsError::Empty);
     }
     Ok(out)
-}
-
-/// A TTL: seconds, or BIND's units (`1w2d`, `3600S`).
-fn is_ttl(t: &str) -> bool {
-    t.starts_with(|c: char| c.is_ascii_digit())
-        && t.chars()
-            .all(|c| c.is_ascii_digit() || "smhdwSMHDW".contains(c))
 }
 
 /// [`parse_root_hints`] on a file.

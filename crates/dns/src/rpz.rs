@@ -78,7 +78,8 @@ fn is_class(t: &str) -> bool {
     t.eq_ignore_ascii_case("IN") || t.eq_ignore_ascii_case("CH") || t.eq_ignore_ascii_case("HS")
 }
 
-fn parse_ttl(t: &str) -> Option<u32> {
+/// A master-file TTL: seconds, or BIND's units (`1h30m`, `6w5d`).
+pub(crate) fn parse_ttl(t: &str) -> Option<u32> {
     if let Ok(v) = t.parse::<u32>() {
         return Some(v);
     }
