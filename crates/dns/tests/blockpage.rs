@@ -284,32 +284,16 @@ fn headers_past_the_limit_end_the_connection() {
 
 #[test]
 fn the_page_over_https() {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ck = rcgen::generate_simple_self_signed(vec!["evil.test".to_string()]).unwrap();
-    let cert = ck.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
-    let server_cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
+    let tls = test_tls("evil.test");
     let u = TestUpstream::start();
     let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);
     cfg.udp_threads = 1;
     let mut bp = BlockPageConfig::new("127.0.0.1:0".parse().unwrap());
-    bp.tls = Some(Arc::new(server_cfg));
+    bp.tls = Some(Arc::new(tls.server));
     cfg.block_page = Some(bp);
     let h = mimamori_dns::start(cfg, PolicyHandle::new(policy("malware-rpz"))).unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client_cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(Arc::new(client_cfg), "evil.test".try_into().unwrap())
+    let conn = rustls::ClientConnection::new(Arc::new(tls.client), "evil.test".try_into().unwrap())
         .unwrap();
     let tcp = std::net::TcpStream::connect(h.block_page_addr().unwrap()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

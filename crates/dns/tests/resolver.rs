@@ -371,32 +371,16 @@ fn tcp_listener_applies_the_same_policy_and_pipelines() {
 
 #[test]
 fn dns_over_tls() {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = ck.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
-    let server_cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
+    let tls = test_tls("localhost");
     let u = upstream();
     let mut cfg = PdnsConfig::new("127.0.0.1:0".parse().unwrap(), vec![u.addr]);
     cfg.tls_listen = Some((
         "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-        Arc::new(server_cfg),
+        Arc::new(tls.server),
     ));
     let h = mimamori_dns::start(cfg, PolicyHandle::new(base_policy())).unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client_cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(Arc::new(client_cfg), "localhost".try_into().unwrap())
+    let conn = rustls::ClientConnection::new(Arc::new(tls.client), "localhost".try_into().unwrap())
         .unwrap();
     let tcp = std::net::TcpStream::connect(h.tls_addr().unwrap()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();

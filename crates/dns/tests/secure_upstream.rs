@@ -28,15 +28,8 @@ struct Upstream {
 fn tls_upstream() -> Upstream {
     let data = TestUpstream::start();
     data.add("allowed.test.", 300, "A", "192.0.2.1");
-    let ck = rcgen::generate_simple_self_signed(vec!["upstream.test".to_string()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server_cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
-        .unwrap();
+    let tls = test_tls("upstream.test");
+    let mut server_cfg = tls.server;
     server_cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let server_cfg = Arc::new(server_cfg);
     let (log, rx) = query_log(100);
@@ -48,7 +41,7 @@ fn tls_upstream() -> Upstream {
     cfg.doh_listen = Some((any, Some(server_cfg)));
     let handle = mimamori_dns::start(cfg, PolicyHandle::new(Policy::default())).unwrap();
     let ca_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca_file.path(), ck.cert.pem()).unwrap();
+    std::fs::write(ca_file.path(), tls.pem).unwrap();
     Upstream {
         _data: data,
         handle,

@@ -351,3 +351,37 @@ pub fn response_to(req: &Message, answers: Vec<Record>, rcode: ResponseCode) -> 
     r.add_answers(answers);
     r
 }
+
+/// A self-signed certificate for `name`: a server config (ring) serving it,
+/// a client config trusting only it, and the certificate in PEM (for a CA
+/// file).
+pub struct TestTls {
+    pub server: rustls::ServerConfig,
+    pub client: rustls::ClientConfig,
+    pub pem: String,
+}
+
+pub fn test_tls(name: &str) -> TestTls {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let cert = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TestTls {
+        server,
+        client,
+        pem: ck.cert.pem(),
+    }
+}
