@@ -409,7 +409,7 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
         ),
     )?;
     let policy = PolicyHandle::new(Policy::new(zones));
-    let cfg_recursion = cfg.recursion.clone();
+    let roots = cfg.recursion.as_ref().map(|r| r.root_hints.len());
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the resolver: {e}"))?;
     let _followers = {
@@ -419,11 +419,8 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
             Arc::new(move || policy.set(Policy::new(sources2.zones()))),
         )
     };
-    if let Some(r) = &cfg_recursion {
-        eprintln!(
-            "resolution: recursive, from {} root server address(es)",
-            r.root_hints.len()
-        );
+    if let Some(n) = roots {
+        eprintln!("resolution: recursive, from {n} root server address(es)");
     }
     println!("pdns listening on udp+tcp {}", handle.udp_addr());
     if let Some(addr) = handle.block_page_addr() {
