@@ -7,7 +7,7 @@ use std::time::Instant;
 use common::{corpora, files, now, prov, schemas};
 use mimamori_intel::{
     export_stix, import_stix, ImportBatch, Indicator, IndicatorKind, Kind, StixError,
-    StixExportOptions, StixOptions, Tlp,
+    StixExportOptions, StixOptions, StixSchemas, Tlp,
 };
 use serde_json::{json, Value};
 
@@ -22,6 +22,36 @@ fn import(bytes: &[u8]) -> Result<ImportBatch, StixError> {
 fn import_file(rel: &str) -> ImportBatch {
     let p = corpora().join(rel);
     import(&std::fs::read(&p).unwrap()).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The schemas built into the crate are OASIS's, byte for byte: the
+/// folder they are compiled from holds exactly the corpora's copy of
+/// cti-stix2-json-schemas, and loading the folder gives the same types.
+#[test]
+fn bundled_schemas_are_the_upstream_files() {
+    let upstream = corpora().join("stix/schemas");
+    let ours = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stix-schemas");
+    let rel = |root: &std::path::Path, files: Vec<std::path::PathBuf>| -> Vec<(String, Vec<u8>)> {
+        files
+            .into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p.strip_prefix(root).unwrap().display().to_string(), bytes)
+            })
+            .collect()
+    };
+    let a = rel(&upstream, files(&upstream, ".json"));
+    let b = rel(&ours, files(&ours, ".json"));
+    assert_eq!(a.len(), 57);
+    assert_eq!(
+        a.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        b.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    for ((p, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{p} differs from the upstream schema");
+    }
+    let loaded = StixSchemas::load(&upstream).unwrap();
+    assert_eq!(format!("{loaded:?}"), format!("{:?}", schemas()));
 }
 
 #[test]

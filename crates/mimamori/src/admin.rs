@@ -194,9 +194,8 @@ pub async fn init_data_dir(
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let cfg_path = data_dir.join(CONFIG_FILE);
     if !cfg_path.exists() {
-        let text = toml::to_string_pretty(&Config::default())?;
-        let header = "# mimamori configuration. Environment variables MIMAMORI_API_LISTEN,\n# MIMAMORI_API_TLS (off|self-signed|files), MIMAMORI_API_TLS_CERT,\n# MIMAMORI_API_TLS_KEY and MIMAMORI_DATABASE_URL override these values.\n\n";
-        std::fs::write(&cfg_path, format!("{header}{text}"))
+        let text = crate::config::init_template(&crate::config::system_resolvers());
+        std::fs::write(&cfg_path, text)
             .with_context(|| format!("cannot write {}", cfg_path.display()))?;
     }
     let cfg = Config::load(data_dir, None)?;

@@ -20,6 +20,34 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "mimamori.toml";
+
+/// The configuration `init` writes: every setting with its default and
+/// what it does; `@UPSTREAMS@` is filled in by [`init_template`].
+const TEMPLATE: &str = include_str!("mimamori.toml");
+
+/// The text of a new data directory's `mimamori.toml`, with the Protective
+/// DNS resolver on a loopback port forwarding to `upstreams` (this
+/// machine's resolvers), or recursing when there are none.
+pub fn init_template(upstreams: &[SocketAddr]) -> String {
+    let list = if upstreams.is_empty() {
+        "[]\nrecursive = true            # /etc/resolv.conf named no resolver".to_string()
+    } else {
+        let quoted: Vec<String> = upstreams.iter().map(|a| format!("\"{a}\"")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    TEMPLATE.replace("@UPSTREAMS@", &list)
+}
+
+/// The name servers of /etc/resolv.conf, on port 53.
+pub fn system_resolvers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
 pub const DB_FILE: &str = "mimamori.db";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -47,9 +75,9 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntelSection {
-    /// The `schemas/` folder of oasis-open/cti-stix2-json-schemas: STIX
-    /// imports (API, CLI, TAXII) are validated against it. Without it STIX
-    /// import is refused with a message saying so; lists and MISP work.
+    /// A `schemas/` folder of oasis-open/cti-stix2-json-schemas to validate
+    /// STIX imports (API, CLI, TAXII, feeds) against instead of the STIX
+    /// 2.1 schemas built into mimamori (for a newer or amended set).
     #[serde(default)]
     pub stix_schemas: Option<std::path::PathBuf>,
     /// An indicator alert resolved as a true positive keeps the indicators
@@ -73,6 +101,21 @@ impl Default for IntelSection {
 }
 
 impl IntelSection {
+    /// The STIX schemas imports are validated with: `stix_schemas` when
+    /// set, else the bundled ones.
+    pub fn schemas(&self) -> anyhow::Result<mimamori_intel::StixSchemas> {
+        match &self.stix_schemas {
+            Some(dir) => mimamori_intel::StixSchemas::load(dir).with_context(|| {
+                format!(
+                    "cannot load the STIX schemas of [intel] stix_schemas in {}",
+                    dir.display()
+                )
+            }),
+            None => mimamori_intel::StixSchemas::bundled()
+                .context("cannot load the built-in STIX schemas"),
+        }
+    }
+
     pub fn verdicts(&self) -> mimamori_store::VerdictPolicy {
         mimamori_store::VerdictPolicy {
             extend_ms: i64::from(self.true_positive_extend_days) * 86_400_000,
@@ -511,6 +554,94 @@ mod tests {
         assert_eq!(built.syslog.max_connections, 1000);
         assert_eq!(from_file.ingest.queue_events, built.ingest.queue_events);
         assert!(built.ingest.enabled);
+    }
+
+    /// The file `init` writes is the defaults, spelled out: parsed, it is
+    /// `Config::default()` but for the resolver it turns on; and it names
+    /// every setting there is (so a new one cannot go undocumented).
+    #[test]
+    fn init_template_is_the_defaults_and_names_every_key() {
+        let upstream: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let text = init_template(&[upstream]);
+        let parsed: Config = toml::from_str(&text).unwrap();
+        let mut expected = Config::default();
+        expected.pdns.listen = Some("127.0.0.1:1053".parse().unwrap());
+        expected.pdns.upstreams = vec![upstream.to_string()];
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&expected).unwrap()
+        );
+        let recursing: Config = toml::from_str(&init_template(&[])).unwrap();
+        assert!(recursing.pdns.recursive && recursing.pdns.upstreams.is_empty());
+
+        // Every key of every section, from the structs' serialized form
+        // (optional settings are absent from it, so serialize a config
+        // that sets each of them too: the env-style overrides below).
+        let keys = |cfg: &Config| -> Vec<(String, String)> {
+            let v: toml::Value = toml::Value::try_from(cfg).unwrap();
+            let mut out = vec![];
+            for (section, table) in v.as_table().unwrap() {
+                for (k, val) in table.as_table().unwrap() {
+                    if !val.is_table() {
+                        out.push((section.clone(), k.clone()));
+                    }
+                }
+            }
+            out
+        };
+        let mut all = keys(&Config::default());
+        all.extend(keys(&everything_set()));
+        let mut section = String::new();
+        let mut named: Vec<(String, String)> = vec![];
+        for line in text.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if let Some(s) = l.strip_prefix('[').and_then(|l| l.split(']').next()) {
+                if !line.starts_with('#') {
+                    section = s.split('.').next().unwrap_or(s).to_string();
+                }
+                continue;
+            }
+            if let Some((k, _)) = l.split_once(" = ") {
+                named.push((section.clone(), k.trim().to_string()));
+            }
+        }
+        for key in all {
+            assert!(
+                named.contains(&key),
+                "mimamori.toml does not mention [{}] {}",
+                key.0,
+                key.1
+            );
+        }
+    }
+
+    /// A config with every optional setting given a value.
+    fn everything_set() -> Config {
+        let mut cfg = Config::default();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let path = PathBuf::from("/x");
+        cfg.api.cert = Some(path.clone());
+        cfg.api.key = Some(path.clone());
+        cfg.database.url = Some("sqlite://x".into());
+        cfg.syslog.udp = Some(addr);
+        cfg.syslog.tcp = Some(addr);
+        cfg.syslog.tls = Some(addr);
+        cfg.syslog.tls_client_ca = Some(path.clone());
+        cfg.notify.smtp_url = Some("smtp://x".into());
+        cfg.intel.stix_schemas = Some(path.clone());
+        let p = &mut cfg.pdns;
+        p.listen = Some(addr);
+        p.ca_file = Some(path.clone());
+        p.root_hints = Some(path.clone());
+        p.doh_listen = Some(addr);
+        p.udp_coalesce_us = Some(1);
+        p.sinkhole_v4 = Some(std::net::Ipv4Addr::LOCALHOST);
+        p.sinkhole_v6 = Some(std::net::Ipv6Addr::LOCALHOST);
+        p.block_page_listen = Some(addr);
+        p.block_page_contact = Some("x".into());
+        p.block_page_tls_cert = Some(path.clone());
+        p.block_page_tls_key = Some(path);
+        cfg
     }
 
     #[test]

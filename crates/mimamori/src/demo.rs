@@ -144,9 +144,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     store.close().await;
 
     let mut cfg = cfg;
-    // SigmaHQ's rules and the OASIS STIX schemas, where this machine has
-    // them (the shared corpora beside the repository): detection then runs
-    // the whole rule tree, and STIX imports are validated.
+    // SigmaHQ's rules, where this machine has them (the shared corpora
+    // beside the repository): detection then runs the whole rule tree.
     // The resolver: on a free loopback port, forwarding to this machine's
     // resolver, with the demo intel as its policy.
     cfg.pdns.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -166,10 +165,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let rules = c.join("sigma/rules");
         if rules.is_dir() {
             cfg.detection.sigma_rules = vec![rules];
-        }
-        let schemas = c.join("stix/schemas");
-        if schemas.is_dir() {
-            cfg.intel.stix_schemas = Some(schemas);
         }
     }
     cfg.api.listen = SocketAddr::from(([127, 0, 0, 1], args.port));
@@ -265,8 +260,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map(|(_, s)| s.as_str())
         .unwrap_or("TOKEN");
     println!(
-        "    Within seconds: alerts per org, and one campaign (the C2 domain at three ministries):"
+        "    Within seconds: alerts per org, and campaigns (the same indicator or rule at three or"
     );
+    println!("    more orgs), printed below as the detection raises them. Look at them with:");
     println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' {url}/api/v1/alerts");
     println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' {url}/api/v1/campaigns");
     println!("    An org's own analyst sees only its org's alerts; the supervisor its sub-tree.");
@@ -277,19 +273,85 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(ingest) = running.ingest.clone() {
         tokio::spawn(crate::demo_feed::run(ingest, orgs.clone()));
     }
+    tokio::spawn(report_detections(running.store.clone(), orgs.clone()));
     running.wait().await
+}
+
+/// Prints what the detection has raised, read from the store (the demo's
+/// summary is the data's, not a promise): the alerts per org once the
+/// first planted attacks are in, then every campaign as it forms or gains
+/// an org.
+async fn report_detections(store: Store, orgs: Vec<Org>) {
+    use mimamori_store::{AlertFilter, PageRequest};
+    use std::collections::{BTreeMap, HashMap};
+    let Some(root) = orgs.first() else { return };
+    let scope = Scope::Subtree(root.path.clone());
+    let slug = |id: &str| {
+        orgs.iter()
+            .find(|o| o.id.as_str() == id)
+            .map_or_else(|| id.to_string(), |o| o.slug.clone())
+    };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut alerts_shown = false;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if !alerts_shown {
+            // The planted attacks come at the fourth second of every ten.
+            let page = PageRequest {
+                after: None,
+                limit: mimamori_store::MAX_PAGE,
+            };
+            if let Ok(p) = store
+                .alert_list(&scope, &AlertFilter::default(), &page)
+                .await
+            {
+                if !p.items.is_empty() {
+                    let mut per_org: BTreeMap<String, usize> = BTreeMap::new();
+                    for a in &p.items {
+                        *per_org.entry(slug(&a.org_id)).or_default() += 1;
+                    }
+                    let list: Vec<String> =
+                        per_org.iter().map(|(o, n)| format!("{o} {n}")).collect();
+                    let more = if p.next_cursor.is_some() { "+" } else { "" };
+                    println!(
+                        "  [detection] {}{more} alerts so far, by org: {}",
+                        p.items.len(),
+                        list.join(", ")
+                    );
+                    alerts_shown = true;
+                }
+            }
+        }
+        let Ok(campaigns) = store.campaign_list(&scope).await else {
+            continue;
+        };
+        for c in campaigns {
+            if seen.get(&c.id) == Some(&c.org_ids.len()) {
+                continue;
+            }
+            let verb = if seen.contains_key(&c.id) {
+                "grew"
+            } else {
+                "formed"
+            };
+            let at: Vec<String> = c.org_ids.iter().map(|o| slug(o)).collect();
+            println!(
+                "  [detection] campaign {verb}: {} [{}], at {} orgs: {}",
+                c.title,
+                c.severity.as_str(),
+                at.len(),
+                at.join(", ")
+            );
+            seen.insert(c.id, c.org_ids.len());
+        }
+    }
 }
 
 /// The resolvers of /etc/resolv.conf (port 53), else a documentation
 /// address that never answers (blocked names are still answered).
 fn system_resolvers() -> Vec<SocketAddr> {
-    let found: Vec<SocketAddr> = std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect();
+    let found = crate::config::system_resolvers();
     if found.is_empty() {
         vec![SocketAddr::from(([192, 0, 2, 53], 53))]
     } else {

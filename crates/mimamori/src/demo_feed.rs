@@ -7,8 +7,9 @@
 //! - a payload fetched over plain HTTP from a bare IP at NICT;
 //! - a cloud console login without MFA, followed by IAM changes, at MEXT.
 //!
-//! Records are written as NDJSON lines and go through the same parser and
-//! ingest pipeline as a sensor's HTTP submission.
+//! Records are written as NDJSON lines (the cloud ones as AWS CloudTrail
+//! records) and go through the same parsers and ingest pipeline as a
+//! sensor's HTTP submission.
 
 use mimamori_core::Org;
 use mimamori_ingest::Ingest;
@@ -137,18 +138,53 @@ fn records(org: &Org, tick: u64, rng: &mut Rng) -> Vec<Value> {
             }
             "nict" => out.push(json!({"time": now, "class": "http_activity", "source": "squid",
                 "src_ip": host_ip(org, rng), "url": "http://192.0.2.66/dl/invoice.exe", "http_host": "192.0.2.66", "http_method": "GET", "http_status": 200})),
-            "mext" => {
-                for (op, status) in [("ConsoleLogin", "success"), ("CreateAccessKey", "success"), ("AttachUserPolicy", "success")] {
-                    out.push(json!({"time": now, "class": "api_activity", "source": "cloudtrail",
-                        "src_ip": "198.18.0.77", "api_operation": op, "api_service": "iam.amazonaws.com", "user": "arn:aws:iam::111122223333:user/ops-admin",
-                        "cloud_account": "111122223333", "cloud_region": "ap-northeast-1", "status": status,
-                        "additionalEventData": {"MFAUsed": "No"}}));
-                }
-            }
             _ => {}
         }
     }
     out
+}
+
+/// MEXT's planted cloud activity, as the CloudTrail records AWS writes: a
+/// console sign-in without MFA (SigmaHQ's "AWS Successful Console Login
+/// Without MFA" matches it), then an access key created and a policy
+/// attached by the same user.
+fn cloudtrail_records(org: &Org, tick: u64) -> Vec<Value> {
+    if org.slug != "mext" || tick % 10 != 3 {
+        return vec![];
+    }
+    let now = mimamori_core::millis_to_rfc3339(mimamori_core::now_millis());
+    let identity = json!({"type": "IAMUser", "principalId": "AIDAEXAMPLEOPSADMIN",
+        "arn": "arn:aws:iam::111122223333:user/ops-admin", "accountId": "111122223333", "userName": "ops-admin"});
+    let common = |name: &str, source: &str| {
+        json!({"eventVersion": "1.08", "eventTime": now, "eventName": name, "eventSource": source,
+            "awsRegion": "ap-northeast-1", "sourceIPAddress": "198.18.0.77",
+            "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "userIdentity": identity,
+            "recipientAccountId": "111122223333", "eventType": "AwsApiCall"})
+    };
+    let mut login = common("ConsoleLogin", "signin.amazonaws.com");
+    login["eventType"] = json!("AwsConsoleSignIn");
+    login["responseElements"] = json!({"ConsoleLogin": "Success"});
+    login["additionalEventData"] = json!({"LoginTo": "https://console.aws.amazon.com/console/home",
+        "MobileVersion": "No", "MFAUsed": "No"});
+    let mut key = common("CreateAccessKey", "iam.amazonaws.com");
+    key["requestParameters"] = json!({"userName": "ops-admin"});
+    let mut policy = common("AttachUserPolicy", "iam.amazonaws.com");
+    policy["requestParameters"] = json!({"userName": "ops-admin",
+        "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"});
+    vec![login, key, policy]
+}
+
+/// Parses generated records with `format`'s line parser, as the ingest
+/// endpoint would.
+fn parse(format: Format, records: &[Value]) -> Vec<mimamori_event::EventBody> {
+    let mut parser = LineParser::new(format);
+    records
+        .iter()
+        .filter_map(|r| {
+            let line = serde_json::to_vec(r).ok()?;
+            parser.push_line(&line)?.ok()
+        })
+        .collect()
 }
 
 /// Feeds every org's telemetry once a second until the process stops.
@@ -159,17 +195,16 @@ pub async fn run(ingest: Ingest, orgs: Vec<Org>) {
     loop {
         interval.tick().await;
         for org in orgs.iter().filter(|o| o.parent_id.is_some()) {
-            let mut parser = LineParser::new(Format::Ndjson);
-            let bodies: Vec<_> = records(org, tick, &mut rng)
-                .iter()
-                .filter_map(|r| {
-                    let line = serde_json::to_vec(r).ok()?;
-                    parser.push_line(&line)?.ok()
-                })
-                .collect();
-            if let Err(e) = ingest.submit(org.id.as_str(), bodies).await {
-                tracing::warn!(error = %e, org = %org.slug, "demo telemetry not stored");
-                return;
+            let mut bodies = parse(Format::Ndjson, &records(org, tick, &mut rng));
+            bodies.extend(parse(Format::CloudTrail, &cloudtrail_records(org, tick)));
+            match ingest.submit(org.id.as_str(), bodies).await {
+                Ok(_) => {}
+                // Ctrl-C: the pipeline drains and the feed ends with it.
+                Err(mimamori_ingest::IngestError::Stopped) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, org = %org.slug, "demo telemetry not stored");
+                    return;
+                }
             }
         }
         tick += 1;

@@ -73,13 +73,7 @@ pub fn hub(
     matcher: IntelMatcher,
     archive: Option<mimamori_ingest::archive::Archive>,
 ) -> anyhow::Result<IntelHub> {
-    let schemas = match &cfg.intel.stix_schemas {
-        Some(dir) => Some(Arc::new(
-            mimamori_intel::StixSchemas::load(dir)
-                .with_context(|| format!("cannot load the STIX schemas in {}", dir.display()))?,
-        )),
-        None => None,
-    };
+    let schemas = Some(Arc::new(cfg.intel.schemas()?));
     Ok(IntelHub {
         store: store.clone(),
         matcher,

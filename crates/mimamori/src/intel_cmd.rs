@@ -92,7 +92,8 @@ pub struct ImportArgs {
     /// Lists: domains also cover their sub-domains.
     #[arg(long)]
     pub subdomains: bool,
-    /// STIX schema directory (default: `[intel] stix_schemas`).
+    /// STIX schema directory (default: `[intel] stix_schemas`, else the
+    /// OASIS STIX 2.1 schemas built into mimamori).
     #[arg(long)]
     pub stix_schemas: Option<PathBuf>,
     #[arg(required = true)]
@@ -143,14 +144,14 @@ async fn import(data_dir: &Path, a: ImportArgs) -> anyhow::Result<()> {
         bail!("--confidence must be 0 to 100");
     }
     let default_tlp = tlp(&a.tlp)?;
-    let schemas = match a.stix_schemas.as_ref().or(cfg.intel.stix_schemas.as_ref()) {
-        Some(d) if a.format == "stix" => Some(
-            StixSchemas::load(d).with_context(|| format!("cannot load STIX schemas from {}", d.display()))?,
-        ),
-        None if a.format == "stix" => bail!(
-            "STIX import validates against the OASIS STIX 2.1 schemas: pass --stix-schemas DIR (the schemas/ folder of oasis-open/cti-stix2-json-schemas) or set [intel] stix_schemas"
-        ),
-        _ => None,
+    let schemas = if a.format == "stix" {
+        let mut intel = cfg.intel.clone();
+        if let Some(d) = &a.stix_schemas {
+            intel.stix_schemas = Some(d.clone());
+        }
+        Some(intel.schemas()?)
+    } else {
+        None
     };
     let (mut inserted, mut updated, mut unchanged, mut rejected) = (0, 0, 0, 0);
     for path in &a.paths {

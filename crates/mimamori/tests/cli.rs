@@ -364,3 +364,67 @@ fn ingest_files_from_the_corpora() {
     );
     assert!(err.contains("in use by another mimamori process"), "{err}");
 }
+
+/// The README's first steps on a fresh machine, and nothing else: `init`,
+/// `serve` with the config `init` wrote, a STIX bundle imported over the
+/// API (validated by the built-in schemas), and the resolver `init` turned
+/// on blocking a domain of that bundle (NXDOMAIN with EDE 15) while
+/// answering others from its upstreams.
+#[tokio::test]
+async fn fresh_init_and_serve_import_stix_and_answer_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run_ok(mimamori(&data).args(["init", "--json"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let admin = report["admin_token"].as_str().unwrap().to_string();
+    let written = std::fs::read_to_string(data.join("mimamori.toml")).unwrap();
+    assert!(
+        written.contains("\nlisten = \"127.0.0.1:1053\""),
+        "{written}"
+    );
+
+    let (_server, lines) = common::spawn_until(
+        mimamori(&data).args(["serve", "--listen", "127.0.0.1:0"]),
+        &["API listening on", "Protective DNS listening on"],
+        Duration::from_secs(60),
+    );
+    let base = url_in(&lines[0], "http");
+    let dns: std::net::SocketAddr = lines[1].rsplit(' ').next().unwrap().parse().unwrap();
+
+    let bundle = std::fs::read(corpora().join("stix/examples/threat-reports/apt1.json")).unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/intel/import?format=stix&tlp=green"))
+        .bearer_auth(&admin)
+        .body(bundle)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["inserted"].as_u64().unwrap() > 0, "{body}");
+
+    // The policy follows the import within the matcher's poll; ask until
+    // the bundle's domain is blocked: NXDOMAIN with, in the OPT record,
+    // option 15 (Extended DNS Error) with info code 15 (Blocked).
+    let blocked =
+        |a: &[u8]| a[3] & 0x0f == 3 && a.windows(6).any(|w| w[..2] == [0, 15] && w[4..] == [0, 15]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ask = |name: &str| -> Option<Vec<u8>> {
+        sock.send_to(&common::dns_query(7, name), dns).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = sock.recv_from(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ask("hugesoft.org").is_some_and(|a| blocked(&a)) {
+        assert!(Instant::now() < deadline, "hugesoft.org is not blocked");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Other names go to the upstream of /etc/resolv.conf (whatever it
+    // answers, it is not a block).
+    if let Some(a) = ask("www.example.com") {
+        assert!(!blocked(&a), "{a:?}");
+    }
+}

@@ -324,6 +324,22 @@ pub struct Campaign {
     pub updated_at: UnixMillis,
 }
 
+/// A stored campaign title without the " (seen at N orgs)" that campaigns
+/// stored by earlier versions carry: that count was the one at formation,
+/// and it disagreed with the members once more orgs joined.
+fn campaign_title(stored: String) -> String {
+    match stored.rsplit_once(" (seen at ") {
+        Some((title, rest))
+            if rest
+                .strip_suffix(" orgs)")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            title.to_string()
+        }
+        _ => stored,
+    }
+}
+
 fn corrupt(column: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("column {column}: unknown value {value:?}"))
 }
@@ -850,7 +866,7 @@ impl Store {
         Ok(Campaign {
             id,
             key: row.try_get("key")?,
-            title: row.try_get("title")?,
+            title: campaign_title(row.try_get("title")?),
             severity: Severity::parse(&severity).ok_or_else(|| corrupt("severity", &severity))?,
             first_seen: row.try_get("first_seen")?,
             last_seen: row.try_get("last_seen")?,
@@ -923,7 +939,10 @@ async fn campaign_check(
             )
             .bind(&id)
             .bind(key)
-            .bind(format!("{} (seen at {orgs} orgs)", d.title))
+            // The title names the activity only: how many orgs it was seen
+            // at is `org_ids` of each reader's scoped view, which a count
+            // frozen into the title at formation would contradict.
+            .bind(&d.title)
             .bind(d.severity.max(Severity::High).as_str())
             .bind(first)
             .bind(d.time)
@@ -953,4 +972,25 @@ async fn campaign_check(
         formed,
         org_count: org_count as usize,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::campaign_title;
+
+    #[test]
+    fn legacy_campaign_titles_lose_their_frozen_org_count() {
+        assert_eq!(
+            campaign_title("Indicator match: evil.example (seen at 3 orgs)".into()),
+            "Indicator match: evil.example"
+        );
+        for kept in [
+            "Indicator match: evil.example",
+            "Rule (seen at many orgs)",
+            "Rule (seen at  orgs)",
+            "Rule (seen at 3 orgs) again",
+        ] {
+            assert_eq!(campaign_title(kept.into()), kept);
+        }
+    }
 }

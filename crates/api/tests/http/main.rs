@@ -74,9 +74,9 @@ impl Server {
         // The threads stop when the last handle (the router's) is dropped.
         let (ingest, _threads) =
             mimamori_ingest::Ingest::start_with(icfg, vec![Box::new(consumer)]).unwrap();
-        let schemas = corpora().map(|c| {
-            std::sync::Arc::new(mimamori_intel::StixSchemas::load(&c.join("stix/schemas")).unwrap())
-        });
+        let schemas = Some(std::sync::Arc::new(
+            mimamori_intel::StixSchemas::bundled().unwrap(),
+        ));
         let hub = mimamori_pipeline::hub::IntelHub {
             store: store.clone(),
             matcher,

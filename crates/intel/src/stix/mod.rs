@@ -1,6 +1,7 @@
 //! STIX 2.1: import of bundles (schema validation, pattern translation,
 //! relationship resolution, TLP markings) and export.
 
+mod bundled;
 pub(crate) mod export;
 pub mod pattern;
 mod schema;

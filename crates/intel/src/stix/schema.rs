@@ -63,6 +63,16 @@ impl StixSchemas {
         StixSchemas::from_files(files)
     }
 
+    /// The STIX 2.1 schemas built into this crate (oasis-open's
+    /// `cti-stix2-json-schemas`), so that validation needs no files.
+    pub fn bundled() -> Result<StixSchemas, SchemaError> {
+        StixSchemas::from_files(
+            super::bundled::FILES
+                .iter()
+                .map(|(rel, bytes)| (rel.to_string(), bytes.to_vec())),
+        )
+    }
+
     /// Builds from `(relative path, contents)` pairs, e.g. schemas shipped
     /// inside a binary.
     pub fn from_files(
@@ -182,4 +192,22 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every schema file in the crate's folder is compiled in.
+    #[test]
+    fn every_file_of_the_folder_is_bundled() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stix-schemas");
+        let mut on_disk = vec![];
+        super::collect(&root, &root, &mut on_disk).unwrap();
+        let mut bundled: Vec<(String, Vec<u8>)> = super::super::bundled::FILES
+            .iter()
+            .map(|(p, b)| (p.to_string(), b.to_vec()))
+            .collect();
+        bundled.sort();
+        on_disk.sort();
+        assert_eq!(bundled, on_disk);
+    }
 }

@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `mimamori` binary on `data_dir`, logging warnings only.
+/// The `mimamori` binary on `data_dir`, logging warnings only. The
+/// resolver `init`'s config turns on listens on a free port, so that tests
+/// running side by side do not compete for its fixed one.
 pub fn mimamori(data_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mimamori"));
     c.arg("--data-dir")
         .arg(data_dir)
-        .env("MIMAMORI_LOG", "warn");
+        .env("MIMAMORI_LOG", "warn")
+        .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0");
     c
 }
 
