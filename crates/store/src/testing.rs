@@ -6,6 +6,27 @@
 //! PostgreSQL fails the test; elsewhere it is skipped with a printed reason.
 
 use sqlx::{Connection, Executor};
+use std::io::Write;
+
+/// Says, in the normal output of `cargo test`, that a suite was skipped and
+/// why: written to the process's stderr directly, past libtest's capture
+/// (which takes only what `print!` and `eprint!` write, and shows it for
+/// failing tests alone), once per test binary and suite.
+pub fn skip_notice(suite: &str, reason: &str) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if said.iter().any(|s| s == suite) {
+        return;
+    }
+    said.push(suite.to_string());
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    // Test binaries are named `<target>-<hash>`.
+    let exe = exe.rsplit_once('-').map_or(exe.as_str(), |(name, _)| name);
+    let _ = writeln!(std::io::stderr(), "SKIPPED {suite} (in {exe}): {reason}");
+}
 
 /// Default administrative URL of the test PostgreSQL server.
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
@@ -32,7 +53,10 @@ pub async fn fresh_postgres_url() -> Option<String> {
             if postgres_required() {
                 panic!("PostgreSQL is required here (CI) but {admin} is unreachable: {e}");
             }
-            eprintln!("skipping the PostgreSQL variant: {admin} is unreachable ({e}); set MIMAMORI_TEST_POSTGRES to test it");
+            skip_notice(
+                "PostgreSQL variants",
+                &format!("{admin} is unreachable ({e}); start PostgreSQL or set MIMAMORI_TEST_POSTGRES (CI requires it)"),
+            );
             return None;
         }
     };
@@ -44,7 +68,10 @@ pub async fn fresh_postgres_url() -> Option<String> {
         if postgres_required() {
             panic!("cannot create test database on {admin}: {e}");
         }
-        eprintln!("skipping the PostgreSQL variant: cannot create a database ({e})");
+        skip_notice(
+            "PostgreSQL variants",
+            &format!("cannot create a database on {admin} ({e})"),
+        );
         return None;
     }
     let _ = conn.close().await;
