@@ -15,7 +15,15 @@ pub enum TlsError {
     #[error("{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
     NoKey { path: String },
     #[error("the certificate and key do not make a TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Config(e)
+    }
 }
 
 /// Builds a TLS acceptor from PEM files (certificate chain and private key).

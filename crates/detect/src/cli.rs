@@ -67,7 +67,15 @@ pub enum CliError {
     #[error("{failures} of {files} rule files have rules that cannot be used (listed above)")]
     RulesFailed { failures: usize, files: usize },
     #[error("cannot write output: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        CliError::Io(e)
+    }
 }
 
 fn show_dirs(dirs: &[PathBuf]) -> String {

@@ -84,7 +84,15 @@ pub enum IngestError {
     #[error("{0} is in use by another mimamori process (only one may ingest into a data directory at a time; stop it or send the data to its HTTP endpoint)")]
     Locked(String),
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<std::io::Error> for IngestError {
+    fn from(e: std::io::Error) -> Self {
+        IngestError::Io(e)
+    }
 }
 
 /// What a durable submission reports.

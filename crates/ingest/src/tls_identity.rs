@@ -38,9 +38,17 @@ pub enum TlsSetupError {
     #[error("the client CA file {path} is not usable: {reason}")]
     ClientCa { path: String, reason: String },
     #[error("the certificate and key do not make a TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
     #[error("bad client identity {0:?}: expected sha256:HEX, cn:NAME, dns:NAME, ip:ADDRESS, email:ADDRESS or uri:URI")]
     Identity(String),
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<rustls::Error> for TlsSetupError {
+    fn from(e: rustls::Error) -> Self {
+        TlsSetupError::Config(e)
+    }
 }
 
 /// Whether senders must present a certificate.

@@ -63,7 +63,7 @@ impl MispOptions {
 #[derive(Debug, Error)]
 pub enum MispError {
     #[error("not well-formed JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("not a MISP event: {0}")]
     NotMisp(String),
     #[error("{name}: {size} bytes, more than the limit of {limit}")]
@@ -83,6 +83,14 @@ pub enum MispError {
     },
     #[error("strict import refused: {} rejected: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
     Strict(Vec<Reject>),
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<serde_json::Error> for MispError {
+    fn from(e: serde_json::Error) -> Self {
+        MispError::Json(e)
+    }
 }
 
 /// The TLP of a distribution level; `None` for 5 (inherit) and unknown.

@@ -53,8 +53,10 @@ pub struct OrgAddArgs {
     #[arg(long)]
     pub name: String,
     /// `member` or `supervisor`.
-    #[arg(long, default_value = "member")]
+    #[arg(long, default_value = "member", value_parser = ["member", "supervisor"])]
     pub kind: String,
+    /// Sector, free text used to target advisories and group figures,
+    /// e.g. government, health, research, education.
     #[arg(long)]
     pub sector: Option<String>,
     /// Declared network range (CIDR); repeat for several.
@@ -63,6 +65,7 @@ pub struct OrgAddArgs {
     /// Declared domain; repeat for several.
     #[arg(long = "domain")]
     pub domains: Vec<String>,
+    /// Print the new org as JSON instead of a sentence.
     #[arg(long)]
     pub json: bool,
 }
@@ -74,8 +77,10 @@ pub enum TokenCommand {
         /// Slug or id of the org the token acts for.
         #[arg(long)]
         org: String,
-        /// soc-admin, soc-analyst, supervisor-analyst, org-admin, org-analyst or sensor.
-        #[arg(long)]
+        /// What the token may do (soc-* roles only at the root org; sensor
+        /// sends telemetry; dns-client selects its org's DNS policy over
+        /// DoH).
+        #[arg(long, value_parser = role_names(|_| true))]
         role: String,
         /// What the token is for.
         #[arg(long)]
@@ -83,6 +88,7 @@ pub enum TokenCommand {
         /// Expire after this many days (default: never).
         #[arg(long)]
         expires_in_days: Option<u64>,
+        /// Print the token (id, secret, …) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -97,19 +103,34 @@ pub enum UserCommand {
     /// Add a user. The password is read from MIMAMORI_PASSWORD or, if that
     /// is unset, from the first line of standard input.
     Add {
+        /// Slug or id of the user's org.
         #[arg(long)]
         org: String,
+        /// The name to sign in with (unique within the org).
         #[arg(long)]
         username: String,
-        #[arg(long)]
+        /// What the user may do (soc-* roles only at the root org).
+        #[arg(long, value_parser = role_names(Role::for_humans))]
         role: String,
         #[arg(long)]
         email: Option<String>,
+        /// Full name, as shown to others.
         #[arg(long)]
         display_name: Option<String>,
     },
     /// List users.
     List,
+}
+
+/// The role names `filter` keeps, as clap's possible values (so that help
+/// lists every role core defines).
+fn role_names(filter: fn(Role) -> bool) -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        mimamori_core::role::ALL_ROLES
+            .into_iter()
+            .filter(|r| filter(*r))
+            .map(Role::as_str),
+    )
 }
 
 pub fn parse_role(s: &str) -> anyhow::Result<Role> {

@@ -30,7 +30,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "mimamori", version, propagate_version = true)]
 struct Cli {
-    /// Where mimamori keeps its database, configuration and certificates.
+    /// Where mimamori keeps its database, configuration, certificates and
+    /// telemetry (`pdns`, `hunt` and `rules` use none, and refuse it).
     #[arg(
         long,
         global = true,
@@ -91,7 +92,24 @@ enum RulesCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // A data directory given to a command that reads none would be
+    // silently ignored: say so instead (the environment variable, set for
+    // the other commands, is fine).
+    if matches.value_source("data_dir") == Some(clap::parser::ValueSource::CommandLine) {
+        if let Some(name) = matches
+            .subcommand_name()
+            .filter(|n| ["pdns", "hunt", "rules"].contains(n))
+        {
+            eprintln!("error: --data-dir has no effect on `mimamori {name}`, which keeps no data directory (its policy, rules and input are the files it is given)");
+            return std::process::ExitCode::from(2);
+        }
+    }
     // hickory_resolver=error: its recursor (Protective DNS with recursion)
     // warns about every NXDOMAIN and NODATA it meets, and each cold lookup
     // meets several (it walks down names that are not zone cuts); the

@@ -544,6 +544,17 @@ fn hunt_and_rules_check_over_the_corpora() {
         ".",
     ]));
     assert!(err.contains("nonexistent"), "{err}");
+    // A data directory would be ignored by hunt: it is refused, by name.
+    let err = run_err(
+        Command::new(env!("CARGO_BIN_EXE_mimamori"))
+            .args(["--data-dir", "/tmp/x", "hunt", "--rules"])
+            .arg(c.join("sigma/rules"))
+            .arg("."),
+    );
+    assert!(
+        err.contains("--data-dir has no effect on `mimamori hunt`"),
+        "{err}"
+    );
 }
 
 #[test]

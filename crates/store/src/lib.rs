@@ -65,11 +65,27 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("invalid input: {0}")]
-    Invalid(#[from] InvalidInput),
+    Invalid(InvalidInput),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<InvalidInput> for StoreError {
+    fn from(e: InvalidInput) -> Self {
+        StoreError::Invalid(e)
+    }
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
 }
 
 impl StoreError {

@@ -61,11 +61,19 @@ pub enum StixError {
     #[error("bundle has {count} objects, more than the limit of {limit}")]
     TooManyObjects { count: usize, limit: usize },
     #[error("not well-formed JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("not a STIX document: {0}")]
     NotStix(String),
     #[error("strict import refused: {} invalid: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
     Strict(Vec<Reject>),
+}
+
+// By hand, not `#[from]`: the message already includes the inner error,
+// and as its `source` too `{:#}` (anyhow's chain) would print it twice.
+impl From<serde_json::Error> for StixError {
+    fn from(e: serde_json::Error) -> Self {
+        StixError::Json(e)
+    }
 }
 
 /// Parses, validates and translates one STIX 2.1 document: a bundle or a
