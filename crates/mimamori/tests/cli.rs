@@ -136,7 +136,8 @@ async fn init_admin_commands_and_serve() {
         "token", "create", "--org", "ipa", "--role", "boss", "--name", "x",
     ]));
     assert!(
-        err.contains("unknown role \"boss\"") && err.contains("supervisor-analyst"),
+        err.contains("invalid value 'boss' for '--role <ROLE>'")
+            && err.contains("supervisor-analyst"),
         "{err}"
     );
     let out = run_ok(mimamori(&data).args([
