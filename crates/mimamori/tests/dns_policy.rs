@@ -548,8 +548,22 @@ async fn intel_changes_are_patched_into_the_running_resolver() {
     until(m1_host, &dns, "x.shared-then-red.example", NOERROR);
     assert_eq!(ask(a1_host, &dns, "x.shared-then-red.example"), NXDOMAIN);
 
-    // The central SOC's exact name: the name, not what is under it.
-    import(&api, &soc, &root, "tlp=amber", "exact-only.example\n").await;
+    // The central SOC's exact name (`=name`: not its sub-domains, which a
+    // domain covers by default): the name, not what is under it.
+    import(&api, &soc, &root, "tlp=amber", "=exact-only.example\n").await;
+    until(m1_host, &dns, "exact-only.example", NXDOMAIN);
+    assert_eq!(ask(m1_host, &dns, "www.exact-only.example"), NOERROR);
+    // The same for a source of exact names.
+    import(
+        &api,
+        &soc,
+        &root,
+        "tlp=amber&subdomains=false",
+        "exact-source.example\n",
+    )
+    .await;
+    until(m1_host, &dns, "exact-source.example", NXDOMAIN);
+    assert_eq!(ask(m1_host, &dns, "www.exact-source.example"), NOERROR);
     until(m1_host, &dns, "exact-only.example", NXDOMAIN);
     assert_eq!(ask(m1_host, &dns, "www.exact-only.example"), NOERROR);
     assert_eq!(ask(a1_host, &dns, "exact-only.example"), NXDOMAIN);
