@@ -160,6 +160,10 @@ pub struct Zone {
     /// A PASSTHRU trigger of this zone only stops the zone's own blocks:
     /// later zones still decide (see [`Zone::with_passthru_falling_through`]).
     passthru_falls_through: bool,
+    /// A `*.x` trigger reaches every name under `x`, even below a name
+    /// that has its own exact trigger (see
+    /// [`Zone::with_wildcards_below_names`]).
+    wildcards_below_names: bool,
 }
 
 impl std::fmt::Debug for Zone {
@@ -255,7 +259,20 @@ impl Zone {
             disabled: false,
             signal_nxdomain_ra: false,
             passthru_falls_through: false,
+            wildcards_below_names: false,
         }
+    }
+
+    /// Makes a `*.x` trigger cover every name under `x`, also below a
+    /// name with an exact trigger of its own (RFC 4592 says a wildcard
+    /// does not reach below an existing name, which RPZ zone files follow).
+    /// Used for the intel zones, so a domain indicator that covers its
+    /// sub-domains blocks exactly what detection matches: the name and
+    /// every name under it on label boundaries, whatever other, exact,
+    /// indicators lie beneath it.
+    pub fn with_wildcards_below_names(mut self) -> Self {
+        self.wildcards_below_names = true;
+        self
     }
 
     /// Makes this zone's PASSTHRU triggers mean "no verdict here" instead
@@ -564,7 +581,12 @@ impl Zone {
     /// then the most specific `*.` wildcard. No allocation.
     #[inline]
     pub fn check_qname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
-        lookup_name(&self.names, self.overlay.as_deref(), name)
+        lookup_name(
+            &self.names,
+            self.overlay.as_deref(),
+            name,
+            self.wildcards_below_names,
+        )
     }
 
     /// This zone with `overlay` over its name triggers: for every name the
@@ -589,6 +611,7 @@ impl Zone {
             disabled: self.disabled,
             signal_nxdomain_ra: self.signal_nxdomain_ra,
             passthru_falls_through: self.passthru_falls_through,
+            wildcards_below_names: self.wildcards_below_names,
         }
     }
 
@@ -610,7 +633,7 @@ impl Zone {
     /// The NSDNAME trigger for a name server's name (lower-case wire), by
     /// the same exact-then-wildcard rule as QNAME triggers.
     pub fn check_nsdname(&self, name: &[u8]) -> Option<(u32, Trigger)> {
-        lookup_name(&self.ns_names, None, name).map(|(a, t)| {
+        lookup_name(&self.ns_names, None, name, false).map(|(a, t)| {
             let at = match t {
                 Trigger::Wildcard { at } => Some(at),
                 _ => None,
@@ -630,12 +653,14 @@ impl Zone {
 }
 
 /// The trigger for `name` in a name table: the exact name first, then the
-/// most specific `*.` wildcard. No allocation.
+/// most specific `*.` wildcard. No allocation. `below_names`: a wildcard
+/// also reaches below a name with its own exact trigger (not RFC 4592).
 #[inline]
 fn lookup_name(
     names: &NameTable,
     overlay: Option<&NameTable>,
     name: &[u8],
+    below_names: bool,
 ) -> Option<(u32, Trigger)> {
     if names.is_empty() && overlay.is_none() {
         return None;
@@ -664,7 +689,7 @@ fn lookup_name(
         // RFC 4592: a wildcard does not reach below an existing name;
         // `*.a` does not match `x.b.a` when `b.a` has its own trigger
         // (Unbound's rpz_qname scenario checks this).
-        if s.exact != NONE {
+        if s.exact != NONE && !below_names {
             return None;
         }
     }
@@ -783,6 +808,12 @@ pub struct Policy {
     generation: u64,
     /// The org of clients in no org's network and without a DoH token.
     fallback: Option<usize>,
+    /// Such clients are refused (REFUSED, DoH 403) instead.
+    refuse_unattributed: bool,
+    /// The index of the copy of an org's policy that unattributed clients
+    /// get without being credited to the org ([`Policy::org_name`] is
+    /// `None` for it): see [`Policy::with_unattributed_policy_of`].
+    unattributed: Option<usize>,
     org_index: std::collections::HashMap<Arc<str>, usize>,
     /// DoH path tokens by the SHA-256 of the secret.
     doh_tokens: std::collections::HashMap<[u8; 32], DohToken>,
@@ -804,10 +835,17 @@ struct DohToken {
     expires: Option<std::time::SystemTime>,
 }
 
-/// A DoH path token that selects no org: unknown, revoked or expired.
+/// Why a client gets no answer at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("unknown, revoked or expired DNS client token")]
-pub struct UnknownToken;
+pub enum UnknownToken {
+    /// A DoH path token that selects no org: unknown, revoked or expired.
+    #[error("unknown, revoked or expired DNS client token")]
+    Token,
+    /// A client address in no org's network, without a token, while the
+    /// policy refuses unattributed clients.
+    #[error("client address in no organisation's network; unattributed clients are refused")]
+    Unattributed,
+}
 
 /// The SHA-256 of a DoH path token, the form a [`Policy`] holds tokens in
 /// (the same digest the store keeps of every token secret).
@@ -848,6 +886,41 @@ impl Policy {
         self
     }
 
+    /// Clients in no org's network and without a DoH token are refused:
+    /// [`Policy::select_org`] fails for them.
+    pub fn with_unattributed_refused(mut self) -> Self {
+        self.refuse_unattributed = true;
+        self
+    }
+
+    /// Clients in no org's network and without a DoH token get the policy
+    /// of the org named `name` (typically the root, whose lists bind
+    /// everyone), but are not credited to it: their org is a copy of its
+    /// policy without networks, whose [`Policy::org_name`] is `None`, so
+    /// their query log carries no org.
+    pub fn with_unattributed_policy_of(mut self, name: &str) -> Self {
+        let Some(mut copy) = self
+            .org_index
+            .get(name)
+            .and_then(|&i| self.orgs.get(i).cloned())
+        else {
+            return self;
+        };
+        copy.networks.clear();
+        let idx = self.orgs.len();
+        self.orgs.push(copy);
+        self.fallback = Some(idx);
+        self.unattributed = Some(idx);
+        self.refuse_unattributed = false;
+        self
+    }
+
+    /// Whether `org` (from [`Policy::select_org`]) is the unattributed
+    /// clients' policy, or none.
+    pub fn is_unattributed(&self, org: Option<usize>) -> bool {
+        org.is_none() || org == self.unattributed
+    }
+
     /// A DoH path token (by [`token_digest`]) that selects the org named
     /// `org` for clients outside every org's networks. A token of an org
     /// not in the policy is ignored.
@@ -885,17 +958,21 @@ impl Policy {
         token: Option<&[u8; 32]>,
     ) -> Result<Option<usize>, UnknownToken> {
         let by_token = match token {
-            Some(d) => Some(self.doh_token_org(d).ok_or(UnknownToken)?),
+            Some(d) => Some(self.doh_token_org(d).ok_or(UnknownToken::Token)?),
             None => None,
         };
         // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; org
         // networks are declared as IPv4.
-        Ok(self
+        let org = self
             .org_nets
             .lookup(ip.to_canonical())
             .map(|(i, _)| *i)
             .or(by_token)
-            .or(self.fallback))
+            .or(self.fallback);
+        if org.is_none() && self.refuse_unattributed {
+            return Err(UnknownToken::Unattributed);
+        }
+        Ok(org)
     }
 
     fn refresh(&mut self) {
@@ -959,8 +1036,12 @@ impl Policy {
         self.org_nets.lookup(ip).map(|(i, _)| *i).or(self.fallback)
     }
 
+    /// The name of the org a query is credited to; `None` for no org and
+    /// for unattributed clients.
     pub fn org_name(&self, org: Option<usize>) -> Option<&Arc<str>> {
-        org.and_then(|i| self.orgs.get(i)).map(|o| &o.name)
+        org.filter(|&i| Some(i) != self.unattributed)
+            .and_then(|i| self.orgs.get(i))
+            .map(|o| &o.name)
     }
 
     /// The org's contact for the block page ([`OrgPolicy::contact`]).
@@ -1261,6 +1342,42 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_below_names_cover_every_sub_domain_on_label_boundaries() {
+        let build = |below: bool| {
+            let mut z = Zone::new("intel");
+            if below {
+                z = z.with_wildcards_below_names();
+            }
+            for n in ["bad.example", "*.bad.example", "exact.cdn.bad.example"] {
+                z.add_qname(n, Action::NxDomain).expect("name");
+            }
+            Policy::new(vec![Arc::new(z)])
+        };
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let rfc = build(false);
+        let intel = build(true);
+        for p in [&rfc, &intel] {
+            assert!(p.check_query(None, ip, &w("bad.example")).is_some());
+            assert!(p.check_query(None, ip, &w("update.bad.example")).is_some());
+            assert!(p
+                .check_query(None, ip, &w("exact.cdn.bad.example"))
+                .is_some());
+            assert!(p.check_query(None, ip, &w("notbad.example")).is_none());
+            assert!(p.check_query(None, ip, &w("x.notbad.example")).is_none());
+            assert!(p.check_query(None, ip, &w("bad.example.other")).is_none());
+        }
+        // RFC 4592: the wildcard stops at the existing name...
+        assert!(rfc
+            .check_query(None, ip, &w("x.exact.cdn.bad.example"))
+            .is_none());
+        // ...the intel rule does not: bad.example covers all beneath it.
+        let hit = intel
+            .check_query(None, ip, &w("x.exact.cdn.bad.example"))
+            .expect("hit");
+        assert_eq!(hit.rule(&w("x.exact.cdn.bad.example")), "*.bad.example");
+    }
+
+    #[test]
     fn an_overlay_adds_changes_and_removes_names_and_shares_the_base() {
         let base = Arc::new(
             Zone::blocklist("intel", "gone.example\nkept.example\nnarrowed.example\n")
@@ -1356,6 +1473,49 @@ mod tests {
         let z = Zone::blocklist("bl", "evil.example\n").expect("ok");
         let p = Policy::new(vec![Arc::new(z)]);
         assert!(!p.has_ns_triggers());
+    }
+
+    #[test]
+    fn unattributed_clients_are_refused_or_given_the_root_policy_uncredited() {
+        let root_list = Arc::new(Zone::blocklist("root-list", "mandated.example\n").expect("ok"));
+        let base = || {
+            Policy::new(vec![Arc::new(
+                Zone::blocklist("intel", "evil.example\n").expect("ok"),
+            )])
+            .with_org(OrgPolicy {
+                name: "root".into(),
+                networks: vec!["192.0.2.0/24".parse().expect("net")],
+                zones: vec![root_list.clone()],
+                contact: None,
+            })
+        };
+        let member: IpAddr = "192.0.2.9".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.1".parse().expect("ip");
+
+        // Refused: no org, no answer; declared clients as before.
+        let p = base().with_unattributed_refused();
+        assert_eq!(
+            p.select_org(stranger, None),
+            Err(UnknownToken::Unattributed)
+        );
+        let m = p.select_org(member, None).expect("member");
+        assert_eq!(p.org_name(m).map(|s| &**s), Some("root"));
+
+        // Logged: the root's policy applies, but the query is nobody's.
+        let p = base().with_unattributed_policy_of("root");
+        let u = p.select_org(stranger, None).expect("answered");
+        assert!(p.is_unattributed(u));
+        assert_eq!(p.org_name(u), None);
+        assert!(p.check_query(u, stranger, &w("mandated.example")).is_some());
+        assert!(p.check_query(u, stranger, &w("evil.example")).is_some());
+        let m = p.select_org(member, None).expect("member");
+        assert!(!p.is_unattributed(m));
+        assert_eq!(p.org_name(m).map(|s| &**s), Some("root"));
+
+        // The old behaviour, still available: credited to the fallback.
+        let p = base().with_fallback_org("root");
+        let f = p.select_org(stranger, None).expect("answered");
+        assert_eq!(p.org_name(f).map(|s| &**s), Some("root"));
     }
 
     #[test]

@@ -86,10 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let text = std::fs::read_to_string(&path)?;
-    let opts = ListOptions {
-        subdomains: true,
-        ..ListOptions::new(Provenance::new("bench", time::OffsetDateTime::now_utc()))
-    };
+    let opts = ListOptions::new(Provenance::new("bench", time::OffsetDateTime::now_utc()));
     let batch = import_list(&text, ListFormat::Plain, &opts);
     let import_s = t.elapsed().as_secs_f64();
     drop(text);

@@ -25,10 +25,10 @@ pub enum ListFormat {
 pub struct ListOptions {
     pub provenance: Provenance,
     /// What the values are; `None`: guessed per value (CSV: from the
-    /// column name first).
+    /// column name first). Whether domains cover their sub-domains is the
+    /// provenance's default ([`Provenance::subdomains`]); a value written
+    /// `=name` is that name only, `*.name` the name and its sub-domains.
     pub kind_hint: Option<Kind>,
-    /// Domains also cover their sub-domains (`Domain { exact: false }`).
-    pub subdomains: bool,
     /// CSV: the column holding the indicator, by header name. `None`:
     /// a well-known name (`url`, `ioc_value`, `dst_ip`, …), else the column
     /// whose values normalize most often.
@@ -40,7 +40,6 @@ impl ListOptions {
         ListOptions {
             provenance,
             kind_hint: None,
-            subdomains: false,
             column: None,
         }
     }
@@ -76,11 +75,39 @@ fn strip_comment(line: &str) -> &str {
     t[..cut].trim()
 }
 
-fn widen(kind: IndicatorKind, opts: &ListOptions) -> IndicatorKind {
-    match kind {
-        IndicatorKind::Domain { .. } if opts.subdomains => IndicatorKind::Domain { exact: false },
-        k => k,
+/// A value's own sub-domain marker: `=name` is the name only (`Some(false)`,
+/// and the value without the `=`), `*.name` the name and its sub-domains
+/// (`Some(true)`); anything else follows the source's default (`None`).
+fn domain_marker(v: &str) -> (Option<bool>, &str) {
+    if let Some(rest) = v.strip_prefix('=') {
+        (Some(false), rest.trim_start())
+    } else if v.starts_with("*.") {
+        (Some(true), v)
+    } else {
+        (None, v)
     }
+}
+
+/// Normalizes one list value under the source's provenance and the value's
+/// own sub-domain marker.
+fn list_indicator(
+    hint: Option<Kind>,
+    v: &str,
+    prov: &Provenance,
+) -> Result<Indicator, crate::normalize::NormError> {
+    let (marker, v) = domain_marker(v);
+    // A `domain` column or hint names domains, not their coverage: that is
+    // the source's default or the value's marker.
+    let hint = match hint {
+        Some(Kind::Domain) => Some(Kind::Hostname),
+        h => h,
+    };
+    let (kind, value) = normalize(hint, v)?;
+    let mut ind = prov.indicator(kind, value);
+    if let Some(sub) = marker {
+        ind.set_subdomains(sub);
+    }
+    Ok(ind)
 }
 
 fn plain(text: &str, opts: &ListOptions) -> ImportBatch {
@@ -90,8 +117,8 @@ fn plain(text: &str, opts: &ListOptions) -> ImportBatch {
         if v.is_empty() {
             continue;
         }
-        match normalize(opts.kind_hint, v) {
-            Ok((kind, value)) => batch.push(opts.provenance.indicator(widen(kind, opts), value)),
+        match list_indicator(opts.kind_hint, v, &opts.provenance) {
+            Ok(ind) => batch.push(ind),
             Err(e) => batch.reject(format!("line {}", n + 1), e.to_string()),
         }
     }
@@ -111,11 +138,7 @@ const HOSTS_SELF: [&str; 7] = [
 
 fn hosts(text: &str, opts: &ListOptions) -> ImportBatch {
     let mut batch = ImportBatch::default();
-    let hint = if opts.subdomains {
-        Kind::Domain
-    } else {
-        Kind::Hostname
-    };
+    let hint = Kind::Hostname;
     for (n, line) in text.lines().enumerate() {
         let v = strip_comment(line);
         if v.is_empty() {
@@ -137,8 +160,8 @@ fn hosts(text: &str, opts: &ListOptions) -> ImportBatch {
                 continue;
             }
             any = true;
-            match normalize(Some(hint), name) {
-                Ok((kind, value)) => batch.push(opts.provenance.indicator(kind, value)),
+            match list_indicator(Some(hint), name, &opts.provenance) {
+                Ok(ind) => batch.push(ind),
                 Err(e) => batch.reject(path.clone(), e.to_string()),
             }
         }
@@ -311,9 +334,8 @@ fn csv_list(text: &str, opts: &ListOptions) -> ImportBatch {
             batch.reject(path, format!("no value in column {}", col + 1));
             continue;
         };
-        match normalize(hint, v) {
-            Ok((kind, value)) => {
-                let mut ind = opts.provenance.indicator(widen(kind, opts), value);
+        match list_indicator(hint, v, &opts.provenance) {
+            Ok(mut ind) => {
                 if let Some(t) = first_seen
                     .and_then(|c| row.get(c))
                     .and_then(|s| parse_time(s))
@@ -345,8 +367,9 @@ fn csv_list(text: &str, opts: &ListOptions) -> ImportBatch {
 }
 
 /// One value per line, sorted, of the active indicators at or below
-/// `max_tlp` whose kind is in `kinds` (all kinds when empty). Non-exact
-/// domains are written `*.name`, which [`import_list`] reads back.
+/// `max_tlp` whose kind is in `kinds` (all kinds when empty). Domains are
+/// written `*.name` when they cover their sub-domains and `=name` when they
+/// do not, which [`import_list`] reads back whatever the source's default.
 pub fn export_plain(
     indicators: &[Indicator],
     kinds: &[Kind],
@@ -357,7 +380,10 @@ pub fn export_plain(
         .iter()
         .filter(|i| i.tlp <= max_tlp && i.is_active(now))
         .filter(|i| kinds.is_empty() || kinds.contains(&i.kind.key()))
-        .map(|i| display(i.kind, &i.value).into_owned())
+        .map(|i| match i.kind {
+            IndicatorKind::Domain { exact: true } => format!("={}", i.value),
+            k => display(k, &i.value).into_owned(),
+        })
         .collect();
     lines.sort();
     lines.dedup();
@@ -431,38 +457,84 @@ mod tests {
 
     #[test]
     fn plain_lists() {
-        let text = "# comment\n; other comment\n\nevil[.]com\n1.2.3.4 # inline\nnot a value\n*.wide.example\nhxxp://x.example/a\n10.0.0.1/8\n";
+        let text = "# comment\n; other comment\n\nevil[.]com\n1.2.3.4 # inline\nnot a value\n*.wide.example\nhxxp://x.example/a\n10.0.0.1/8\n= only.example\n";
         let b = import_list(text, ListFormat::Plain, &opts());
         let got: Vec<(IndicatorKind, &str)> = b
             .indicators
             .iter()
             .map(|i| (i.kind, i.value.as_str()))
             .collect();
+        // By default a domain covers its sub-domains; `=name` does not.
         assert_eq!(
             got,
             vec![
-                (IndicatorKind::Domain { exact: true }, "evil.com"),
+                (IndicatorKind::Domain { exact: false }, "evil.com"),
                 (IndicatorKind::Ipv4, "1.2.3.4"),
                 (IndicatorKind::Domain { exact: false }, "wide.example"),
                 (IndicatorKind::Url, "http://x.example/a"),
+                (IndicatorKind::Domain { exact: true }, "only.example"),
             ]
         );
         assert_eq!(b.rejects.len(), 2);
         assert_eq!(b.rejects[0].path, "line 6");
         assert_eq!(b.rejects[1].path, "line 9");
         assert!(b.rejects[1].reason.contains("host bits"), "{:?}", b.rejects);
-        let wide = import_list(
-            "evil.com\n",
+
+        // A source that lists exact names: bare names are exact, the
+        // markers still decide for their own line.
+        let mut exact = opts();
+        exact.provenance.subdomains = false;
+        let b = import_list(
+            "evil.com\n*.wide.example\n=only.example\n",
             ListFormat::Plain,
-            &ListOptions {
-                subdomains: true,
-                ..opts()
-            },
+            &exact,
         );
+        let got: Vec<(Option<bool>, &str)> = b
+            .indicators
+            .iter()
+            .map(|i| (i.subdomains(), i.value.as_str()))
+            .collect();
         assert_eq!(
-            wide.indicators[0].kind,
-            IndicatorKind::Domain { exact: false }
+            got,
+            vec![
+                (Some(false), "evil.com"),
+                (Some(true), "wide.example"),
+                (Some(false), "only.example"),
+            ]
         );
+        // `=` on something that is not a domain is just that value.
+        let b = import_list("=192.0.2.1\n", ListFormat::Plain, &opts());
+        assert_eq!(b.indicators[0].kind, IndicatorKind::Ipv4);
+    }
+
+    #[test]
+    fn hosts_and_csv_follow_the_source_default() {
+        let hosts = "0.0.0.0 ads.example =exact.example\n";
+        let b = import_list(hosts, ListFormat::Hosts, &opts());
+        let got: Vec<Option<bool>> = b.indicators.iter().map(|i| i.subdomains()).collect();
+        assert_eq!(got, vec![Some(true), Some(false)]);
+        let mut exact = opts();
+        exact.provenance.subdomains = false;
+        let b = import_list(hosts, ListFormat::Hosts, &exact);
+        let got: Vec<Option<bool>> = b.indicators.iter().map(|i| i.subdomains()).collect();
+        assert_eq!(got, vec![Some(false), Some(false)]);
+
+        let csv = "# domain,malware\nbad.example,x\n=host.bad.example,y\n";
+        let b = import_list(csv, ListFormat::Csv, &opts());
+        let got: Vec<(Option<bool>, &str)> = b
+            .indicators
+            .iter()
+            .map(|i| (i.subdomains(), i.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(true), "bad.example"),
+                (Some(false), "host.bad.example")
+            ]
+        );
+        let b = import_list(csv, ListFormat::Csv, &exact);
+        assert_eq!(b.indicators[0].subdomains(), Some(false));
     }
 
     #[test]
@@ -529,7 +601,8 @@ mod tests {
 
     #[test]
     fn exports() {
-        let p = Provenance::new("t", OffsetDateTime::UNIX_EPOCH);
+        let mut p = Provenance::new("t", OffsetDateTime::UNIX_EPOCH);
+        p.subdomains = false;
         let mut inds = vec![
             p.indicator(IndicatorKind::Domain { exact: false }, "evil.com".into()),
             p.indicator(IndicatorKind::Domain { exact: true }, "host.example".into()),
@@ -544,14 +617,24 @@ mod tests {
         inds[4].detection = false;
         let now = OffsetDateTime::UNIX_EPOCH;
         let plain = export_plain(&inds, &[], Tlp::Amber, now);
-        assert_eq!(plain, "*.evil.com\n192.0.2.1\nhost.example\n");
-        let back = import_list(&plain, ListFormat::Plain, &opts());
-        assert!(back.rejects.is_empty());
-        assert_eq!(back.indicators.len(), 3);
-        assert_eq!(
-            back.indicators[0].kind,
-            IndicatorKind::Domain { exact: false }
-        );
+        assert_eq!(plain, "*.evil.com\n192.0.2.1\n=host.example\n");
+        // Read back under the default (sub-domains) and an exact source
+        // alike: the same indicators.
+        for sub in [true, false] {
+            let mut o = opts();
+            o.provenance.subdomains = sub;
+            let back = import_list(&plain, ListFormat::Plain, &o);
+            assert!(back.rejects.is_empty());
+            let kinds: Vec<IndicatorKind> = back.indicators.iter().map(|i| i.kind).collect();
+            assert_eq!(
+                kinds,
+                vec![
+                    IndicatorKind::Domain { exact: false },
+                    IndicatorKind::Ipv4,
+                    IndicatorKind::Domain { exact: true },
+                ]
+            );
+        }
         assert_eq!(
             export_plain(&inds, &[Kind::Ipv4], Tlp::Amber, now),
             "192.0.2.1\n"

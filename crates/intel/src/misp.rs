@@ -137,6 +137,8 @@ fn tag_names(o: &Value) -> Vec<String> {
 #[derive(Default, Clone)]
 struct TagInfo {
     tlp: Option<Tlp>,
+    /// `mimamori:subdomains="true"|"false"`.
+    subdomains: Option<bool>,
     techniques: Vec<String>,
     related: Vec<String>,
     tags: Vec<String>,
@@ -158,12 +160,24 @@ fn galaxy(kind: &str, value: &str, info: &mut TagInfo) {
     union_into(&mut info.related, vec![format!("{kind}:{value}")]);
 }
 
+/// The tag (on an attribute, or on the event for all its attributes) that
+/// says whether a `domain`/`hostname` attribute covers its sub-domains:
+/// `mimamori:subdomains="false"` for the name only. Without it the source's
+/// default ([`Provenance::subdomains`]) decides.
+pub const SUBDOMAINS_TAG: &str = "mimamori:subdomains=";
+
 fn tag_info(names: &[String]) -> TagInfo {
     let mut info = TagInfo::default();
     for n in names {
         if let Some(t) = Tlp::parse_label(n).filter(|_| n.to_ascii_lowercase().starts_with("tlp:"))
         {
             info.tlp = Some(info.tlp.map_or(t, |o| o.max(t)));
+        } else if let Some(v) = n.strip_prefix(SUBDOMAINS_TAG) {
+            match v.trim_matches('"').to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => info.subdomains = Some(true),
+                "false" | "no" | "0" => info.subdomains = Some(false),
+                _ => union_into(&mut info.tags, vec![n.clone()]),
+            }
         } else if let Some(rest) = n.strip_prefix("misp-galaxy:") {
             if let Some((kind, value)) = rest.split_once('=') {
                 galaxy(kind, value.trim_matches('"'), &mut info);
@@ -181,14 +195,16 @@ fn attribute_values(ty: &str, value: &str) -> Option<Vec<(Kind, String)>> {
     let left = |v: &str| v.rsplit_once('|').map_or(v, |(l, _)| l).to_owned();
     let right = |v: &str| v.rsplit_once('|').map_or(v, |(_, r)| r).to_owned();
     Some(match ty {
-        "domain" => vec![(Kind::Domain, value.to_owned())],
+        // `domain` and `hostname` alike: whether sub-domains are covered is
+        // the source's default or the attribute's `mimamori:subdomains` tag.
+        "domain" => vec![(Kind::Hostname, value.to_owned())],
         "hostname" => vec![(Kind::Hostname, value.to_owned())],
         "ip-src" | "ip-dst" => vec![(Kind::Ip, value.to_owned())],
         "ip-src|port" | "ip-dst|port" => vec![(Kind::Ip, left(value))],
         "hostname|port" => vec![(Kind::Hostname, left(value))],
         "domain|ip" => {
             let (d, i) = value.split_once('|')?;
-            vec![(Kind::Domain, d.to_owned()), (Kind::Ip, i.to_owned())]
+            vec![(Kind::Hostname, d.to_owned()), (Kind::Ip, i.to_owned())]
         }
         "url" => vec![(Kind::Url, value.to_owned())],
         "md5" => vec![(Kind::Md5, value.to_owned())],
@@ -440,6 +456,9 @@ fn attribute(
         match normalize(Some(hint), &v) {
             Ok((kind, norm)) => {
                 let mut ind = ctx.prov.indicator(kind, norm);
+                if let Some(sub) = atags.subdomains.or(ctx.tags.subdomains) {
+                    ind.set_subdomains(sub);
+                }
                 ind.sources = ctx.source.clone();
                 ind.tlp = tlp;
                 ind.detection = truthy(a.get("to_ids"));
@@ -664,6 +683,9 @@ pub fn export_misp_feed(
                 let (k, v) = r.split_once(':').unwrap_or(("related", r));
                 json!({"name": format!("misp-galaxy:{k}=\"{v}\"")})
             }));
+            if let Some(sub) = i.subdomains() {
+                tags.push(json!({"name": format!("{SUBDOMAINS_TAG}\"{sub}\"")}));
+            }
             let attr_uuid = Uuid::new_v5(
                 &FEED_NAMESPACE,
                 format!("{:?}:{}", i.kind.key(), i.value).as_bytes(),
@@ -752,7 +774,7 @@ mod tests {
         assert_eq!(
             attribute_values("domain|ip", "evil.com|1.2.3.4"),
             Some(vec![
-                (Kind::Domain, "evil.com".into()),
+                (Kind::Hostname, "evil.com".into()),
                 (Kind::Ip, "1.2.3.4".into())
             ])
         );

@@ -257,6 +257,24 @@ impl Indicator {
         }
     }
 
+    /// For a domain: set whether it covers its sub-domains (an indicator's
+    /// own marker, which wins over its source's default). Other kinds are
+    /// left alone.
+    pub fn set_subdomains(&mut self, subdomains: bool) {
+        if let IndicatorKind::Domain { .. } = self.kind {
+            self.kind = IndicatorKind::Domain { exact: !subdomains };
+        }
+    }
+
+    /// For a domain, whether it covers its sub-domains; `None` for other
+    /// kinds.
+    pub fn subdomains(&self) -> Option<bool> {
+        match self.kind {
+            IndicatorKind::Domain { exact } => Some(!exact),
+            _ => None,
+        }
+    }
+
     /// Folds another report of the same indicator into this one. The union
     /// of everything is kept; the stricter TLP and the higher confidence win
     /// (a second source can only restrict sharing, never widen it); a
@@ -408,6 +426,12 @@ pub struct Provenance {
     /// How long indicators stay valid when the input gives no end;
     /// `None`: no end, only the score decays.
     pub valid_for: Option<time::Duration>,
+    /// The source's default for domain indicators: also cover every
+    /// sub-domain (true, the default, as RPZ's `*.name` and Protective DNS
+    /// services do) or only the name itself. An indicator's own marker
+    /// (list `=name` / `*.name`, STIX `x_mimamori_subdomains` or a
+    /// `LIKE '%.name'` pattern, MISP tag `mimamori:subdomains="…"`) wins.
+    pub subdomains: bool,
 }
 
 impl Provenance {
@@ -418,11 +442,20 @@ impl Provenance {
             confidence: 50,
             now,
             valid_for: None,
+            subdomains: true,
         }
     }
 
-    /// An indicator stamped with this provenance.
+    /// An indicator stamped with this provenance. An exact domain is
+    /// widened to its sub-domains when the source's default says so; a
+    /// domain already marked as covering them stays so.
     pub fn indicator(&self, kind: IndicatorKind, value: String) -> Indicator {
+        let kind = match kind {
+            IndicatorKind::Domain { exact: true } if self.subdomains => {
+                IndicatorKind::Domain { exact: false }
+            }
+            k => k,
+        };
         let mut ind = Indicator::new(kind, value, self.now);
         ind.sources = vec![self.source.clone()];
         ind.tlp = self.tlp;

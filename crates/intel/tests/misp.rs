@@ -80,11 +80,12 @@ fn long_event_types_to_ids_and_tlp() {
     assert!(b.indicators.iter().all(|i| i
         .sources
         .contains(&"misp-event:57153590-f73c-49fa-be4b-4737950d210f".to_owned())));
-    // to_ids false → context only, true → detection.
+    // to_ids false → context only, true → detection. Hostnames cover
+    // their sub-domains by default, as every domain does.
     let hostnames: Vec<_> = b
         .indicators
         .iter()
-        .filter(|i| i.kind == IndicatorKind::Domain { exact: true })
+        .filter(|i| i.kind == IndicatorKind::Domain { exact: false })
         .collect();
     assert!(hostnames.iter().any(|i| i.detection));
     assert!(hostnames.iter().any(|i| !i.detection));

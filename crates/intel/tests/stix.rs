@@ -303,7 +303,7 @@ fn observables_become_context_indicators() {
     assert!(b
         .indicators
         .iter()
-        .any(|i| matches!(i.kind, IndicatorKind::Domain { exact: true })));
+        .any(|i| matches!(i.kind, IndicatorKind::Domain { exact: false })));
     let with = StixOptions {
         sco_detection: true,
         ..opts()

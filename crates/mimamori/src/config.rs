@@ -428,8 +428,9 @@ impl Config {
     /// Applies `MIMAMORI_API_LISTEN`, `MIMAMORI_API_TLS`,
     /// `MIMAMORI_API_TLS_CERT`, `MIMAMORI_API_TLS_KEY`, `MIMAMORI_DATABASE_URL`,
     /// `MIMAMORI_SYSLOG_UDP`, `MIMAMORI_SYSLOG_TCP`, `MIMAMORI_SYSLOG_TLS` and
-    /// `MIMAMORI_INGEST_QUEUE_EVENTS`; `MIMAMORI_PDNS_LISTEN` and
-    /// `MIMAMORI_PDNS_UPSTREAMS` (comma-separated).
+    /// `MIMAMORI_INGEST_QUEUE_EVENTS`; `MIMAMORI_PDNS_LISTEN`,
+    /// `MIMAMORI_PDNS_UPSTREAMS` (comma-separated) and
+    /// `MIMAMORI_PDNS_UNATTRIBUTED` (`refuse` or `log`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("MIMAMORI_API_LISTEN") {
             self.api.listen = v.parse().with_context(|| {
@@ -466,6 +467,11 @@ impl Config {
                         format!("{key}={v:?} is not an address like 0.0.0.0:514")
                     })?);
             }
+        }
+        if let Some(v) = get("MIMAMORI_PDNS_UNATTRIBUTED") {
+            self.pdns.unattributed = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("MIMAMORI_PDNS_UNATTRIBUTED={v:?}: {e}"))?;
         }
         if let Some(v) = get("MIMAMORI_PDNS_UPSTREAMS") {
             self.pdns.upstreams = v

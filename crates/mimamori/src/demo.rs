@@ -160,6 +160,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     cfg.pdns.block_page_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     cfg.pdns.block_page_contact =
         Some("Central SOC (demo): soc@example.org, +81-3-0000-0000".into());
+    // `dig` from this machine is in no demo org's network: answered with
+    // the root's policy and logged as unattributed, credited to no org.
+    cfg.pdns.unattributed = crate::dns_policy::Unattributed::Log;
     let corpora = corpora_dir();
     if let Some(c) = &corpora {
         let rules = c.join("sigma/rules");
@@ -267,7 +270,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' {url}/api/v1/campaigns");
     println!("    An org's own analyst sees only its org's alerts; the supervisor its sub-tree.");
     println!("    Add intel (a retro-hunt over the archive follows):");
-    println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' --data-binary 'evil.example' '{url}/api/v1/intel/import?format=plain&subdomains=true'");
+    println!("      curl -s -H 'Authorization: Bearer {soc_analyst}' --data-binary 'evil.example' '{url}/api/v1/intel/import?format=plain'");
     println!();
     println!("  not in this demo yet: attack surface, cloud configuration, malware triage (see the open issues).");
     if let Some(ingest) = running.ingest.clone() {
@@ -380,8 +383,7 @@ async fn seed_intel(store: &Store) -> anyhow::Result<usize> {
     let mut prov = Provenance::new("demo C2 feed", time::OffsetDateTime::now_utc());
     prov.tlp = Tlp::Amber;
     prov.confidence = 90;
-    let mut opts = ListOptions::new(prov);
-    opts.subdomains = true;
+    let opts = ListOptions::new(prov);
     let text = format!("{}\n192.0.2.66\n", crate::demo_feed::C2_DOMAIN);
     let batch = import_list(&text, ListFormat::Plain, &opts);
     let r = store

@@ -9,9 +9,10 @@
 //!   triggers shadow the built zones' for exactly those names (added,
 //!   changed or removed), so a feed of a thousand domains reaches a policy
 //!   of a million without rebuilding it. The overlay is dropped by the next
-//!   full rebuild, which comes when it grows past [`PATCH_MAX_NAMES`] or
-//!   the base is older than [`BASE_MAX_AGE`] (that rebuild also drops
-//!   indicators that expired by time alone).
+//!   full rebuild, which comes when it grows past [`PATCH_MAX_NAMES`], when
+//!   a change finds the base older than [`BASE_MAX_AGE`], or when an
+//!   indicator in force expires by time alone (its `valid_until`). Nothing
+//!   changed and nothing expired: no rebuild, however old the base.
 
 use mimamori_dns::table::NameTable;
 use mimamori_dns::{Action, OrgPolicy, Policy, Zone};
@@ -20,6 +21,34 @@ use mimamori_store::{ActiveIndicator, DnsClientToken, DnsListItem, DnsListKind, 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What the resolver does with a client whose address is in no org's
+/// declared network and that presents no DoH token (`[pdns]
+/// unattributed`). Such a query is never credited to an org.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unattributed {
+    /// Answer REFUSED (DoH: 403), resolve nothing. The default: a resolver
+    /// serves the member orgs it knows, not whoever reaches it.
+    #[default]
+    Refuse,
+    /// Answer with the root's policy (its lists bind everyone, plus the
+    /// intel for everyone and the configured zones) and log the queries as
+    /// unattributed telemetry: in `serve`'s log, in no org's events, so no
+    /// org's detection or alerts see them.
+    Log,
+}
+
+impl std::str::FromStr for Unattributed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "refuse" => Ok(Unattributed::Refuse),
+            "log" => Ok(Unattributed::Log),
+            other => Err(format!("{other:?} is not refuse or log")),
+        }
+    }
+}
 
 /// Names an overlay may hold before a full rebuild is cheaper (each patch
 /// rebuilds the overlay tables, checking every name against every org's
@@ -131,6 +160,7 @@ struct IntelZones {
 /// slots get it too).
 fn intel_zone(name: &str, shared_with: &str, sinkhole: Option<&Action>) -> Zone {
     let z = Zone::new(name)
+        .with_wildcards_below_names()
         .with_ede(EDE_BLOCKED)
         .with_description(&format!(
             "Threat intelligence: domains reported as malicious, shared with {shared_with}"
@@ -214,14 +244,16 @@ fn intel_zones(
 /// 4. the intel shared with O, then the global zones: the configured files
 ///    (allowlists, RPZ, blocklists) and the intel for everyone.
 ///
-/// Clients in no org's network and without a DoH token get the root's
-/// policy.
+/// Clients in no org's network and without a DoH token are refused, or
+/// get the root's policy without being credited to the root (see
+/// [`Unattributed`]).
 fn assemble(
     file_zones: &[Arc<Zone>],
     intel: &IntelZones,
     orgs: &[mimamori_core::Org],
     lists: &HashMap<String, OrgLists>,
     tokens: &[DnsClientToken],
+    unattributed: Unattributed,
 ) -> Policy {
     let root = orgs.iter().find(|o| o.parent_id.is_none());
     let mut zones: Vec<Arc<Zone>> = file_zones.to_vec();
@@ -267,9 +299,12 @@ fn assemble(
             contact,
         });
     }
-    if let Some(r) = root {
-        policy = policy.with_fallback_org(r.id.as_str());
-    }
+    policy = match (unattributed, root) {
+        (Unattributed::Log, Some(r)) => policy.with_unattributed_policy_of(r.id.as_str()),
+        // No org tree yet: the global zones, credited to nobody.
+        (Unattributed::Log, None) => policy,
+        (Unattributed::Refuse, _) => policy.with_unattributed_refused(),
+    };
     for t in tokens {
         let Some(digest) = hex32(&t.secret_hash) else {
             continue;
@@ -382,6 +417,22 @@ pub struct PolicyState {
     overlay: HashMap<Vec<u8>, Decision>,
     /// What the policy reflects.
     pub version: Version,
+    unattributed: Unattributed,
+    /// The first time an indicator in force stops by time alone (its
+    /// `valid_until`), when the policy must be rebuilt although the store
+    /// did not change.
+    next_expiry: Option<time::OffsetDateTime>,
+}
+
+/// The earliest `valid_until` of `rows`, and `also`.
+fn first_expiry<'a>(
+    rows: impl IntoIterator<Item = &'a ActiveIndicator>,
+    also: Option<time::OffsetDateTime>,
+) -> Option<time::OffsetDateTime> {
+    rows.into_iter()
+        .filter_map(|a| a.indicator.valid_until)
+        .chain(also)
+        .min()
 }
 
 /// How the policy was brought up to date.
@@ -402,6 +453,7 @@ impl PolicyState {
         store: &Store,
         files: &[Arc<Zone>],
         sinkhole: Option<Action>,
+        unattributed: Unattributed,
     ) -> anyhow::Result<PolicyState> {
         let version = Version::of(store).await?;
         let indicators = store.intel_active().await?;
@@ -417,6 +469,7 @@ impl PolicyState {
         let tokens = store.dns_client_tokens().await?;
         let files = files.to_vec();
         Ok(tokio::task::spawn_blocking(move || {
+            let next_expiry = first_expiry(&indicators, None);
             let root_path = root_path(&orgs);
             let base = intel_zones(&indicators, &orgs, &root_path, sinkhole.as_ref());
             let block = sinkhole.clone().unwrap_or(Action::NxDomain);
@@ -432,6 +485,8 @@ impl PolicyState {
                 base_built: Instant::now(),
                 overlay: HashMap::new(),
                 version,
+                unattributed,
+                next_expiry,
             }
         })
         .await?)
@@ -445,6 +500,7 @@ impl PolicyState {
             &self.orgs,
             &self.lists,
             &self.tokens,
+            self.unattributed,
         )
     }
 
@@ -459,15 +515,22 @@ impl PolicyState {
         files_changed: bool,
     ) -> anyhow::Result<(Refresh, Option<Policy>)> {
         let young = self.base_built.elapsed() < BASE_MAX_AGE;
-        if now == self.version && !files_changed && young {
+        // Nothing changed in the store and nothing expired by time: the
+        // policy in force is the one a rebuild would make, whatever its age.
+        let expired = self
+            .next_expiry
+            .is_some_and(|e| e <= time::OffsetDateTime::now_utc());
+        if now == self.version && !files_changed && !expired {
             return Ok((Refresh::Unchanged, None));
         }
-        if !files_changed && young && self.version.only_indicators_changed(&now) {
+        // An expiry needs the full rebuild: the overlay decides only the
+        // names of changed rows.
+        if !files_changed && !expired && young && self.version.only_indicators_changed(&now) {
             if let Some(policy) = self.patch(store, now.clone()).await? {
                 return Ok((Refresh::Patched(self.overlay.len()), Some(policy)));
             }
         }
-        *self = PolicyState::load(store, files, self.sinkhole.clone()).await?;
+        *self = PolicyState::load(store, files, self.sinkhole.clone(), self.unattributed).await?;
         Ok((Refresh::Rebuilt, Some(self.policy())))
     }
 
@@ -491,6 +554,7 @@ impl PolicyState {
             return Ok(None);
         }
         let rows = store.intel_active_with_values("domain", &names).await?;
+        self.next_expiry = first_expiry(&rows, self.next_expiry);
         let mut decided: HashMap<&str, Decision> = names
             .iter()
             .map(|n| (n.as_str(), Decision::default()))
@@ -531,6 +595,7 @@ impl PolicyState {
             &self.orgs,
             &self.lists,
             &self.tokens,
+            self.unattributed,
         )))
     }
 

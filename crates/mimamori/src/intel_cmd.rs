@@ -89,8 +89,11 @@ pub struct ImportArgs {
     /// Refuse a whole file if any part of it is invalid.
     #[arg(long)]
     pub strict: bool,
-    /// Lists: domains also cover their sub-domains.
-    #[arg(long)]
+    /// Whether a domain covers its sub-domains when the file does not say
+    /// (`true` or `false`; default true). An indicator's own marker wins:
+    /// list `=name` (exact) / `*.name`, STIX `x_mimamori_subdomains`, MISP
+    /// tag `mimamori:subdomains="false"`.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub subdomains: bool,
     /// STIX schema directory (default: `[intel] stix_schemas`, else the
     /// OASIS STIX 2.1 schemas built into mimamori).
@@ -163,6 +166,7 @@ async fn import(data_dir: &Path, a: ImportArgs) -> anyhow::Result<()> {
         let mut prov = Provenance::new(source.clone(), time::OffsetDateTime::now_utc());
         prov.tlp = default_tlp;
         prov.confidence = a.confidence;
+        prov.subdomains = a.subdomains;
         let batch = read_batch(&a, path, prov, schemas.as_ref())?;
         for r in batch.rejects.iter().take(20) {
             eprintln!("{}: {r}", path.display());
@@ -254,9 +258,7 @@ fn read_batch(
                 "hosts" => ListFormat::Hosts,
                 _ => ListFormat::Csv,
             };
-            let mut o = ListOptions::new(prov);
-            o.subdomains = a.subdomains;
-            import_list(text, format, &o)
+            import_list(text, format, &ListOptions::new(prov))
         }
         other => {
             bail!("unknown --format {other:?}; expected stix, misp, misp-feed, plain, hosts or csv")

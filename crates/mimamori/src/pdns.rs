@@ -9,14 +9,16 @@
 //!   allow and block lists from the store (`/api/v1/dns/policy`), applied
 //!   down the tree as `crate::dns_policy::assemble` describes. Clients are mapped to
 //!   orgs by the orgs' declared networks, else by a DoH path token
-//!   (`/dns-query/<dns-client token>`), else to the root org. A watcher
+//!   (`/dns-query/<dns-client token>`), else to no org: refused, or
+//!   answered with the root's policy but credited to nobody
+//!   (`[pdns] unattributed`, [`crate::dns_policy::Unattributed`]). A watcher
 //!   patches the policy when indicators change and rebuilds it when the org
 //!   tree, the lists or the DNS client tokens change (see
 //!   [`crate::dns_policy`]), and swaps it in without stopping the resolver
 //!   (checked every 500 ms, so a change applies within a second).
 //! - **query log**: every answered query becomes a DNS Activity event of
-//!   the client's org (the root org when the client is in no declared
-//!   network) in the ingest pipeline, so detection and retro-hunting see
+//!   the client's org in the ingest pipeline (an unattributed client's go
+//!   to `serve`'s log instead, in no org's events), so detection and retro-hunting see
 //!   it. Submission never blocks answering: the resolver's log channel is
 //!   bounded and counts drops, and a full ingest queue drops the batch
 //!   (counted) instead of waiting.
@@ -211,6 +213,14 @@ pub struct PdnsSection {
     pub block_page_tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub block_page_tls_key: Option<PathBuf>,
+    /// Clients whose address is in no org's declared network and that
+    /// present no DoH token: "refuse" (the default) answers them REFUSED;
+    /// "log" answers them with the root's policy and logs their queries as
+    /// unattributed (serve's log), credited to no org, so no org's events
+    /// or alerts. An org's clients are attributed by its declared
+    /// `networks` or its DoH client tokens.
+    #[serde(default)]
+    pub unattributed: crate::dns_policy::Unattributed,
 }
 
 /// The action for blocks when a sinkhole address is configured.
@@ -675,7 +685,7 @@ pub async fn start_in_serve(
     )?;
     sources.first_transfers().await;
     let started = Instant::now();
-    let state = PolicyState::load(store, &sources.zones(), sinkhole).await?;
+    let state = PolicyState::load(store, &sources.zones(), sinkhole, section.unattributed).await?;
     let policy = PolicyHandle::new(state.policy());
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -714,13 +724,12 @@ pub async fn start_in_serve(
     };
     let dropped = Arc::new(AtomicU64::new(0));
     let refreshes = Arc::new(Refreshes::default());
-    if let (Some(ingest), Some(root)) = (ingest, store.root_org().await?) {
+    if let Some(ingest) = ingest {
         let dropped = dropped.clone();
         let runtime = tokio::runtime::Handle::current();
-        let root = root.id.to_string();
         std::thread::Builder::new()
             .name("mimamori-pdns-log".into())
-            .spawn(move || drain_log(rx, ingest, runtime, root, dropped))?;
+            .spawn(move || drain_log(rx, ingest, runtime, dropped))?;
     }
     let watcher = {
         let store = store.clone();
@@ -760,7 +769,7 @@ pub async fn start_in_serve(
                                 refreshes.rebuilds.fetch_add(1, Ordering::Relaxed);
                                 tracing::info!(
                                     elapsed_ms,
-                                    "DNS policy rebuilt (org tree, groups, lists, client tokens or zones changed, or a bulk intel change)"
+                                    "DNS policy rebuilt (org tree, groups, lists, client tokens or zones changed, a bulk intel change, or an indicator expired)"
                                 );
                             }
                         }
@@ -784,6 +793,50 @@ pub async fn start_in_serve(
         followers,
         sources,
     }))
+}
+
+/// Queries of clients credited to no org, summed per client address
+/// between two flushes of the query log (bounded: the batch is).
+#[derive(Default)]
+struct UnattributedLog {
+    by_client: HashMap<std::net::IpAddr, UnattributedClient>,
+}
+
+#[derive(Default)]
+struct UnattributedClient {
+    queries: u64,
+    blocked: u64,
+    /// The first few names asked, as a sample.
+    names: Vec<String>,
+}
+
+impl UnattributedLog {
+    fn add(&mut self, e: &mimamori_dns::QueryLogEntry) {
+        let c = self.by_client.entry(e.client.ip()).or_default();
+        c.queries += 1;
+        if e.blocked_by.is_some() {
+            c.blocked += 1;
+        }
+        if c.names.len() < 5 {
+            let name = e.name.to_string();
+            if !c.names.contains(&name) {
+                c.names.push(name);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for (client, c) in self.by_client.drain() {
+            tracing::info!(
+                target: "mimamori::pdns::unattributed",
+                %client,
+                queries = c.queries,
+                blocked = c.blocked,
+                names = %c.names.join(" "),
+                "DNS queries from a client in no org's network (unattributed: credited to no org)"
+            );
+        }
+    }
 }
 
 fn qtype_name(t: u16) -> String {
@@ -873,29 +926,31 @@ pub fn to_event(e: &mimamori_dns::QueryLogEntry) -> EventBody {
 
 /// Moves query-log entries into the ingest pipeline in batches (per org,
 /// at most every 500 ms or 2,000 entries). Never waits for queue space.
+/// Entries credited to no org (`[pdns] unattributed = "log"`) go to no
+/// org's events: they are logged, one line per client and batch, as
+/// unattributed telemetry.
 fn drain_log(
     mut rx: mimamori_dns::QueryLogReceiver,
     ingest: mimamori_ingest::Ingest,
     runtime: tokio::runtime::Handle,
-    root_org: String,
     dropped: Arc<AtomicU64>,
 ) {
     let mut batch: HashMap<String, Vec<EventBody>> = HashMap::new();
+    let mut unattributed = UnattributedLog::default();
     let mut n = 0usize;
     let mut since = Instant::now();
     loop {
         let got = rx.recv_timeout(Duration::from_millis(100));
         let closed = matches!(got, Err(std::sync::mpsc::RecvTimeoutError::Disconnected));
         if let Ok(e) = got {
-            let org = e
-                .org
-                .as_deref()
-                .map(str::to_string)
-                .unwrap_or_else(|| root_org.clone());
-            batch.entry(org).or_default().push(to_event(&e));
+            match e.org.as_deref() {
+                Some(org) => batch.entry(org.to_string()).or_default().push(to_event(&e)),
+                None => unattributed.add(&e),
+            }
             n += 1;
         }
         if n > 0 && (n >= 2000 || since.elapsed() >= Duration::from_millis(500) || closed) {
+            unattributed.flush();
             for (org, bodies) in batch.drain() {
                 let count = bodies.len() as u64;
                 match ingest.try_submit(&org, bodies) {

@@ -384,8 +384,14 @@ async fn fresh_init_and_serve_import_stix_and_answer_dns() {
         "{written}"
     );
 
+    // Clients in no org's network are refused unless the config says to
+    // answer and log them, as the README's quick start does for asking
+    // from this machine.
+    assert!(written.contains("\nunattributed = \"refuse\""), "{written}");
     let (_server, lines) = common::spawn_until(
-        mimamori(&data).args(["serve", "--listen", "127.0.0.1:0"]),
+        mimamori(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("MIMAMORI_PDNS_UNATTRIBUTED", "log"),
         &["API listening on", "Protective DNS listening on"],
         Duration::from_secs(60),
     );

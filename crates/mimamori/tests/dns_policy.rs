@@ -228,7 +228,8 @@ async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
         .env("MIMAMORI_PDNS_DOH_LISTEN", "127.0.0.1:0")
-        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
+        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string())
+        .env("MIMAMORI_PDNS_UNATTRIBUTED", "log");
     let (_server, api, dns, more) = serve_until(&mut cmd, &["over HTTPS listening"]);
     let doh = more[0].clone();
     let (a1_admin, _) = api.token(&soc, &a1, "org-admin").await;
@@ -295,7 +296,8 @@ async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
     assert_eq!(ask("127.0.0.3", &dns, "sup-mandate.example"), NOERROR);
     assert_eq!(ask("127.0.0.3", &dns, "soc-mandate.example"), NXDOMAIN);
     assert_eq!(ask("127.0.0.3", &dns, "a1-only.example"), NOERROR);
-    // A client in no org's network gets the root's policy.
+    // A client in no org's network gets the root's policy (`unattributed
+    // = "log"`), credited to no org.
     assert_eq!(ask("127.0.0.1", &dns, "soc-mandate.example"), NXDOMAIN);
     assert_eq!(ask("127.0.0.1", &dns, "a1-only.example"), NOERROR);
 
@@ -490,7 +492,8 @@ async fn intel_changes_are_patched_into_the_running_resolver() {
     let mut cmd = mimamori(&data);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
-        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
+        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string())
+        .env("MIMAMORI_PDNS_UNATTRIBUTED", "log");
     let (_server, api, dns, _) = serve_until(&mut cmd, &[]);
     let (a1_host, m1_host, roaming) = ("127.0.0.2", "127.0.0.3", "127.0.0.1");
 
@@ -545,8 +548,22 @@ async fn intel_changes_are_patched_into_the_running_resolver() {
     until(m1_host, &dns, "x.shared-then-red.example", NOERROR);
     assert_eq!(ask(a1_host, &dns, "x.shared-then-red.example"), NXDOMAIN);
 
-    // The central SOC's exact name: the name, not what is under it.
-    import(&api, &soc, &root, "tlp=amber", "exact-only.example\n").await;
+    // The central SOC's exact name (`=name`: not its sub-domains, which a
+    // domain covers by default): the name, not what is under it.
+    import(&api, &soc, &root, "tlp=amber", "=exact-only.example\n").await;
+    until(m1_host, &dns, "exact-only.example", NXDOMAIN);
+    assert_eq!(ask(m1_host, &dns, "www.exact-only.example"), NOERROR);
+    // The same for a source of exact names.
+    import(
+        &api,
+        &soc,
+        &root,
+        "tlp=amber&subdomains=false",
+        "exact-source.example\n",
+    )
+    .await;
+    until(m1_host, &dns, "exact-source.example", NXDOMAIN);
+    assert_eq!(ask(m1_host, &dns, "www.exact-source.example"), NOERROR);
     until(m1_host, &dns, "exact-only.example", NXDOMAIN);
     assert_eq!(ask(m1_host, &dns, "www.exact-only.example"), NOERROR);
     assert_eq!(ask(a1_host, &dns, "exact-only.example"), NXDOMAIN);
@@ -666,4 +683,237 @@ async fn the_block_page_names_the_list_and_the_orgs_contacts() {
     assert_eq!(status, 404);
     assert_eq!(metric(&api, "pdns_block_pages").await, 2);
     assert_eq!(metric(&api, "pdns_block_pages_unblocked").await, 1);
+}
+
+/// One Zeek `dns.log` record (JSON) of `host` asking for `query`, `ago`
+/// seconds before now.
+fn zeek_dns(host: &str, query: &str, ago: u64) -> String {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - ago as f64;
+    json!({
+        "_path": "dns", "ts": ts, "uid": format!("C{}", query.len()),
+        "id.orig_h": host, "id.orig_p": 41772, "id.resp_h": "10.0.0.53", "id.resp_p": 53,
+        "proto": "udp", "trans_id": 36329, "query": query, "qclass": 1,
+        "qclass_name": "C_INTERNET", "qtype": 1, "qtype_name": "A", "rcode": 0,
+        "rcode_name": "NOERROR", "AA": false, "TC": false, "RD": true, "RA": true,
+        "Z": 0, "answers": ["192.0.2.10"], "TTLs": [300.0], "rejected": false
+    })
+    .to_string()
+}
+
+/// Issue 22's scenario, through the binary's real HTTP and DNS: eight
+/// member orgs send Zeek DNS events over the HTTP ingest; three of them
+/// had asked for sub-domains of `bad.example`, one for the look-alike
+/// `notbad.example`. Then a STIX 2.1 bundle naming the malicious domains
+/// (TLP:GREEN) is imported over HTTP. The retro-hunt gives each of the
+/// three its alert and the three-org campaign forms; the look-alike
+/// matches nothing; the resolver blocks the sub-domains for the members
+/// right after the import; and a client in no org's network is refused
+/// (the default `unattributed = "refuse"`), not answered as the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_domains_of_imported_intel_are_detected_retro_hunted_and_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report: Value =
+        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
+    let soc = report["admin_token"].as_str().unwrap().to_string();
+    let orgs: Vec<(String, String)> = (1..=8)
+        .map(|i| {
+            let net = format!("127.0.0.{}/32", 10 + i);
+            let id = org_add(&data, "soc", &format!("m{i}"), "member", Some(&net));
+            (id, format!("127.0.0.{}", 10 + i))
+        })
+        .collect();
+    let (up, _stop) = upstream();
+    let mut cmd = mimamori(&data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
+        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
+    let (_server, api, dns, _) = serve_until(&mut cmd, &[]);
+
+    // What each org's hosts asked, before anyone knew.
+    let asked = |i: usize| -> Vec<&'static str> {
+        match i {
+            0 => vec!["update.bad.example", "www.example.com"],
+            1 => vec!["cdn7.bad.example"],
+            2 => vec!["a.b.cdn.bad.example", "www.example.org"],
+            3 => vec!["notbad.example", "www.notbad.example"],
+            _ => vec!["www.example.com", "mail.example.net"],
+        }
+    };
+    let mut total = 0;
+    for (i, (org, _)) in orgs.iter().enumerate() {
+        let (sensor, _) = api.token(&soc, org, "sensor").await;
+        let mut body = String::new();
+        for (k, q) in asked(i).iter().enumerate() {
+            let line = zeek_dns(&format!("10.{i}.0.{}", 10 + k), q, 120 + k as u64);
+            body.push_str(&line);
+            body.push('\n');
+            total += 1;
+        }
+        let r = api
+            .client
+            .post(format!("{}/ingest/v1/events?format=zeek-json", api.base))
+            .bearer_auth(&sensor)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{b}");
+        assert_eq!(b["rejected"], 0, "{b}");
+    }
+    // The retro-hunt reads the archive: wait until every event is in it.
+    let started = Instant::now();
+    loop {
+        let (status, r) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/query",
+                &soc,
+                Some(
+                    json!({"sql": "SELECT count(*) AS n FROM events WHERE dns_query IS NOT NULL"}),
+                ),
+            )
+            .await;
+        if status == 200 && r["rows"][0]["n"] == total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{total} events not archived: {status} {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Nothing is blocked yet.
+    assert_eq!(ask(&orgs[0].1, &dns, "update.bad.example"), NOERROR);
+
+    let bundle = json!({
+        "type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d",
+        "objects": [
+            {"type": "indicator", "spec_version": "2.1",
+             "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+             "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+             "name": "attacker infrastructure", "indicator_types": ["malicious-activity"],
+             "pattern": "[domain-name:value = 'bad.example']", "pattern_type": "stix",
+             "valid_from": "2026-01-01T00:00:00Z",
+             "object_marking_refs": ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]},
+            {"type": "indicator", "spec_version": "2.1",
+             "id": "indicator--1f3c1e4e-8d3a-4b8e-9a53-0c6d1b7f2a10",
+             "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+             "name": "second stage", "indicator_types": ["malicious-activity"],
+             "pattern": "[domain-name:value = 'stage2-c2.example']", "pattern_type": "stix",
+             "valid_from": "2026-01-01T00:00:00Z",
+             "object_marking_refs": ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]}
+        ]
+    });
+    let imported = Instant::now();
+    let r = api
+        .client
+        .post(format!("{}/api/v1/intel/import?format=stix", api.base))
+        .bearer_auth(&soc)
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["inserted"], 2, "{b}");
+
+    // The resolver blocks the sub-domains (polled over UDP; the deadline
+    // is generous, the time is printed).
+    let t = until(&orgs[0].1, &dns, "update.bad.example", NXDOMAIN);
+    eprintln!(
+        "update.bad.example blocked {} ms after the import was sent ({} ms of polling after it answered)",
+        imported.elapsed().as_millis(),
+        t.as_millis()
+    );
+    assert_eq!(ask(&orgs[1].1, &dns, "cdn7.bad.example"), NXDOMAIN);
+    assert_eq!(ask(&orgs[2].1, &dns, "a.b.cdn.bad.example"), NXDOMAIN);
+    assert_eq!(ask(&orgs[2].1, &dns, "bad.example"), NXDOMAIN);
+    assert_eq!(ask(&orgs[2].1, &dns, "x.stage2-c2.example"), NXDOMAIN);
+    // The look-alike is not a sub-domain.
+    assert_eq!(ask(&orgs[3].1, &dns, "notbad.example"), NOERROR);
+    assert_eq!(ask(&orgs[3].1, &dns, "www.notbad.example"), NOERROR);
+    // A client in no org's network is refused, not answered as the root.
+    assert_eq!(ask("127.0.0.1", &dns, "update.bad.example"), 5);
+    assert_eq!(ask("127.0.0.1", &dns, "www.example.com"), 5);
+
+    // The indicator's detail says it covers its sub-domains.
+    let (status, list) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/indicators?limit=10",
+            &soc,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let bad = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["indicator"]["value"] == "bad.example")
+        .cloned()
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(bad["subdomains"], true, "{bad}");
+    assert_eq!(bad["indicator"]["tlp"], "green", "{bad}");
+
+    // Every org that asked for a sub-domain has its alert, the campaign
+    // spans exactly those three, and the look-alike's org has none.
+    let hit: Vec<&str> = orgs[..3].iter().map(|(id, _)| id.as_str()).collect();
+    let started = Instant::now();
+    loop {
+        let (_, a) = api
+            .call(
+                reqwest::Method::GET,
+                "/api/v1/alerts?kind=indicator&limit=500",
+                &soc,
+                None,
+            )
+            .await;
+        let (_, c) = api
+            .call(reqwest::Method::GET, "/api/v1/campaigns", &soc, None)
+            .await;
+        let alerts = a["items"].as_array().cloned().unwrap_or_default();
+        let alerted = |org: &str| alerts.iter().any(|x| x["org_id"] == org);
+        let campaign = c["items"].as_array().and_then(|v| {
+            v.iter()
+                .find(|c| c["key"] == "indicator:domain:bad.example")
+                .cloned()
+        });
+        let members = campaign.as_ref().map(|c| {
+            let mut ids: Vec<String> = c["org_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        });
+        let mut want: Vec<String> = hit.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        if hit.iter().all(|o| alerted(o)) && members.as_ref() == Some(&want) {
+            assert!(
+                alerts.iter().any(|x| x["retro"] == true),
+                "found by the retro-hunt: {a}"
+            );
+            for (org, _) in &orgs[3..] {
+                assert!(!alerted(org), "no alert for {org}: {a}");
+            }
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "alerts: {a}\ncampaigns: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

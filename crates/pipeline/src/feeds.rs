@@ -143,6 +143,7 @@ pub async fn poll(hub: &IntelHub, http: &reqwest::Client, feed: &Feed) -> FeedPo
     );
     prov.tlp = Tlp::parse_label(&feed.tlp).unwrap_or_default();
     prov.confidence = feed.confidence.clamp(0, 100) as u8;
+    prov.subdomains = feed.subdomains;
     let mut total = ImportBatch::default();
     for (_, doc) in &docs {
         let batch = match parse(hub, &feed.format, prov.clone(), doc) {

@@ -51,6 +51,11 @@ pub struct StoredIndicator {
     pub owner_org_id: String,
     #[schema(value_type = Object)]
     pub indicator: Indicator,
+    /// For a domain: whether it also covers every sub-domain (matched on
+    /// label boundaries, in detection, retro-hunt and Protective DNS
+    /// alike); absent for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdomains: Option<bool>,
     /// Orgs an AMBER indicator is shared with (only shown to its owner).
     pub shared_with: Vec<String>,
     /// Sharing groups it is shared with (only shown to its owner).
@@ -147,10 +152,12 @@ fn stored_from_row(
 ) -> Result<StoredIndicator> {
     let body: String = row.try_get("body")?;
     let orgs: String = row.try_get("sighting_orgs")?;
+    let indicator: Indicator = from_json_text("body", &body)?;
     Ok(StoredIndicator {
         id: row.try_get("id")?,
         owner_org_id: row.try_get("owner_org_id")?,
-        indicator: from_json_text("body", &body)?,
+        subdomains: indicator.subdomains(),
+        indicator,
         shared_with: shares,
         shared_with_groups: groups,
         sightings: row.try_get("sightings")?,
@@ -844,6 +851,8 @@ pub struct Feed {
     /// TLP for what the feed does not mark (`clear` … `red`).
     pub tlp: String,
     pub confidence: i64,
+    /// Whether domains cover their sub-domains when the feed does not say.
+    pub subdomains: bool,
     pub enabled: bool,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
@@ -870,6 +879,14 @@ pub struct NewFeed {
     pub tlp: String,
     #[serde(default = "default_feed_confidence")]
     pub confidence: i64,
+    /// Whether domains cover their sub-domains when the feed does not say
+    /// (default true).
+    #[serde(default = "default_feed_subdomains")]
+    pub subdomains: bool,
+}
+
+fn default_feed_subdomains() -> bool {
+    true
 }
 
 fn default_interval() -> i64 {
@@ -884,6 +901,7 @@ fn default_feed_confidence() -> i64 {
 
 fn feed_from_row(row: &AnyRow) -> Result<Feed> {
     let enabled: i64 = row.try_get("enabled")?;
+    let subdomains: i64 = row.try_get("subdomains")?;
     Ok(Feed {
         id: row.try_get("id")?,
         owner_org_id: row.try_get("owner_org_id")?,
@@ -893,6 +911,7 @@ fn feed_from_row(row: &AnyRow) -> Result<Feed> {
         interval_secs: row.try_get("interval_secs")?,
         tlp: row.try_get("tlp")?,
         confidence: row.try_get("confidence")?,
+        subdomains: subdomains != 0,
         enabled: enabled != 0,
         etag: row.try_get("etag")?,
         last_modified: row.try_get("last_modified")?,
@@ -957,8 +976,8 @@ impl Store {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO intel_feeds (id, owner_org_id, owner_path, name, url, format, interval_secs, tlp, confidence, enabled, etag, last_modified, last_polled, last_status, last_error, last_count, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, NULL, NULL, NULL, NULL, NULL, NULL, $10)",
+            "INSERT INTO intel_feeds (id, owner_org_id, owner_path, name, url, format, interval_secs, tlp, confidence, subdomains, enabled, etag, last_modified, last_polled, last_status, last_error, last_count, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, NULL, NULL, NULL, NULL, NULL, NULL, $11)",
         )
         .bind(&id)
         .bind(owner.id.as_str())
@@ -969,6 +988,7 @@ impl Store {
         .bind(new.interval_secs)
         .bind(tlp_str(Tlp::parse_label(&new.tlp).unwrap_or_default()))
         .bind(new.confidence)
+        .bind(i64::from(new.subdomains))
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -982,7 +1002,7 @@ impl Store {
                 action: "intel.feed.create",
                 target_type: "feed",
                 target_id: Some(&id),
-                detail: json!({"name": new.name, "url": url, "format": new.format, "interval_secs": new.interval_secs}),
+                detail: json!({"name": new.name, "url": url, "format": new.format, "interval_secs": new.interval_secs, "subdomains": new.subdomains}),
             },
         )
         .await?;

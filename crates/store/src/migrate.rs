@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "intel_stamp",
         include_str!("../migrations/0007_intel_stamp.sql"),
     ),
+    (
+        8,
+        "feed_subdomains",
+        include_str!("../migrations/0008_feed_subdomains.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {

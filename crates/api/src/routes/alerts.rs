@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Filters and pagination of the alert listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AlertParams {
     /// `new`, `acknowledged`, `investigating`, `resolved` or `false_positive`.

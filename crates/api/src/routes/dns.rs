@@ -17,6 +17,7 @@ use utoipa::IntoParams;
 
 /// Filter and pagination of the listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DnsPolicyParams {
     /// Only this org's entries (its own list, not what it inherits).

@@ -33,6 +33,7 @@ pub const MAX_INGEST_BODY: usize = 16 * 1024 * 1024;
 const MAX_LISTED_REJECTS: usize = 20;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct IngestParams {
     /// Source type to record on every event (e.g. `fluent-bit.dns`).

@@ -37,6 +37,7 @@ fn hub(state: &AppState) -> Result<&IntelHub, ApiError> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct IndicatorParams {
     /// `domain`, `hostname`, `ipv4`, `ipv6`, `cidr`, `url`, `md5`, `sha1`,
@@ -99,6 +100,7 @@ pub async fn get(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportParams {
     /// `stix` (a STIX 2.1 bundle), `misp` (a MISP event), `plain`,
@@ -123,9 +125,11 @@ pub struct ImportParams {
     /// Refuse the whole input if any part of it is invalid.
     #[serde(default)]
     pub strict: bool,
-    /// Lists: domains also cover their sub-domains.
-    #[serde(default)]
-    pub subdomains: bool,
+    /// Whether a domain indicator covers its sub-domains when the input
+    /// does not say (default true; an indicator's own marker wins: list
+    /// `=name` / `*.name`, STIX `x_mimamori_subdomains`, MISP tag
+    /// `mimamori:subdomains="false"`).
+    pub subdomains: Option<bool>,
     /// Start a retro-hunt for what is new (default true).
     pub retro: Option<bool>,
 }
@@ -202,6 +206,7 @@ pub async fn import(
     let mut prov = Provenance::new(source.clone(), time::OffsetDateTime::now_utc());
     prov.tlp = tlp;
     prov.confidence = confidence;
+    prov.subdomains = p.subdomains.unwrap_or(true);
     let mut batch = parse_import(hub, &p, prov, &body)?;
     // MISP distribution 4: the event's sharing group, by name, among the
     // groups the owner may share with.
@@ -289,9 +294,7 @@ fn parse_import(
                 "hosts" => ListFormat::Hosts,
                 _ => ListFormat::Csv,
             };
-            let mut opts = ListOptions::new(prov);
-            opts.subdomains = p.subdomains;
-            Ok(import_list(text, format, &opts))
+            Ok(import_list(text, format, &ListOptions::new(prov)))
         }
         other => Err(ApiError::invalid(
             "format",
@@ -301,6 +304,7 @@ fn parse_import(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// `stix` (a STIX 2.1 bundle), `rpz` (a response policy zone of the

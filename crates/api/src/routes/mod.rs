@@ -25,6 +25,7 @@ pub const DEFAULT_PAGE: u32 = 100;
 
 /// Cursor pagination parameters shared by every listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// The `next_cursor` of the previous page.

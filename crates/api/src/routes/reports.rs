@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadParams {
     pub title: String,
@@ -126,6 +127,7 @@ async fn detail(state: &AppState, report: Report) -> Result<ReportDetail, ApiErr
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReportParams {
     /// Search the pages' text (case-insensitive): the answer lists the
@@ -218,6 +220,9 @@ pub struct AcceptBody {
     /// Tags for the indicator.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// For a domain: whether it also covers its sub-domains (default
+    /// true).
+    pub subdomains: Option<bool>,
 }
 
 /// What a decision did.
@@ -272,6 +277,7 @@ async fn decide(
             ind.confidence = confidence;
             ind.sources = vec![report.source.clone(), format!("report:{}", report.id)];
             ind.tags = body.tags;
+            ind.set_subdomains(body.subdomains.unwrap_or(true));
             Some(ind)
         }
     };

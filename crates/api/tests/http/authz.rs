@@ -476,6 +476,7 @@ impl Fixture {
             interval_secs: 3600,
             tlp: "amber".into(),
             confidence: 50,
+            subdomains: true,
         };
         self.s
             .store

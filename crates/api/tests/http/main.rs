@@ -7,6 +7,7 @@ mod errors;
 mod ingest;
 mod intel_share;
 mod isolation;
+mod openapi;
 mod taxii;
 
 use mimamori_core::org::OrgProfile;

@@ -155,6 +155,9 @@ pub fn export_stix(
         );
         o.insert("indicator_types".into(), json!(["malicious-activity"]));
         o.insert("pattern".into(), json!(pattern_of(ind.kind, &ind.value)));
+        if let Some(sub) = ind.subdomains() {
+            o.insert(super::SUBDOMAINS_PROPERTY.into(), json!(sub));
+        }
         o.insert("pattern_type".into(), json!("stix"));
         o.insert("pattern_version".into(), json!("2.1"));
         o.insert("valid_from".into(), json!(ts(created)));

@@ -25,6 +25,12 @@ pub use schema::{SchemaError, StixSchemas};
 /// How many schema failures are reported per object.
 const ERRORS_PER_OBJECT: usize = 5;
 
+/// The custom property (on an `indicator` or a `domain-name` object) that
+/// says whether its domains cover their sub-domains; without it the
+/// source's default ([`Provenance::subdomains`]) decides, except that a
+/// `domain-name:value LIKE '%.name'` comparison always covers them.
+pub const SUBDOMAINS_PROPERTY: &str = "x_mimamori_subdomains";
+
 #[derive(Debug, Clone)]
 pub struct StixOptions {
     pub provenance: Provenance,
@@ -583,6 +589,9 @@ fn indicator_sdo(
         if let Some(d) = o.get("x_mimamori_detection").and_then(Value::as_bool) {
             ind.detection = d;
         }
+        if let Some(sub) = o.get(SUBDOMAINS_PROPERTY).and_then(Value::as_bool) {
+            ind.set_subdomains(sub);
+        }
         ind.tags = tags.clone();
         ind.attack_techniques = techniques_of(o);
         ind.related = strings_of(o, "x_mimamori_related");
@@ -646,6 +655,9 @@ fn observable(
         match normalize(hint, &v) {
             Ok((kind, value)) => {
                 let mut ind = opts.provenance.indicator(kind, value);
+                if let Some(sub) = o.get(SUBDOMAINS_PROPERTY).and_then(Value::as_bool) {
+                    ind.set_subdomains(sub);
+                }
                 ind.tlp = tlp;
                 ind.detection = opts.sco_detection;
                 ind.stix_id = str_of(o, "id").map(str::to_owned);
