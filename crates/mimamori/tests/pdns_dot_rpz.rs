@@ -322,7 +322,7 @@ async fn serve_answers_dot_and_reloads_rpz_files_by_api_and_by_watching() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["files"][0]["status"], "reloaded", "{body}");
-    assert_eq!(body["files"][0]["zone"], "rpz.", "{body}");
+    assert_eq!(body["files"][0]["zone"], "rpz", "{body}");
     assert_eq!(body["files"][0]["names"], 1, "{body}");
 
     // A bad edit: the call fails naming the line; the zone stays.
