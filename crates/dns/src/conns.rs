@@ -7,9 +7,11 @@
 //!   one past it closes that client's own oldest idle connection, so one
 //!   noisy host (or a NAT in front of many) only ever competes with itself.
 //! - **Global limit with eviction**: at [`TcpLimits::max_connections`], a
-//!   new connection closes the oldest idle one anywhere instead of waiting
-//!   in the accept backlog behind it. Only when every connection is busy
-//!   resolving is the new one refused (closed at once).
+//!   new connection closes an idle one instead of waiting in the accept
+//!   backlog behind it: the oldest idle connection of the client holding
+//!   the most, so a flood from addresses that each hold many cannot push
+//!   out a client with one. Only when every connection is busy resolving
+//!   is the new one refused (closed at once).
 //! - **Short timeouts that shrink under pressure**: a connection must send
 //!   its first query within [`TcpLimits::initial_timeout`] and each next
 //!   one within [`TcpLimits::idle_timeout`] (RFC 7766 §6.2.3). Past half
@@ -124,13 +126,19 @@ impl Table {
         Some(e)
     }
 
-    /// Closes the oldest idle connection (of `client` when given).
+    /// Closes the oldest idle connection of `client`, or (`None`) of the
+    /// client holding the most connections: a client with few is the last
+    /// to lose one to a flood from addresses that each hold many.
     fn evict_oldest(&mut self, client: Option<IpAddr>) -> bool {
+        let per_client = &self.per_client;
         let victim = self
             .conns
             .iter()
             .filter(|(_, e)| e.waiting && client.is_none_or(|c| e.client == c))
-            .min_by_key(|(id, e)| (e.since, **id))
+            .max_by_key(|(id, e)| {
+                let held = per_client.get(&e.client).copied().unwrap_or(0);
+                (held, std::cmp::Reverse((e.since, **id)))
+            })
             .map(|(id, _)| *id);
         match victim.and_then(|id| self.remove(id)) {
             Some(e) => {
@@ -389,6 +397,15 @@ mod tests {
         assert!(x.answered() && z.working() && w.working());
         drop(w);
         assert_eq!(c.stats().open, 2);
+        // The client holding the most loses one first, even a newer one.
+        let c = Conns::new(limits(3, 3));
+        let lone = c.admit(addr("192.0.2.1:1")).unwrap();
+        let m1 = c.admit(addr("192.0.2.2:1")).unwrap();
+        let m2 = c.admit(addr("192.0.2.2:2")).unwrap();
+        let _n = c.admit(addr("192.0.2.3:1")).unwrap();
+        assert!(lone.working(), "the oldest, but its client holds one");
+        assert!(!m1.working(), "the heaviest client's oldest idle");
+        assert!(m2.working());
         // An IPv6 /64 is one client.
         let c = Conns::new(limits(10, 1));
         let v1 = c.admit(addr("[2001:db8::1]:1")).unwrap();
