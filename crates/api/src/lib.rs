@@ -49,7 +49,16 @@ pub struct AppState {
     /// What closing an indicator alert does to its indicators
     /// (`[intel] true_positive_extend_days`, `false_positive_confidence_drop`).
     pub verdicts: mimamori_store::VerdictPolicy,
+    /// Reads the running resolver's policy files again, when this server
+    /// runs one (`POST /api/v1/dns/rpz/reload`).
+    pub dns_reload: Option<Arc<DnsReloader>>,
 }
+
+/// Reads the resolver's policy files again: what became of each.
+pub type DnsReloader = dyn Fn()
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<routes::dns::ZoneReload>> + Send>>
+    + Send
+    + Sync;
 
 /// A source of counters for `/metrics`.
 pub type MetricsSource = dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync;
@@ -66,6 +75,7 @@ impl AppState {
             detection: None,
             extra_metrics: vec![],
             verdicts: Default::default(),
+            dns_reload: None,
         }
     }
 
@@ -86,6 +96,11 @@ impl AppState {
 
     pub fn with_intel(mut self, hub: mimamori_pipeline::hub::IntelHub) -> Self {
         self.intel = Some(Arc::new(hub));
+        self
+    }
+
+    pub fn with_dns_reload(mut self, reload: Arc<DnsReloader>) -> Self {
+        self.dns_reload = Some(reload);
         self
     }
 
@@ -165,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/dns/policy", get(dns::list).post(dns::add))
         .route("/dns/policy/{id}", get(dns::get).delete(dns::remove))
+        .route("/dns/rpz/reload", post(dns::rpz_reload))
         .route("/hunts", get(intel::hunts))
         .route("/hunts/{id}", get(intel::hunt))
         .route("/query", post(query::query))

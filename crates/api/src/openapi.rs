@@ -34,7 +34,7 @@ use utoipa::{Modify, OpenApi};
         routes::sharing::list, routes::sharing::create, routes::sharing::get, routes::sharing::update, routes::sharing::delete,
         routes::reports::upload, routes::reports::list, routes::reports::get, routes::reports::document,
         routes::reports::accept, routes::reports::reject,
-        routes::dns::list, routes::dns::add, routes::dns::get, routes::dns::remove,
+        routes::dns::list, routes::dns::add, routes::dns::get, routes::dns::remove, routes::dns::rpz_reload,
         routes::ingest::events,
         routes::query::query,
     ),
@@ -50,7 +50,8 @@ use utoipa::{Modify, OpenApi};
         SharingGroup, NewSharingGroup, SharingGroupPatch, List<SharingGroup>,
         Report, ReportPage, ReportHit, Proposal, ProposalStatus, List<Report>, List<ReportHit>,
         routes::reports::ReportDetail, routes::reports::AcceptBody, routes::reports::Decision,
-        DnsPolicyEntry, NewDnsPolicyEntry, DnsListKind, List<DnsPolicyEntry>)),
+        DnsPolicyEntry, NewDnsPolicyEntry, DnsListKind, List<DnsPolicyEntry>,
+        routes::dns::ZoneReload, routes::dns::ZoneReloadReport)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

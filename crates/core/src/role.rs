@@ -72,6 +72,9 @@ pub enum Action {
     DnsPolicyRead,
     /// Change them (they apply to the org and, for blocks, its sub-tree).
     DnsPolicyManage,
+    /// Make the resolver read its policy files (RPZ zones, lists) again:
+    /// the central SOC's administrators only.
+    DnsZoneReload,
 }
 
 impl Role {

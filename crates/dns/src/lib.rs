@@ -15,6 +15,7 @@
 
 pub mod blockpage;
 pub mod cache;
+pub mod conns;
 pub mod doh;
 pub mod engine;
 mod http;
@@ -31,6 +32,7 @@ pub mod wire;
 pub mod xfr;
 
 pub use blockpage::BlockPageConfig;
+pub use conns::{TcpCounters, TcpLimits, TcpStats};
 pub use engine::{
     Engine, EngineConfig, Fast, NotifyHandler, Prefetch, RateLimit, Scratch, StatsSnapshot,
 };

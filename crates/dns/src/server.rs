@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::conns::{Conn, Conns, TcpLimits, TcpStats};
 use crate::engine::{Engine, EngineConfig, Fast, Scratch, StatsSnapshot};
 use crate::log::{QueryLog, Transport};
 use crate::policy::PolicyHandle;
@@ -60,10 +61,15 @@ pub struct PdnsConfig {
     pub udp_coalesce: Duration,
     /// Worker threads of the async runtime (misses, TCP, DoT).
     pub async_threads: usize,
-    /// Concurrent TCP + DoT connections; more wait in the accept queue.
+    /// Concurrent DoH and block page connections (each listener); more
+    /// wait in the accept queue.
     pub max_tcp_connections: usize,
-    /// A TCP connection idle this long is closed (RFC 7766 §6.2.3).
+    /// A DoH or block page connection idle this long is closed; the
+    /// longest a TLS handshake there may take.
     pub tcp_idle: Duration,
+    /// TCP and DoT connections: the per-client and global limits and the
+    /// initial and idle timeouts (see [`crate::conns`]).
+    pub tcp: TcpLimits,
     pub engine: EngineConfig,
     pub query_log: Option<QueryLog>,
 }
@@ -85,6 +91,7 @@ impl PdnsConfig {
             async_threads: 1,
             max_tcp_connections: 256,
             tcp_idle: Duration::from_secs(10),
+            tcp: TcpLimits::default(),
             engine: EngineConfig::default(),
             query_log: None,
         }
@@ -112,6 +119,7 @@ pub struct Handle {
     doh_addr: Option<SocketAddr>,
     block_page_addr: Option<SocketAddr>,
     engine: Arc<Engine>,
+    conns: Arc<Conns>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -142,6 +150,15 @@ impl Handle {
     }
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+    /// The TCP and DoT listeners' counters (connections open, evicted,
+    /// refused, timed out).
+    pub fn tcp_stats(&self) -> TcpStats {
+        self.conns.stats()
+    }
+    /// A reader of the same counters that outlives no-one's borrow.
+    pub fn tcp_counters(&self) -> crate::conns::TcpCounters {
+        crate::conns::TcpCounters(self.conns.clone())
     }
     /// Stops every listener and waits for the UDP threads.
     pub fn shutdown(mut self) {
@@ -312,7 +329,9 @@ pub fn start_with_upstream(
             .map_err(PdnsError::Runtime)?;
         threads.push(t);
     }
-    let limit = Arc::new(Semaphore::new(cfg.max_tcp_connections.max(1)));
+    // TCP and DoT share one connection table and its limits.
+    let conns = Conns::new(cfg.tcp);
+    runtime.spawn(conns.clone().run_reaper(stop.clone()));
     let tcp = {
         let _g = runtime.enter();
         std_tcp.set_nonblocking(true).map_err(bind_err(udp_addr))?;
@@ -323,8 +342,7 @@ pub fn start_with_upstream(
         tcp,
         None,
         engine.clone(),
-        limit.clone(),
-        cfg.tcp_idle,
+        conns.clone(),
         stop.clone(),
     ));
     let mut tls_addr = None;
@@ -336,13 +354,15 @@ pub fn start_with_upstream(
         let addr = std_l.1;
         let l = tokio_listener(std_l)?;
         tls_addr = Some(l.local_addr().map_err(bind_err(addr))?);
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        // RFC 7858 clients offer no ALPN or "dot" (its registered id).
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols = vec![b"dot".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         runtime.spawn(accept_loop(
             l,
             Some(acceptor),
             engine.clone(),
-            limit,
-            cfg.tcp_idle,
+            conns.clone(),
             stop.clone(),
         ));
     }
@@ -401,6 +421,7 @@ pub fn start_with_upstream(
         doh_addr,
         block_page_addr,
         engine,
+        conns,
         stop,
         threads,
         runtime: Some(runtime),
@@ -622,28 +643,41 @@ fn udp_loop(
     }
 }
 
+/// Accepts TCP or DoT connections into `conns` (which may close an idle
+/// one to make room, or refuse this one) and serves each in its own task.
+/// Accepting never waits for a free slot: a client is never left in the
+/// kernel's backlog behind idle connections.
 async fn accept_loop(
     l: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     engine: Arc<Engine>,
-    limit: Arc<Semaphore>,
-    idle: Duration,
+    conns: Arc<Conns>,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let Some((stream, peer, permit)) = crate::http::accept_within(&l, &limit).await else {
-            return;
+        let (stream, peer) = match l.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Say, out of descriptors: the reaper frees some.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
+        let Some(conn) = conns.admit(peer) else {
+            tracing::debug!(%peer, "TCP connection refused: every connection is busy");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
         let engine = engine.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             match tls {
-                None => serve_stream(stream, peer, engine, Transport::Tcp, idle).await,
-                Some(acc) => match tokio::time::timeout(idle, acc.accept(stream)).await {
-                    Ok(Ok(s)) => serve_stream(s, peer, engine, Transport::Tls, idle).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                None => serve_stream(stream, peer, engine, Transport::Tcp, conn).await,
+                Some(acc) => match conn.peer(acc.accept(stream)).await {
+                    Some(Ok(s)) => serve_stream(s, peer, engine, Transport::Tls, conn).await,
+                    Some(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    None => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
             }
         });
@@ -651,24 +685,29 @@ async fn accept_loop(
 }
 
 /// Length-prefixed DNS messages (RFC 1035 §4.2.2), answered in order.
+/// Every wait on the peer (a query, the taking of an answer) ends when
+/// `conn` is closed for its timeout or to make room.
 async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     peer: SocketAddr,
     engine: Arc<Engine>,
     transport: Transport,
-    idle: Duration,
+    conn: Conn,
 ) {
     let mut out = Vec::with_capacity(512);
     let mut scratch = Scratch::default();
     loop {
-        let len = match tokio::time::timeout(idle, s.read_u16()).await {
-            Ok(Ok(l)) => l as usize,
+        let len = match conn.peer(s.read_u16()).await {
+            Some(Ok(l)) => l as usize,
             _ => return,
         };
         let mut pkt = vec![0u8; len];
-        match tokio::time::timeout(idle, s.read_exact(&mut pkt)).await {
-            Ok(Ok(_)) => {}
+        match conn.peer(s.read_exact(&mut pkt)).await {
+            Some(Ok(_)) => {}
             _ => return,
+        }
+        if !conn.working() {
+            return;
         }
         let resp = match engine.answer_fast(&pkt, peer, transport, &mut out, &mut scratch) {
             Fast::Reply => Some(std::mem::take(&mut out)),
@@ -685,7 +724,16 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         let mut msg = Vec::with_capacity(resp.len() + 2);
         msg.extend_from_slice(&l.to_be_bytes());
         msg.extend_from_slice(&resp);
-        if s.write_all(&msg).await.is_err() || s.flush().await.is_err() {
+        if !conn.answered() {
+            return;
+        }
+        let sent = conn
+            .peer(async {
+                s.write_all(&msg).await?;
+                s.flush().await
+            })
+            .await;
+        if !matches!(sent, Some(Ok(()))) {
             return;
         }
     }

@@ -640,6 +640,9 @@ mod tests {
         p.ca_file = Some(path.clone());
         p.root_hints = Some(path.clone());
         p.doh_listen = Some(addr);
+        p.dot_listen = Some("127.0.0.1".into());
+        p.dot_tls_cert = Some(path.clone());
+        p.dot_tls_key = Some(path.clone());
         p.udp_coalesce_us = Some(1);
         p.sinkhole_v4 = Some(std::net::Ipv4Addr::LOCALHOST);
         p.sinkhole_v6 = Some(std::net::Ipv6Addr::LOCALHOST);
@@ -647,6 +650,10 @@ mod tests {
         p.block_page_contact = Some("x".into());
         p.block_page_tls_cert = Some(path.clone());
         p.block_page_tls_key = Some(path);
+        p.tcp_max_connections = Some(1);
+        p.tcp_max_per_client = Some(1);
+        p.tcp_initial_timeout_ms = Some(1);
+        p.tcp_idle_timeout_ms = Some(1);
         cfg
     }
 

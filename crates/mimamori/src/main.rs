@@ -31,6 +31,7 @@ mod intel_cmd;
 mod pdns;
 mod query_cmd;
 mod server;
+mod zone_files;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -87,7 +88,7 @@ enum Command {
     Intel(intel_cmd::IntelCommand),
     /// Run only the Protective DNS resolver, with policy from RPZ zones and
     /// lists (no data directory needed).
-    Pdns(pdns::PdnsArgs),
+    Pdns(Box<pdns::PdnsArgs>),
     /// Hunt through log files (EVTX, Windows JSON, Zeek, CloudTrail, …)
     /// with Sigma rules, offline: one detection per line on stdout, a
     /// summary on stderr (no data directory needed).
@@ -150,7 +151,7 @@ fn main() -> std::process::ExitCode {
             Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,
             Command::Ingest(args) => ingest_cmd::run(&cli.data_dir, args).await,
             Command::Intel(cmd) => intel_cmd::run(&cli.data_dir, cmd).await,
-            Command::Pdns(args) => pdns::run_standalone(args).await,
+            Command::Pdns(args) => pdns::run_standalone(*args).await,
             Command::Hunt(args) => tokio::task::spawn_blocking(move || {
                 let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
                 mimamori_detect::cli::run_hunt(args, &mut out, &mut err)

@@ -29,6 +29,7 @@
 //!   nearest ancestor's) and `block_page_contact`.
 
 use crate::dns_policy::{PolicyState, Refresh, Version};
+use crate::zone_files::{self, FileZone};
 use anyhow::{anyhow, Context};
 use clap::Args;
 use mimamori_dns::{
@@ -137,6 +138,103 @@ pub struct PdnsArgs {
     pub block_page_tls_cert: Option<PathBuf>,
     #[arg(long, requires = "block_page_tls_cert")]
     pub block_page_tls_key: Option<PathBuf>,
+    /// Answer DNS over TLS (RFC 7858, ALPN "dot") on ADDR[:PORT] (port
+    /// 853 by default), with --dot-tls-cert and --dot-tls-key.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = dot_addr, requires_all = ["dot_tls_cert", "dot_tls_key"])]
+    pub dot_listen: Option<SocketAddr>,
+    /// The DoT certificate chain (PEM), valid for the name clients ask
+    /// for (their authentication domain name).
+    #[arg(long, value_name = "FILE", requires = "dot_listen")]
+    pub dot_tls_cert: Option<PathBuf>,
+    /// The DoT certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "dot_listen")]
+    pub dot_tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tcp: TcpArgs,
+}
+
+/// DNS over TLS's port (RFC 7858).
+pub const DOT_PORT: u16 = 853;
+
+/// A DoT listen address: ADDR:PORT, or ADDR alone for port 853.
+fn dot_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, DOT_PORT))
+        .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT (e.g. 0.0.0.0 or 0.0.0.0:853)"))
+}
+
+/// The DoT listener's TLS: the certificate and key from PEM files (the
+/// resolver sets ALPN "dot").
+fn dot_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let acceptor = mimamori_api::tls::acceptor_from_pem_files(cert, key)?;
+    Ok(acceptor.config().clone())
+}
+
+/// The limits of the TCP and DoT listeners (the slowloris defence): past
+/// either connection limit a new connection closes the oldest idle one;
+/// past half the global limit the timeouts shrink, down to 200 ms when
+/// full.
+#[derive(Debug, Clone, Args)]
+pub struct TcpArgs {
+    /// TCP + DoT connections open at once.
+    #[arg(long, default_value_t = mimamori_dns::TcpLimits::default().max_connections)]
+    pub tcp_max_connections: usize,
+    /// Connections open at once from one client (IPv4 address, IPv6 /64).
+    #[arg(long, default_value_t = mimamori_dns::TcpLimits::default().max_per_client)]
+    pub tcp_max_per_client: usize,
+    /// Milliseconds a new connection has for its TLS handshake and first
+    /// query.
+    #[arg(long, default_value_t = mimamori_dns::TcpLimits::default().initial_timeout.as_millis() as u64)]
+    pub tcp_initial_timeout_ms: u64,
+    /// Milliseconds a connection may stay idle between queries.
+    #[arg(long, default_value_t = mimamori_dns::TcpLimits::default().idle_timeout.as_millis() as u64)]
+    pub tcp_idle_timeout_ms: u64,
+}
+
+impl TcpArgs {
+    fn limits(&self) -> anyhow::Result<mimamori_dns::TcpLimits> {
+        tcp_limits(
+            Some(self.tcp_max_connections),
+            Some(self.tcp_max_per_client),
+            Some(self.tcp_initial_timeout_ms),
+            Some(self.tcp_idle_timeout_ms),
+        )
+    }
+}
+
+/// The TCP limits from their settings (defaults where `None`); zero is
+/// refused.
+fn tcp_limits(
+    max: Option<usize>,
+    per_client: Option<usize>,
+    initial_ms: Option<u64>,
+    idle_ms: Option<u64>,
+) -> anyhow::Result<mimamori_dns::TcpLimits> {
+    let d = mimamori_dns::TcpLimits::default();
+    for (name, v) in [
+        ("tcp_max_connections", max.map(|v| v as u64)),
+        ("tcp_max_per_client", per_client.map(|v| v as u64)),
+        ("tcp_initial_timeout_ms", initial_ms),
+        ("tcp_idle_timeout_ms", idle_ms),
+    ] {
+        if v == Some(0) {
+            anyhow::bail!("{name} must be at least 1");
+        }
+    }
+    Ok(mimamori_dns::TcpLimits {
+        max_connections: max.unwrap_or(d.max_connections),
+        max_per_client: per_client.unwrap_or(d.max_per_client),
+        initial_timeout: initial_ms.map_or(d.initial_timeout, Duration::from_millis),
+        idle_timeout: idle_ms.map_or(d.idle_timeout, Duration::from_millis),
+    })
 }
 
 /// `[pdns]`: the resolver `serve` runs (off unless `listen` is set).
@@ -185,6 +283,18 @@ pub struct PdnsSection {
     /// org of a DNS client token.
     #[serde(default)]
     pub doh_listen: Option<SocketAddr>,
+    /// DNS over TLS (RFC 7858) address, "ADDR" (port 853) or "ADDR:PORT";
+    /// with `dot_tls_cert` and `dot_tls_key`, else the API's certificate
+    /// when the API uses TLS.
+    #[serde(default)]
+    pub dot_listen: Option<String>,
+    /// The DoT certificate chain (PEM), valid for the name clients
+    /// authenticate the resolver by.
+    #[serde(default)]
+    pub dot_tls_cert: Option<PathBuf>,
+    /// The DoT certificate's private key (PEM).
+    #[serde(default)]
+    pub dot_tls_key: Option<PathBuf>,
     /// Under dense UDP traffic, how long (µs) a receive thread waits for
     /// more queries before receiving again: less CPU per query for that
     /// much more latency at load (default 300; 0: off).
@@ -221,6 +331,24 @@ pub struct PdnsSection {
     /// `networks` or its DoH client tokens.
     #[serde(default)]
     pub unattributed: crate::dns_policy::Unattributed,
+    /// TCP + DoT connections open at once (default 256). At the limit a
+    /// new connection closes the oldest idle one instead of waiting.
+    #[serde(default)]
+    pub tcp_max_connections: Option<usize>,
+    /// Connections open at once from one client address, an IPv4 address
+    /// or an IPv6 /64 (default 32); past it the client's own oldest idle
+    /// connection is closed.
+    #[serde(default)]
+    pub tcp_max_per_client: Option<usize>,
+    /// How long (ms) a new TCP or DoT connection has for its handshake and
+    /// first query (default 2000).
+    #[serde(default)]
+    pub tcp_initial_timeout_ms: Option<u64>,
+    /// How long (ms) a connection may stay idle between queries (default
+    /// 10000). Past half `tcp_max_connections` both timeouts shrink, down
+    /// to 200 ms when full.
+    #[serde(default)]
+    pub tcp_idle_timeout_ms: Option<u64>,
 }
 
 /// The action for blocks when a sinkhole address is configured.
@@ -257,18 +385,22 @@ fn block_page(
 
 /// The configured policy zones: from files, and transferred from primaries.
 /// In force in the order allowlists, RPZ files, transferred RPZ zones,
-/// blocklists (an allowed name is never blocked by what follows).
+/// blocklists (an allowed name is never blocked by what follows). The
+/// files are read again when they change (see [`crate::zone_files`]).
 #[derive(Clone)]
 struct ZoneSources {
     /// Allowlists and RPZ files.
-    head: Vec<Arc<Zone>>,
+    head: Vec<Arc<FileZone>>,
     transferred: Vec<Arc<Secondary>>,
     /// Blocklists.
-    tail: Vec<Arc<Zone>>,
+    tail: Vec<Arc<FileZone>>,
 }
 
 impl ZoneSources {
-    /// `sinkhole`: the blocklists' answer instead of NXDOMAIN.
+    /// `sinkhole`: the blocklists' answer instead of NXDOMAIN. A
+    /// blocklist holds only NXDOMAIN triggers, so `sinkhole` replaces them
+    /// as the zone's override: one action for the whole list, not one per
+    /// name.
     fn load(
         rpz: &[String],
         primaries: &[String],
@@ -276,8 +408,24 @@ impl ZoneSources {
         allowlists: &[PathBuf],
         sinkhole: Option<&Action>,
     ) -> anyhow::Result<Self> {
-        let head = file_zones(rpz, &[], allowlists, None)?;
-        let tail = file_zones(&[], blocklists, &[], sinkhole)?;
+        let mut head = vec![];
+        for p in allowlists {
+            head.push(Arc::new(FileZone::open(p, zone_files::Kind::Allow)?));
+        }
+        for spec in rpz {
+            let (file, origin) = spec.split_once('=').unwrap_or((spec.as_str(), "."));
+            let kind = zone_files::Kind::Rpz {
+                origin: origin.to_string(),
+            };
+            head.push(Arc::new(FileZone::open(std::path::Path::new(file), kind)?));
+        }
+        let mut tail = vec![];
+        for p in blocklists {
+            let kind = zone_files::Kind::Block {
+                sinkhole: sinkhole.cloned(),
+            };
+            tail.push(Arc::new(FileZone::open(p, kind)?));
+        }
         let transferred = primaries
             .iter()
             .map(|spec| XfrConfig::parse(spec).map(Secondary::new))
@@ -292,10 +440,15 @@ impl ZoneSources {
     /// The zones in force now (a transferred zone not loaded yet is left
     /// out).
     fn zones(&self) -> Vec<Arc<Zone>> {
-        let mut v = self.head.clone();
+        let mut v: Vec<Arc<Zone>> = self.head.iter().map(|f| f.current()).collect();
         v.extend(self.transferred.iter().filter_map(|s| s.zone()));
-        v.extend(self.tail.iter().cloned());
+        v.extend(self.tail.iter().map(|f| f.current()));
         v
+    }
+
+    /// The zones read from files.
+    fn files(&self) -> Vec<Arc<FileZone>> {
+        self.head.iter().chain(&self.tail).cloned().collect()
     }
 
     /// The first transfer of each zone, before answering: a zone whose
@@ -344,45 +497,6 @@ impl ZoneSources {
     }
 }
 
-/// Zones from files, in the order allowlists, RPZ, blocklists (an allowed
-/// name is never blocked by what follows). A blocklist holds only NXDOMAIN
-/// triggers, so `sinkhole` replaces them as the zone's override: one
-/// action for the whole list, not one per name.
-fn file_zones(
-    rpz: &[String],
-    blocklists: &[PathBuf],
-    allowlists: &[PathBuf],
-    sinkhole: Option<&Action>,
-) -> anyhow::Result<Vec<Arc<Zone>>> {
-    let mut zones = vec![];
-    for p in allowlists {
-        zones.push(Arc::new(
-            Zone::load_list(p, &Action::Passthru)
-                .with_context(|| format!("allowlist {}", p.display()))?,
-        ));
-    }
-    for spec in rpz {
-        let (file, origin) = spec.split_once('=').unwrap_or((spec.as_str(), "."));
-        zones.push(Arc::new(
-            Zone::load_rpz(std::path::Path::new(file), origin)
-                .with_context(|| format!("RPZ zone {file}"))?,
-        ));
-    }
-    for p in blocklists {
-        let z = Zone::load_list(p, &Action::NxDomain)
-            .with_context(|| format!("blocklist {}", p.display()))?;
-        zones.push(Arc::new(match sinkhole {
-            Some(a) => z.with_action_override(a.clone()),
-            None => z,
-        }));
-    }
-    for z in &zones {
-        let s = z.stats();
-        tracing::info!(zone = %z.name(), names = s.qname_triggers, wildcards = s.wildcard_triggers, skipped = s.skipped, "DNS policy zone loaded");
-    }
-    Ok(zones)
-}
-
 /// Runs the standalone resolver until Ctrl-C.
 pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -408,6 +522,12 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
         cfg.recursion = Some(recursion(args.root_hints.as_deref(), args.recursion_allow)?);
     }
     cfg.udp_threads = args.threads;
+    cfg.tcp = args.tcp.limits()?;
+    if let (Some(addr), Some(cert), Some(key)) =
+        (args.dot_listen, &args.dot_tls_cert, &args.dot_tls_key)
+    {
+        cfg.tls_listen = Some((addr, dot_tls(cert, key).context("DoT TLS")?));
+    }
     cfg.udp_coalesce = std::time::Duration::from_micros(args.coalesce_us);
     cfg.query_log = args.query_log.is_some().then_some(log);
     cfg.block_page = block_page(
@@ -422,17 +542,21 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     let roots = cfg.recursion.as_ref().map(|r| r.root_hints.len());
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the resolver: {e}"))?;
-    let _followers = {
-        let sources2 = sources.clone();
-        sources.follow(
-            handle.engine(),
-            Arc::new(move || policy.set(Policy::new(sources2.zones()))),
-        )
+    // A changed zone (transferred, or a file edited) means a new policy,
+    // built aside and swapped in whole.
+    let rebuild: Arc<dyn Fn() + Send + Sync> = {
+        let sources = sources.clone();
+        Arc::new(move || policy.set(Policy::new(sources.zones())))
     };
+    let _followers = sources.follow(handle.engine(), rebuild.clone());
+    let _files = zone_files::watch(sources.files(), rebuild);
     if let Some(n) = roots {
         eprintln!("resolution: recursive, from {n} root server address(es)");
     }
     println!("pdns listening on udp+tcp {}", handle.udp_addr());
+    if let Some(addr) = handle.tls_addr() {
+        println!("pdns DNS over TLS listening on {addr}");
+    }
     if let Some(addr) = handle.block_page_addr() {
         let scheme = if args.block_page_tls_cert.is_some() {
             "https"
@@ -492,9 +616,11 @@ pub struct Running {
     pub dropped_events: Arc<AtomicU64>,
     refreshes: Arc<Refreshes>,
     watcher: tokio::task::JoinHandle<()>,
-    /// The refresh loops of transferred RPZ zones.
+    /// The refresh loops of transferred RPZ zones and the files' watcher.
     followers: Vec<tokio::task::JoinHandle<()>>,
     sources: ZoneSources,
+    /// Reads the policy files again (for the API).
+    pub reload: Arc<mimamori_api::DnsReloader>,
 }
 
 impl Running {
@@ -504,8 +630,10 @@ impl Running {
         let dropped = self.dropped_events.clone();
         let sources = self.sources.clone();
         let refreshes = self.refreshes.clone();
+        let tcp = self.handle.tcp_counters();
         Arc::new(move || {
             let s = engine.stats();
+            let t = tcp.get();
             let (xfr_ok, xfr_failed) = sources.xfr_stats();
             vec![
                 (
@@ -534,6 +662,26 @@ impl Running {
                     s.ns_lookups,
                 ),
                 ("pdns_queries", "DNS queries answered or dropped", s.queries),
+                (
+                    "pdns_tcp_connections",
+                    "TCP and DoT connections open now",
+                    t.open,
+                ),
+                (
+                    "pdns_tcp_evicted",
+                    "Idle TCP/DoT connections closed to make room for a new one (per-client or global limit)",
+                    t.evicted_client + t.evicted_global,
+                ),
+                (
+                    "pdns_tcp_refused",
+                    "TCP/DoT connections refused because every connection was busy",
+                    t.refused,
+                ),
+                (
+                    "pdns_tcp_timed_out",
+                    "TCP/DoT connections closed by the initial or idle timeout",
+                    t.timed_out,
+                ),
                 ("pdns_blocked", "DNS queries blocked by policy", s.blocked),
                 (
                     "pdns_cache_hits",
@@ -664,6 +812,31 @@ fn resolution(
     Ok((specs, None))
 }
 
+/// The DoT listener of `[pdns]`: its own certificate, else the API's.
+fn dot_in_serve(
+    section: &PdnsSection,
+    api_tls: Option<&Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<Option<(SocketAddr, Arc<rustls::ServerConfig>)>> {
+    let Some(listen) = &section.dot_listen else {
+        if section.dot_tls_cert.is_some() || section.dot_tls_key.is_some() {
+            anyhow::bail!("[pdns] dot_tls_cert and dot_tls_key are set without dot_listen");
+        }
+        return Ok(None);
+    };
+    let addr = dot_addr(listen).map_err(|e| anyhow!("[pdns] dot_listen: {e}"))?;
+    let tls = match (&section.dot_tls_cert, &section.dot_tls_key, api_tls) {
+        (Some(cert), Some(key), _) => {
+            dot_tls(cert, key).context("[pdns] dot_tls_cert and dot_tls_key")?
+        }
+        (None, None, Some(api)) => api.clone(),
+        (None, None, None) => anyhow::bail!(
+            "[pdns] dot_listen needs a certificate: set dot_tls_cert and dot_tls_key (or give the API one)"
+        ),
+        _ => anyhow::bail!("[pdns] DoT needs both dot_tls_cert and dot_tls_key"),
+    };
+    Ok(Some((addr, tls)))
+}
+
 /// Starts the resolver of `[pdns]`, if configured.
 pub async fn start_in_serve(
     section: &PdnsSection,
@@ -700,6 +873,14 @@ pub async fn start_in_serve(
         cfg.udp_coalesce = std::time::Duration::from_micros(us);
     }
     cfg.query_log = ingest.is_some().then_some(log);
+    cfg.tcp = tcp_limits(
+        section.tcp_max_connections,
+        section.tcp_max_per_client,
+        section.tcp_initial_timeout_ms,
+        section.tcp_idle_timeout_ms,
+    )
+    .context("[pdns]")?;
+    cfg.tls_listen = dot_in_serve(section, tls.as_ref())?;
     cfg.doh_listen = section.doh_listen.map(|a| (a, tls));
     cfg.block_page = block_page(
         section.block_page_listen,
@@ -712,15 +893,32 @@ pub async fn start_in_serve(
     .context("[pdns] block_page_tls_cert and block_page_tls_key")?;
     let handle = mimamori_dns::start(cfg, policy.clone())
         .map_err(|e| anyhow!("cannot start the DNS resolver on {listen}: {e}"))?;
-    // A transferred zone that changed marks the policy for a rebuild, which
-    // the watcher below does on its next tick.
+    // A zone that changed (transferred, or a file edited) marks the policy
+    // for a rebuild and wakes the watcher below to do it now.
     let zones_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let followers = {
-        let changed = zones_changed.clone();
-        sources.follow(
-            handle.engine(),
-            Arc::new(move || changed.store(true, Ordering::SeqCst)),
-        )
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let changed: Arc<dyn Fn() + Send + Sync> = {
+        let (zones_changed, wake) = (zones_changed.clone(), wake.clone());
+        Arc::new(move || {
+            zones_changed.store(true, Ordering::SeqCst);
+            wake.notify_one();
+        })
+    };
+    let mut followers = sources.follow(handle.engine(), changed.clone());
+    followers.push(zone_files::watch(sources.files(), changed.clone()));
+    let reload: Arc<mimamori_api::DnsReloader> = {
+        let sources = sources.clone();
+        Arc::new(move || {
+            let (files, changed) = (sources.files(), changed.clone());
+            let fut: ReloadFuture = Box::pin(async move {
+                let r = zone_files::reload_all(files, true).await;
+                if zone_files::any_reloaded(&r) {
+                    changed();
+                }
+                r.into_iter().map(api_reload).collect()
+            });
+            fut
+        })
     };
     let dropped = Arc::new(AtomicU64::new(0));
     let refreshes = Arc::new(Refreshes::default());
@@ -738,7 +936,10 @@ pub async fn start_in_serve(
         tokio::spawn(async move {
             let mut state = state;
             loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = wake.notified() => {}
+                }
                 let now = match Version::of(&store).await {
                     Ok(v) => v,
                     Err(e) => {
@@ -792,6 +993,7 @@ pub async fn start_in_serve(
         watcher,
         followers,
         sources,
+        reload,
     }))
 }
 
@@ -836,6 +1038,29 @@ impl UnattributedLog {
                 "DNS queries from a client in no org's network (unattributed: credited to no org)"
             );
         }
+    }
+}
+
+type ReloadFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Vec<mimamori_api::routes::dns::ZoneReload>> + Send>,
+>;
+
+/// A file's reload as the API reports it.
+fn api_reload(r: zone_files::Reload) -> mimamori_api::routes::dns::ZoneReload {
+    let (status, names, wildcards, error) = match r.outcome {
+        zone_files::Outcome::Unchanged => ("unchanged", None, None, None),
+        zone_files::Outcome::Reloaded { names, wildcards } => {
+            ("reloaded", Some(names as u64), Some(wildcards as u64), None)
+        }
+        zone_files::Outcome::Failed(e) => ("failed", None, None, Some(e)),
+    };
+    mimamori_api::routes::dns::ZoneReload {
+        file: r.file.display().to_string(),
+        zone: r.zone,
+        status: status.into(),
+        names,
+        wildcards,
+        error,
     }
 }
 

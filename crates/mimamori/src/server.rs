@@ -79,6 +79,9 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             "Protective DNS listening on udp+tcp {}",
             p.handle.udp_addr()
         );
+        if let Some(a) = p.handle.tls_addr() {
+            println!("Protective DNS over TLS listening on {a}");
+        }
         if let Some(a) = p.handle.doh_addr() {
             let scheme = if running.tls { "https" } else { "http" };
             println!("Protective DNS over HTTPS listening on {scheme}://{a}/dns-query");
@@ -162,7 +165,9 @@ pub async fn start(
     )
     .await?;
     if let Some(p) = &pdns {
-        state = state.with_metrics(p.metrics());
+        state = state
+            .with_metrics(p.metrics())
+            .with_dns_reload(p.reload.clone());
     }
     let hub = crate::detection::hub(
         cfg,

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use mimamori_core::Action;
 use mimamori_store::{DnsPolicyEntry, NewDnsPolicyEntry};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Filter and pagination of the listing.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -118,4 +118,75 @@ pub async fn remove(
         .dns_policy_remove(&caller.audit_actor(), &org, &e)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// One policy file read again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ZoneReload {
+    /// The file.
+    pub file: String,
+    /// The zone's name (an RPZ zone's apex, else the file).
+    pub zone: String,
+    /// `reloaded`, `unchanged` (it changed while being read: the next
+    /// check reads it) or `failed` (the zone in force was kept).
+    pub status: String,
+    /// Name triggers of the new zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<u64>,
+    /// Wildcard (`*.`) triggers of the new zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wildcards: Option<u64>,
+    /// Why it failed: the file and line, and what is wrong there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneReloadReport {
+    pub files: Vec<ZoneReload>,
+}
+
+/// Makes the Protective DNS resolver read its policy files (RPZ zones,
+/// block and allow lists) again now, as on SIGHUP. Each file that parses
+/// replaces its zone; the new policy is built aside and swapped in whole
+/// within a second. A file that does not parse keeps the zone in force and
+/// fails the call (422, naming the file and line). Central SOC
+/// administrators only; audited.
+#[utoipa::path(post, path = "/api/v1/dns/rpz/reload", tag = "dns",
+    responses((status = 200, body = ZoneReloadReport), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "no resolver runs in this server"),
+        (status = 422, body = Problem, description = "a file did not parse; its zone in force was kept")),
+    security(("bearer" = [])))]
+pub async fn rpz_reload(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ZoneReloadReport>, ApiError> {
+    caller.require(Action::DnsZoneReload)?;
+    let Some(reload) = state.dns_reload.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no Protective DNS resolver runs in this server ([pdns] listen is not set)",
+        ));
+    };
+    let files = reload().await;
+    let p = &caller.principal;
+    state
+        .store
+        .audit_standalone(
+            &caller.audit_actor(),
+            p.org_id.as_str(),
+            &p.org_path,
+            "dns.rpz.reload",
+            serde_json::json!({ "files": files }),
+        )
+        .await?;
+    let failed: Vec<&str> = files.iter().filter_map(|f| f.error.as_deref()).collect();
+    if !failed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            failed.join("; "),
+        ));
+    }
+    Ok(Json(ZoneReloadReport { files }))
 }
