@@ -18,6 +18,7 @@ mod intel_cmd;
 mod pdns;
 mod query_cmd;
 mod server;
+mod wal_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -82,6 +83,10 @@ enum Command {
     /// Work with Sigma rule folders.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Check or salvage the write-ahead log (acknowledged events not yet
+    /// archived) after disk damage.
+    #[command(subcommand)]
+    Wal(wal_cmd::WalCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -159,6 +164,7 @@ fn main() -> std::process::ExitCode {
                     .map_err(anyhow::Error::from)
             }
             Command::Query(args) => query_cmd::run(&cli.data_dir, args).await,
+            Command::Wal(cmd) => wal_cmd::run(&cli.data_dir, cmd),
         }
     });
     match result {
