@@ -282,6 +282,13 @@ impl Archive {
         Ok((archive, checkpoint))
     }
 
+    /// The archive in `dir` without recovery (to read its checkpoint).
+    pub fn open_read_only(dir: &Path) -> Archive {
+        Archive {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     /// Deletes temporary files and part files past the checkpoint (those of
     /// a flush that did not complete: their events are still in the WAL).
     pub fn remove_uncommitted(&self) -> io::Result<()> {

@@ -184,6 +184,12 @@ pub struct Stats {
     /// Raw messages ([`RawBatch`]) that were made durable but did not parse
     /// into an event when normalized.
     pub raw_rejected: AtomicU64,
+    /// What the WAL replay at this start could not recover (damaged or
+    /// missing bytes after the checkpoint; see [`wal::Recovery`]).
+    pub wal_damaged_regions: AtomicU64,
+    pub wal_damaged_bytes: AtomicU64,
+    pub wal_lost_records: AtomicU64,
+    pub wal_lost_events: AtomicU64,
 }
 
 /// The handle sources submit through. Cheap to clone.
@@ -196,6 +202,8 @@ pub struct Ingest {
     byte_capacity: usize,
     stats: Arc<Stats>,
     archive: Archive,
+    /// WAL damage this start found that no earlier start had reported.
+    wal_damage: Arc<Vec<wal::Damage>>,
 }
 
 /// The running threads; join them after dropping every [`Ingest`] handle.
@@ -204,18 +212,36 @@ pub struct IngestThreads {
     normalizer: std::thread::JoinHandle<()>,
     archive: std::thread::JoinHandle<()>,
     consumers: Vec<std::thread::JoinHandle<()>>,
+    /// For the clean stop: the WAL directory and every reader's position
+    /// (archive, consumers, the lowest absent consumer).
+    wal_dir: PathBuf,
+    released: Vec<Arc<AtomicU64>>,
+    floor: u64,
     /// Held (with its exclusive lock) until the threads are joined.
     _lock: std::fs::File,
 }
 
 impl IngestThreads {
-    /// Waits until everything submitted is archived.
+    /// Waits until everything submitted is archived, then deletes the WAL
+    /// segments the archive and every consumer have checkpointed past.
     pub fn join(self) {
         let _ = self.wal.join();
         let _ = self.normalizer.join();
         let _ = self.archive.join();
         for c in self.consumers {
             let _ = c.join();
+        }
+        let covered = self
+            .released
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+            .min(self.floor);
+        match wal::release_covered(&self.wal_dir, covered) {
+            Ok(0) => {}
+            Ok(bytes) => tracing::info!(bytes, "removed the WAL segments the checkpoints cover"),
+            Err(e) => tracing::warn!(error = %e, "could not delete archived WAL segments"),
         }
     }
 }
@@ -235,15 +261,7 @@ impl Ingest {
         consumers: Vec<Box<dyn Consumer>>,
     ) -> Result<(Ingest, IngestThreads), IngestError> {
         std::fs::create_dir_all(&cfg.dir)?;
-        let lock_path = cfg.dir.join("LOCK");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        if lock.try_lock().is_err() {
-            return Err(IngestError::Locked(cfg.dir.display().to_string()));
-        }
+        let lock = lock_dir(&cfg.dir)?;
         let (archive, checkpoint) = Archive::recover(&cfg.dir.join("archive"))?;
         let consumer_dir = cfg.dir.join("consumers");
         std::fs::create_dir_all(&consumer_dir)?;
@@ -280,6 +298,20 @@ impl Ingest {
                 replay_end = replay_end.max(end);
             },
         )?;
+        let recovery = wal.recovery();
+        stats
+            .wal_damaged_regions
+            .store(recovery.damage.len() as u64, Ordering::Relaxed);
+        stats
+            .wal_damaged_bytes
+            .store(recovery.lost_bytes(), Ordering::Relaxed);
+        stats
+            .wal_lost_records
+            .store(recovery.lost_records(), Ordering::Relaxed);
+        stats
+            .wal_lost_events
+            .store(recovery.lost_events(), Ordering::Relaxed);
+        let wal_damage = Arc::new(recovery.new_damage().cloned().collect::<Vec<_>>());
         if bad > 0 {
             tracing::error!(
                 bad,
@@ -327,6 +359,7 @@ impl Ingest {
         let (reclaim_tx, reclaim_rx) = std::sync::mpsc::channel::<Vec<Batch>>();
         let released = Arc::new(AtomicU64::new(0));
         let mut all_released = vec![released.clone()];
+        let floor = absent_floor.unwrap_or(u64::MAX);
         let mut outlets = vec![arch_tx];
         let mut consumer_threads = vec![];
         for (consumer, cp) in consumers {
@@ -343,7 +376,7 @@ impl Ingest {
         }
         let wal_thread = {
             let stats = stats.clone();
-            let floor = absent_floor.unwrap_or(u64::MAX);
+            let all_released = all_released.clone();
             std::thread::Builder::new()
                 .name("mimamori-wal".into())
                 .spawn({
@@ -377,12 +410,16 @@ impl Ingest {
                 byte_capacity: cfg.queue_bytes,
                 stats,
                 archive,
+                wal_damage,
             },
             IngestThreads {
                 wal: wal_thread,
                 normalizer: normalizer_thread,
                 archive: archive_thread,
                 consumers: consumer_threads,
+                wal_dir: cfg.dir.join("wal"),
+                released: all_released,
+                floor,
                 _lock: lock,
             },
         ))
@@ -394,6 +431,12 @@ impl Ingest {
 
     pub fn archive(&self) -> &Archive {
         &self.archive
+    }
+
+    /// WAL damage found at this start that no earlier start had reported:
+    /// acknowledged data lost (each also logged as an ERROR).
+    pub fn wal_damage(&self) -> &[wal::Damage] {
+        &self.wal_damage
     }
 
     /// Stops the pipeline even while other handles live: what is queued is
@@ -702,12 +745,16 @@ fn wal_loop(
                         })
                         .collect();
                     let text = archive::EventText::encode(&events);
-                    (wal.append(text.as_bytes()), Record::Events(events, text))
+                    let n = events.len() as u32;
+                    (
+                        wal.append_parts(&[text.as_bytes()], n),
+                        Record::Events(events, text),
+                    )
                 }
                 Payload::Raw(batch) => {
                     let base_id = uuid::Uuid::now_v7().as_u128();
                     raw::encode_header(&batch, &s.org_id, received, base_id, &mut buf);
-                    let written = wal.append_parts(&[&buf, batch.body()]);
+                    let written = wal.append_parts(&[&buf, batch.body()], batch.len() as u32);
                     let rec = raw::RawRecord {
                         org_id: s.org_id,
                         received,
@@ -781,6 +828,12 @@ fn wal_loop(
             if let Err(e) = wal.release_before(rel) {
                 tracing::warn!(error = %e, "could not delete archived WAL segments");
             }
+        }
+    }
+    // A clean stop: the mark records exactly where the log ends.
+    if broken.is_none() {
+        if let Err(e) = wal.close() {
+            tracing::warn!(error = %e, "could not record the end of the WAL");
         }
     }
 }
@@ -1072,6 +1125,40 @@ pub fn ingest_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("ingest")
 }
 
+/// The WAL position a start of the ingest directory `dir` replays from:
+/// the lowest of the archive's and every consumer's checkpoint. Reads
+/// only.
+pub fn replay_point(dir: &Path) -> Result<u64, IngestError> {
+    let archive = archive::Archive::open_read_only(&dir.join("archive"));
+    let mut from = archive.checkpoint()?;
+    let consumers = dir.join("consumers");
+    if consumers.is_dir() {
+        for entry in std::fs::read_dir(&consumers)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "checkpoint") {
+                let cp = ConsumerCheckpoint::open(&consumers, &consumer_name(&path), 0)?;
+                from = from.min(cp.position);
+            }
+        }
+    }
+    Ok(from)
+}
+
+/// Takes the ingest directory's exclusive lock (held while the returned
+/// file lives), as a running server holds it: for maintenance such as
+/// `mimamori wal salvage`.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File, IngestError> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    if lock.try_lock().is_err() {
+        return Err(IngestError::Locked(dir.display().to_string()));
+    }
+    Ok(lock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1124,12 +1211,30 @@ mod tests {
         got.sort();
         all_ids.sort();
         assert_eq!(got, all_ids);
-        // Archived WAL segments are released (at the latest on the next start).
+        // A clean stop removes every WAL segment the archive covers (one
+        // just begun, holding only its header, may stay).
+        let left = || {
+            let segs = wal::segments(&dir.path().join("wal")).unwrap();
+            let bytes: u64 = segs
+                .iter()
+                .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+                .sum();
+            (segs.len(), bytes)
+        };
+        let (n, bytes) = left();
+        assert!(
+            n <= 1 && bytes <= 36,
+            "WAL left after a clean stop: {n} segments, {bytes} bytes"
+        );
         let (ingest, threads) = Ingest::start(cfg(dir.path())).unwrap();
+        assert!(ingest.wal_damage().is_empty());
         drop(ingest);
         threads.join();
-        let wal_files = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
-        assert!(wal_files <= 2, "{wal_files} WAL segments left");
+        let (n, bytes) = left();
+        assert!(
+            n <= 1 && bytes <= 36,
+            "WAL left: {n} segments, {bytes} bytes"
+        );
     }
 
     #[tokio::test]
@@ -1337,7 +1442,8 @@ mod tests {
             let mut wal = wal::Wal::open(&dir.path().join("wal"), 1 << 20, 0, |_, _| {}).unwrap();
             let mut head = vec![];
             raw::encode_header(&batch, "org-r", 7, base, &mut head);
-            wal.append_parts(&[&head, batch.body()]).unwrap();
+            wal.append_parts(&[&head, batch.body()], batch.len() as u32)
+                .unwrap();
             wal.sync().unwrap();
         }
         let mut first = None;

@@ -299,6 +299,10 @@ pub struct IngestSection {
     /// archive, in milliseconds.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    /// Size at which a write-ahead log segment is closed and a new one
+    /// begun, in bytes (at least 4096).
+    #[serde(default = "default_wal_segment_bytes")]
+    pub wal_segment_bytes: u64,
     /// Days of events kept in the archive (by event date); 0 keeps
     /// everything.
     #[serde(default = "default_retention_days")]
@@ -324,6 +328,9 @@ fn default_pipeline_events() -> usize {
 fn default_flush_ms() -> u64 {
     2000
 }
+fn default_wal_segment_bytes() -> u64 {
+    mimamori_ingest::IngestConfig::new(PathBuf::new()).segment_bytes
+}
 fn default_retention_days() -> u32 {
     90
 }
@@ -336,6 +343,7 @@ impl Default for IngestSection {
             queue_bytes: default_queue_bytes(),
             pipeline_events: default_pipeline_events(),
             flush_interval_ms: default_flush_ms(),
+            wal_segment_bytes: default_wal_segment_bytes(),
             retention_days: default_retention_days(),
             retention_by_org: Default::default(),
         }
@@ -349,6 +357,7 @@ impl IngestSection {
             queue_bytes: self.queue_bytes.max(1),
             pipeline_events: self.pipeline_events.max(1),
             flush_interval: std::time::Duration::from_millis(self.flush_interval_ms.max(10)),
+            segment_bytes: self.wal_segment_bytes.max(4096),
             ..mimamori_ingest::IngestConfig::new(mimamori_ingest::ingest_dir(data_dir))
         }
     }

@@ -93,6 +93,7 @@ pub async fn run(data_dir: &Path, args: IngestArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || mimamori_ingest::Ingest::start_with(icfg, consumers))
             .await?
             .context("cannot start ingestion")?;
+    crate::server::alert_wal_damage(&store, ingest.wal_damage()).await;
 
     let bar = if args.quiet {
         indicatif::ProgressBar::hidden()

@@ -31,6 +31,7 @@ mod intel_cmd;
 mod pdns;
 mod query_cmd;
 mod server;
+mod wal_cmd;
 mod zone_files;
 
 use clap::{Parser, Subcommand};
@@ -96,6 +97,10 @@ enum Command {
     /// Work with Sigma rule folders.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Check or salvage the write-ahead log (acknowledged events not yet
+    /// archived) after disk damage.
+    #[command(subcommand)]
+    Wal(wal_cmd::WalCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -168,6 +173,7 @@ fn main() -> std::process::ExitCode {
                     .map_err(anyhow::Error::from)
             }
             Command::Query(args) => query_cmd::run(&cli.data_dir, args).await,
+            Command::Wal(cmd) => wal_cmd::run(&cli.data_dir, cmd),
         }
     });
     match result {

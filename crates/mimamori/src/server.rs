@@ -138,6 +138,7 @@ pub async fn start(
         })
         .await?
         .context("cannot start ingestion")?;
+        alert_wal_damage(&store, ingest.wal_damage()).await;
         state = state.with_ingest(ingest.clone());
         (Some(ingest), Some(threads))
     } else {
@@ -210,6 +211,70 @@ pub async fn start(
         ingest_threads,
         notifier,
     })
+}
+
+/// Raises one alert in the root org (the central SOC) per stretch of WAL
+/// damage this start found: acknowledged events that could not be
+/// recovered. Each is already logged as an ERROR; a failure to record the
+/// alert is logged too, and does not stop the server.
+pub(crate) async fn alert_wal_damage(
+    store: &mimamori_store::Store,
+    damage: &[mimamori_ingest::wal::Damage],
+) {
+    if damage.is_empty() {
+        return;
+    }
+    let root = match store.root_org().await {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            tracing::error!("no root org to alert about WAL damage");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find the root org to alert about WAL damage");
+            return;
+        }
+    };
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    for d in damage {
+        let events = d
+            .events
+            .map_or("an unknown number of".to_string(), |n| n.to_string());
+        let det = mimamori_store::Detection {
+            org_id: root.id.to_string(),
+            kind: mimamori_store::AlertKind::System,
+            rule_id: "mimamori:wal-damage".into(),
+            title: format!(
+                "WAL damage: {}{events} acknowledged events could not be recovered",
+                if d.exact { "" } else { "at most " }
+            ),
+            severity: mimamori_store::Severity::High,
+            entity: format!("wal:{}-{}", d.start, d.end),
+            attack: vec![],
+            context: serde_json::json!({
+                "description": d.describe(),
+                "wal_start": d.start,
+                "wal_end": d.end,
+                "bytes": d.bytes(),
+                "places": d.places,
+                "records_lost": d.records,
+                "events_lost": d.events,
+                "exact": d.exact,
+                "check": "mimamori wal check",
+            }),
+            event_ids: vec![],
+            time: now,
+            retro: false,
+            campaign_key: None,
+        };
+        match store
+            .alert_record(&det, 0, &mimamori_store::CampaignPolicy::default())
+            .await
+        {
+            Ok(_) => tracing::info!(org = %root.slug, "raised an alert about WAL damage"),
+            Err(e) => tracing::error!(error = %e, "cannot record the WAL damage alert"),
+        }
+    }
 }
 
 /// Applies archive retention now and then every hour: `retention_days`

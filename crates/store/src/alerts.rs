@@ -143,6 +143,9 @@ pub enum AlertKind {
     Sigma,
     /// A Sigma correlation rule fired.
     Correlation,
+    /// mimamori itself found a fault that cost data (WAL damage at start:
+    /// acknowledged events lost), raised in the root org.
+    System,
 }
 
 impl AlertKind {
@@ -151,6 +154,7 @@ impl AlertKind {
             AlertKind::Indicator => "indicator",
             AlertKind::Sigma => "sigma",
             AlertKind::Correlation => "correlation",
+            AlertKind::System => "system",
         }
     }
 
@@ -159,6 +163,7 @@ impl AlertKind {
             AlertKind::Indicator,
             AlertKind::Sigma,
             AlertKind::Correlation,
+            AlertKind::System,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)

@@ -56,7 +56,7 @@ pub async fn list(
         None => None,
         Some(k) => Some(AlertKind::parse(k).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "kind {k:?} is not one of indicator, sigma, correlation"
+                "kind {k:?} is not one of indicator, sigma, correlation, system"
             ))
         })?),
     };

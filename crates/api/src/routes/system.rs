@@ -97,6 +97,26 @@ fn ingest_metrics(state: &AppState) -> Vec<(&'static str, &'static str, u64)> {
                 s.archive_checkpoint.load(Relaxed),
             ),
             (
+                "ingest_wal_damaged_regions",
+                "Damaged or missing stretches of the WAL the replay at this start could not recover",
+                s.wal_damaged_regions.load(Relaxed),
+            ),
+            (
+                "ingest_wal_damaged_bytes",
+                "Bytes of those stretches",
+                s.wal_damaged_bytes.load(Relaxed),
+            ),
+            (
+                "ingest_wal_lost_records",
+                "WAL records (acknowledged batches) in those stretches",
+                s.wal_lost_records.load(Relaxed),
+            ),
+            (
+                "ingest_wal_lost_events",
+                "Acknowledged events in those stretches: lost",
+                s.wal_lost_events.load(Relaxed),
+            ),
+            (
                 "ingest_events_consumed",
                 "Events handed to consumers such as detection (summed over consumers)",
                 s.events_consumed.load(Relaxed),
