@@ -55,6 +55,10 @@ pub struct IngestConfig {
     pub flush_events: usize,
     /// …or when the oldest buffered event is this old.
     pub flush_interval: Duration,
+    /// How the archive's small files are merged (`None`: never).
+    pub compaction: Option<archive::CompactionPolicy>,
+    /// How often the compaction thread looks for files to merge.
+    pub compact_interval: Duration,
 }
 
 impl IngestConfig {
@@ -67,6 +71,8 @@ impl IngestConfig {
             segment_bytes: 64 * 1024 * 1024,
             flush_events: 50_000,
             flush_interval: Duration::from_secs(2),
+            compaction: Some(archive::CompactionPolicy::default()),
+            compact_interval: Duration::from_secs(30),
         }
     }
 }
@@ -211,6 +217,7 @@ pub struct IngestThreads {
     wal: std::thread::JoinHandle<()>,
     normalizer: std::thread::JoinHandle<()>,
     archive: std::thread::JoinHandle<()>,
+    compact: Option<std::thread::JoinHandle<()>>,
     consumers: Vec<std::thread::JoinHandle<()>>,
     /// For the clean stop: the WAL directory and every reader's position
     /// (archive, consumers, the lowest absent consumer).
@@ -228,6 +235,9 @@ impl IngestThreads {
         let _ = self.wal.join();
         let _ = self.normalizer.join();
         let _ = self.archive.join();
+        if let Some(c) = self.compact {
+            let _ = c.join();
+        }
         for c in self.consumers {
             let _ = c.join();
         }
@@ -390,6 +400,21 @@ impl Ingest {
                 .name("mimamori-normalize".into())
                 .spawn(move || normalize_loop(norm_rx, outlets, gate, stats, reclaim_rx))?
         };
+        // The compaction thread ends when the archive thread does (it
+        // drops `compact_stop`).
+        let (compact_stop, compact_wait) = std::sync::mpsc::channel::<()>();
+        let compact_thread = match cfg.compaction.clone() {
+            Some(policy) => {
+                let archive = archive.clone();
+                let every = cfg.compact_interval;
+                Some(
+                    std::thread::Builder::new()
+                        .name("mimamori-compact".into())
+                        .spawn(move || compact_loop(archive, policy, every, compact_wait))?,
+                )
+            }
+            None => None,
+        };
         let archive_thread = {
             let stats = stats.clone();
             let archive = archive.clone();
@@ -398,6 +423,7 @@ impl Ingest {
             std::thread::Builder::new()
                 .name("mimamori-archive".into())
                 .spawn(move || {
+                    let _stop = compact_stop;
                     archive_loop(archive, arch_rx, cfg, stats, released, start, reclaim_tx)
                 })?
         };
@@ -416,6 +442,7 @@ impl Ingest {
                 wal: wal_thread,
                 normalizer: normalizer_thread,
                 archive: archive_thread,
+                compact: compact_thread,
                 consumers: consumer_threads,
                 wal_dir: cfg.dir.join("wal"),
                 released: all_released,
@@ -963,6 +990,32 @@ fn archive_loop(
                 flush(&mut buffer, &mut buffered, &mut from, to);
                 return;
             }
+        }
+    }
+}
+
+/// Merges the archive's small files every `every` until `stop` closes.
+fn compact_loop(
+    archive: Archive,
+    policy: archive::CompactionPolicy,
+    every: Duration,
+    stop: std::sync::mpsc::Receiver<()>,
+) {
+    loop {
+        match stop.recv_timeout(every) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        match archive.compact(now_millis(), &policy) {
+            Ok(r) if r.jobs > 0 => tracing::debug!(
+                jobs = r.jobs,
+                inputs = r.inputs,
+                outputs = r.outputs,
+                rows = r.rows,
+                "archive compaction"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "archive compaction failed; will retry"),
         }
     }
 }
@@ -1578,29 +1631,32 @@ mod tests {
     }
 
     #[test]
-    fn retention_removes_old_partitions_per_org() {
+    fn retention_counts_from_the_receive_time_per_org() {
         let dir = tempfile::tempdir().unwrap();
         let (archive, _) = Archive::recover(&dir.path().join("archive")).unwrap();
         let day = 86_400_000i64;
         let today = 1_764_115_200_000; // 2025-11-26T00:00:00Z
-        let ev = |org: &str, t: i64, n: usize| Event {
+        let ev = |org: &str, time: i64, received: i64, n: usize| Event {
             id: format!("{org}-{n}"),
             org_id: org.into(),
-            received: today,
+            received,
             body: EventBody {
-                time: Some(t),
+                time: Some(time),
                 ..body("r.example")
             },
         };
         let events = vec![
-            ev("org-a", today, 0),
-            ev("org-a", today - day, 1),
-            ev("org-a", today - 5 * day, 2),
-            ev("org-b", today - 5 * day, 3),
+            ev("org-a", today, today, 0),
+            ev("org-a", today - day, today - day, 1),
+            // Received five days ago: expired for org-a (two days).
+            ev("org-a", today - 5 * day, today - 5 * day, 2),
+            ev("org-b", today - 5 * day, today - 5 * day, 3),
+            // Six years old, but received today: kept.
+            ev("org-a", today - 2200 * day, today, 4),
         ];
         archive.flush(&events, 0, 10).unwrap();
         let report = archive
-            .apply_retention(today + 3_600_000, |org| (org == "org-a").then_some(2))
+            .apply_retention(today + 3_600_000, |org| (org == "org-a").then_some(2 * day))
             .unwrap();
         assert_eq!(
             report.removed,
@@ -1615,7 +1671,12 @@ mod tests {
             .map(|e| e.id)
             .collect();
         left.sort();
-        assert_eq!(left, vec!["org-a-0", "org-a-1", "org-b-3"]);
+        assert_eq!(left, vec!["org-a-0", "org-a-1", "org-a-4", "org-b-3"]);
+        // The emptied partition directory is gone too.
+        assert!(!dir
+            .path()
+            .join("archive/org=org-a/date=2025-11-21")
+            .exists());
     }
 
     #[test]

@@ -303,10 +303,19 @@ pub struct IngestSection {
     /// begun, in bytes (at least 4096).
     #[serde(default = "default_wal_segment_bytes")]
     pub wal_segment_bytes: u64,
-    /// Days of events kept in the archive (by event date); 0 keeps
-    /// everything.
+    /// Days events are kept in the archive after they were received (not
+    /// after their own time: a 2019 log ingested today is kept this long
+    /// from today); 0 keeps everything.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Merge the archive's small Parquet files (every flush writes some)
+    /// into larger ones in the background.
+    #[serde(default = "yes")]
+    pub compaction: bool,
+    /// Overrides `retention_days` with a shorter span (the demo's, to
+    /// bound its disk use); not a configuration key.
+    #[serde(skip)]
+    pub retention_override: Option<std::time::Duration>,
     /// Per-org exceptions to `retention_days`, by org slug (that org only,
     /// not its sub-tree): `retention_by_org = { mof = 365 }`.
     #[serde(default)]
@@ -345,6 +354,8 @@ impl Default for IngestSection {
             flush_interval_ms: default_flush_ms(),
             wal_segment_bytes: default_wal_segment_bytes(),
             retention_days: default_retention_days(),
+            compaction: true,
+            retention_override: None,
             retention_by_org: Default::default(),
         }
     }
@@ -358,6 +369,9 @@ impl IngestSection {
             pipeline_events: self.pipeline_events.max(1),
             flush_interval: std::time::Duration::from_millis(self.flush_interval_ms.max(10)),
             segment_bytes: self.wal_segment_bytes.max(4096),
+            compaction: self
+                .compaction
+                .then(mimamori_ingest::archive::CompactionPolicy::default),
             ..mimamori_ingest::IngestConfig::new(mimamori_ingest::ingest_dir(data_dir))
         }
     }
@@ -437,8 +451,8 @@ impl Config {
     /// Applies `MIMAMORI_API_LISTEN`, `MIMAMORI_API_TLS`,
     /// `MIMAMORI_API_TLS_CERT`, `MIMAMORI_API_TLS_KEY`, `MIMAMORI_DATABASE_URL`,
     /// `MIMAMORI_SYSLOG_UDP`, `MIMAMORI_SYSLOG_TCP`, `MIMAMORI_SYSLOG_TLS` and
-    /// `MIMAMORI_INGEST_QUEUE_EVENTS`; `MIMAMORI_PDNS_LISTEN`,
-    /// `MIMAMORI_PDNS_UPSTREAMS` (comma-separated) and
+    /// `MIMAMORI_INGEST_QUEUE_EVENTS`, `MIMAMORI_INGEST_COMPACTION` (on/off);
+    /// `MIMAMORI_PDNS_LISTEN`, `MIMAMORI_PDNS_UPSTREAMS` (comma-separated) and
     /// `MIMAMORI_PDNS_UNATTRIBUTED` (`refuse` or `log`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("MIMAMORI_API_LISTEN") {
@@ -509,6 +523,13 @@ impl Config {
                     .parse()
                     .with_context(|| format!("{key}={v:?} is not a number"))?;
             }
+        }
+        if let Some(v) = get("MIMAMORI_INGEST_COMPACTION") {
+            self.ingest.compaction = match v.as_str() {
+                "true" | "on" | "1" => true,
+                "false" | "off" | "0" => false,
+                _ => bail!("MIMAMORI_INGEST_COMPACTION={v:?}: expected on or off"),
+            };
         }
         Ok(())
     }

@@ -21,7 +21,14 @@ pub struct DemoArgs {
     /// system temp dir). Must not exist yet or be empty.
     #[arg(long = "demo-dir")]
     pub dir: Option<PathBuf>,
+    /// The global `--data-dir`, when given: the same as `--demo-dir`.
+    #[arg(skip)]
+    pub data_dir: Option<PathBuf>,
 }
+
+/// How long the demo keeps archived events (it writes a few hundred MB an
+/// hour): its archive holds about the last hour.
+const DEMO_RETENTION: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// One org of the demo tree: (slug, parent slug, kind, name, sector,
 /// networks, domains).
@@ -114,11 +121,19 @@ const TREE: &[DemoOrg] = &[
 ];
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = match args.dir {
+    let given = match (args.dir, args.data_dir) {
+        (Some(a), Some(b)) if a != b => bail!(
+            "--demo-dir {} and --data-dir {} name different directories; give one",
+            a.display(),
+            b.display()
+        ),
+        (a, b) => a.or(b),
+    };
+    let dir = match given {
         Some(d) => {
             if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
                 bail!(
-                    "{} is not empty; the demo needs a fresh directory (omit --demo-dir to get one)",
+                    "{} is not empty; the demo needs a fresh directory (omit --demo-dir/--data-dir to get one)",
                     d.display()
                 );
             }
@@ -144,6 +159,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     store.close().await;
 
     let mut cfg = cfg;
+    // Bounded disk use: the demo keeps about the last hour of events.
+    cfg.ingest.retention_override = Some(DEMO_RETENTION);
     // SigmaHQ's rules, where this machine has them (the shared corpora
     // beside the repository): detection then runs the whole rule tree.
     // The resolver: on a free loopback port, forwarding to this machine's
@@ -242,8 +259,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "    PowerShell at meti; payload over HTTP at nict; console login without MFA at mext)."
     );
     println!(
-        "    Archive: {}",
-        mimamori_ingest::ingest_dir(&dir).join("archive").display()
+        "    Archive: {} (the demo keeps the last {} minutes of events)",
+        mimamori_ingest::ingest_dir(&dir).join("archive").display(),
+        DEMO_RETENTION.as_secs() / 60
     );
     println!("    Send your own with the sensor token:");
     println!("      curl -s -H 'Authorization: Bearer {}' --data-binary '{{\"dns_query\":\"example.com\",\"class\":\"dns_activity\"}}' {url}/ingest/v1/events",
@@ -277,7 +295,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::demo_feed::run(ingest, orgs.clone()));
     }
     tokio::spawn(report_detections(running.store.clone(), orgs.clone()));
-    running.wait().await
+    let result = running.wait().await;
+    println!();
+    println!(
+        "mimamori demo stopped. Its data ({}) is kept in {}",
+        human_bytes(dir_bytes(&dir)),
+        dir.display()
+    );
+    println!(
+        "  look again: mimamori --data-dir {} serve   remove: rm -rf {}",
+        dir.display(),
+        dir.display()
+    );
+    result
+}
+
+/// Bytes under `dir` (what could be read; errors count as nothing).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n => format!("{} KiB", n.div_ceil(1024)),
+    }
 }
 
 /// Prints what the detection has raised, read from the store (the demo's

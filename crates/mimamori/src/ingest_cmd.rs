@@ -171,5 +171,37 @@ pub async fn run(data_dir: &Path, args: IngestArgs) -> anyhow::Result<()> {
     if accepted == 0 && (rejected > 0 || failed_files > 0) {
         bail!("nothing was ingested");
     }
+    println!("{}", retention_note(&cfg, &org.slug));
     Ok(())
+}
+
+/// What retention will do with what was just ingested: it counts from now
+/// (the receive time), whatever the events' own timestamps say.
+fn retention_note(cfg: &crate::config::Config, slug: &str) -> String {
+    let days = cfg
+        .ingest
+        .retention_by_org
+        .get(slug)
+        .copied()
+        .unwrap_or(cfg.ingest.retention_days);
+    if days == 0 {
+        "retention: kept until deleted (retention_days = 0)".into()
+    } else {
+        format!(
+            "retention: kept for {days} days from now (retention counts from when events are ingested, not from their own timestamps)"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_retention_note_names_the_org_override() {
+        let mut cfg = crate::config::Config::default();
+        cfg.ingest.retention_by_org.insert("mof".into(), 365);
+        assert!(super::retention_note(&cfg, "mof").contains("kept for 365 days from now"));
+        assert!(super::retention_note(&cfg, "mhlw").contains("kept for 90 days from now"));
+        cfg.ingest.retention_days = 0;
+        assert!(super::retention_note(&cfg, "x").contains("kept until deleted"));
+    }
 }

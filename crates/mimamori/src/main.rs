@@ -117,6 +117,7 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let data_dir_source = matches.value_source("data_dir");
     // A data directory given to a command that reads none would be
     // silently ignored: say so instead (the environment variable, set for
     // the other commands, is fine).
@@ -150,7 +151,15 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Init(args) => admin::init(&cli.data_dir, args).await,
             Command::Serve(args) => server::serve(&cli.data_dir, args).await,
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(mut args) => {
+                // `--data-dir` names the demo's directory; its default
+                // (./mimamori-data) and MIMAMORI_DATA_DIR (set for a real
+                // deployment) do not.
+                if data_dir_source == Some(clap::parser::ValueSource::CommandLine) {
+                    args.data_dir = Some(cli.data_dir.clone());
+                }
+                demo::run(args).await
+            }
             Command::Org(cmd) => admin::org(&cli.data_dir, cmd).await,
             Command::Token(cmd) => admin::token(&cli.data_dir, cmd).await,
             Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,

@@ -278,17 +278,25 @@ pub(crate) async fn alert_wal_damage(
 }
 
 /// Applies archive retention now and then every hour: `retention_days`
-/// for every org, `retention_by_org` (by slug) where given.
+/// for every org, `retention_by_org` (by slug) where given, both counted
+/// from when the events were received.
 fn spawn_retention(
     cfg: &Config,
     store: &mimamori_store::Store,
     archive: mimamori_ingest::archive::Archive,
 ) {
-    let default_days = cfg.ingest.retention_days;
+    const DAY_MS: i64 = 86_400_000;
+    let default_ms = match cfg.ingest.retention_override {
+        Some(d) => d.as_millis() as i64,
+        None => i64::from(cfg.ingest.retention_days) * DAY_MS,
+    };
     let by_slug = cfg.ingest.retention_by_org.clone();
     let store = store.clone();
+    // Hourly, or more often for a retention shorter than six hours.
+    let every =
+        std::time::Duration::from_millis((default_ms.max(60_000) / 6).min(3_600_000) as u64);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             let by_id = match retention_by_id(&store, &by_slug).await {
@@ -302,8 +310,10 @@ fn spawn_retention(
             let now = mimamori_core::now_millis();
             let result = tokio::task::spawn_blocking(move || {
                 archive.apply_retention(now, |org| {
-                    let days = by_id.get(org).copied().unwrap_or(default_days);
-                    (days > 0).then_some(days)
+                    let ms = by_id
+                        .get(org)
+                        .map_or(default_ms, |days| i64::from(*days) * DAY_MS);
+                    (ms > 0).then_some(ms)
                 })
             })
             .await;
@@ -314,7 +324,7 @@ fn spawn_retention(
                     bytes = r.bytes,
                     "retention: removed expired archive partitions"
                 ),
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => tracing::info!("retention: nothing expired"),
                 Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
                 Err(e) => tracing::error!(error = %e, "retention task failed"),
             }

@@ -300,6 +300,71 @@ async fn demo_serves_a_realistic_tree_within_a_minute() {
     assert!(err.contains("not empty"), "{err}");
 }
 
+/// `mimamori --data-dir DIR demo` runs the demo in DIR (it was ignored),
+/// says how long it keeps events, and on SIGTERM says where its data is.
+#[test]
+fn demo_honours_data_dir_and_says_where_its_data_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("mine");
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_mimamori"))
+            .arg("--data-dir")
+            .arg(&demo_dir)
+            .args(["demo", "--port", "0"])
+            .env("MIMAMORI_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = vec![];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines.iter().any(|l: &String| l.contains("Archive:")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        lines.push(rx.recv_timeout(left).expect("no Archive: line within 60 s"));
+    }
+    let text = lines.join("\n");
+    assert!(
+        text.contains(&format!("data dir:   {}", demo_dir.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("keeps the last 60 minutes of events"),
+        "{text}"
+    );
+    assert!(demo_dir.join("mimamori.toml").is_file());
+    let pid = child.0.id().to_string();
+    run_ok(Command::new("kill").args(["-TERM", &pid]));
+    let mut after = vec![];
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        after.push(line);
+    }
+    let after = after.join("\n");
+    assert!(
+        after.contains(&format!("is kept in {}", demo_dir.display())),
+        "{after}"
+    );
+    assert!(
+        after.contains(&format!("rm -rf {}", demo_dir.display())),
+        "{after}"
+    );
+    // Both spellings for different directories: refused, not guessed.
+    let err = run_err(
+        Command::new(env!("CARGO_BIN_EXE_mimamori"))
+            .arg("--data-dir")
+            .arg(dir.path().join("a"))
+            .args(["demo", "--port", "0", "--demo-dir"])
+            .arg(dir.path().join("b")),
+    );
+    assert!(err.contains("name different directories"), "{err}");
+}
+
 /// `mimamori ingest` over real corpora: every EVTX attack sample, a gzipped
 /// Zeek log and CloudTrail records, formats detected per file, all into the
 /// archive of the named org.
@@ -364,6 +429,67 @@ fn ingest_files_from_the_corpora() {
             .arg(c.join("cloudtrail/otrf/collection")),
     );
     assert!(err.contains("in use by another mimamori process"), "{err}");
+}
+
+/// Retention counts from the receive time: EVTX records from 2019 and
+/// earlier, ingested now, survive the retention pass of the next `serve`
+/// (which deleted them when it went by event time), and `ingest` says how
+/// long they are kept.
+#[test]
+fn old_events_ingested_now_survive_the_next_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run_ok(mimamori(&data).args(["init", "--json"]));
+    run_ok(mimamori(&data).args([
+        "org", "add", "--parent", "soc", "--slug", "mof", "--name", "MOF",
+    ]));
+    let out = run_ok(
+        mimamori(&data)
+            .args(["ingest", "--org", "mof", "--quiet"])
+            .arg(corpora().join("evtx/attack-samples")),
+    );
+    assert!(out.contains("ingested 8255 events"), "{out}");
+    assert!(
+        out.contains(
+            "retention: kept for 90 days from now (retention counts from when events are ingested"
+        ),
+        "{out}"
+    );
+    let count = |sql: &str| -> Value {
+        let out = run_ok(mimamori(&data).args(["query", sql]));
+        serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()
+    };
+    let before = count("SELECT count(*) AS n, min(time) AS oldest FROM events");
+    assert_eq!(before["n"], 8255);
+    // Older than the 90-day retention by their own time.
+    let ninety_days_ago = mimamori_core::now_millis() - 91 * 86_400_000;
+    assert!(
+        before["oldest"].as_i64().unwrap() < ninety_days_ago,
+        "{before}"
+    );
+    // `serve` runs its first retention pass at start; wait for it.
+    let mut child = Running(
+        mimamori(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("MIMAMORI_LOG", "warn,mimamori=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("retention:") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(line.contains("nothing expired"), "{line}");
+    drop(child);
+    assert_eq!(count("SELECT count(*) AS n FROM events")["n"], 8255);
 }
 
 /// The README's first steps on a fresh machine, and nothing else: `init`,

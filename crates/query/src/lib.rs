@@ -108,19 +108,20 @@ pub async fn run(
         .with_information_schema(false);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let schema = mimamori_ingest::archive::schema();
+    // A consistent set of files, held in place (compaction and retention
+    // wait) until the query is done: listing the directories instead could
+    // see a compaction's inputs and output together, or lose a file.
+    let snapshot = mimamori_ingest::archive::snapshot(archive_dir, Some(org_ids))
+        .map_err(|e| QueryError::Engine(format!("cannot list the archive: {e}")))?;
     let mut urls = vec![];
-    for org in org_ids {
-        let dir = archive_dir.join(format!("org={org}"));
-        if dir.is_dir() {
-            let url = format!("{}/", dir.display());
-            urls.push(ListingTableUrl::parse(&url)?);
-        }
+    for file in &snapshot.files {
+        urls.push(ListingTableUrl::parse(file.display().to_string())?);
     }
     if urls.is_empty() {
         ctx.register_table("events", Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
     } else {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
+            .with_file_extension("")
             .with_collect_stat(false);
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
@@ -147,6 +148,7 @@ pub async fn run(
     let (columns, batches) = tokio::time::timeout(limits.timeout, work)
         .await
         .map_err(|_| QueryError::Timeout(limits.timeout))??;
+    drop(snapshot);
     let mut rows = Vec::new();
     {
         let mut buf = Vec::new();
