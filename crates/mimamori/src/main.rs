@@ -91,6 +91,20 @@ enum RulesCommand {
     Check(mimamori_detect::cli::RulesCheckArgs),
 }
 
+/// `mimamori hunt`: detections on stdout, the summary on stderr.
+fn hunt(args: mimamori_detect::cli::HuntArgs) -> anyhow::Result<()> {
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    mimamori_detect::cli::run_hunt(args, &mut out, &mut err)?;
+    Ok(())
+}
+
+/// `mimamori rules check`.
+fn rules_check(args: mimamori_detect::cli::RulesCheckArgs) -> anyhow::Result<()> {
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    mimamori_detect::cli::run_rules_check(args, &mut out, &mut err)?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
@@ -122,6 +136,14 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // `hunt` and `rules check` only read files and write to the terminal:
+    // they run on this thread, without the async runtime (whose worker
+    // threads would hold their own allocator heaps for nothing).
+    let (data_dir, command) = match cli.command {
+        Command::Hunt(args) => return exit_code(hunt(args)),
+        Command::Rules(RulesCommand::Check(args)) => return exit_code(rules_check(args)),
+        command => (cli.data_dir, command),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -133,34 +155,26 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Init(args) => admin::init(&cli.data_dir, args).await,
-            Command::Serve(args) => server::serve(&cli.data_dir, args).await,
+        match command {
+            Command::Init(args) => admin::init(&data_dir, args).await,
+            Command::Serve(args) => server::serve(&data_dir, args).await,
             Command::Demo(args) => demo::run(args).await,
-            Command::Org(cmd) => admin::org(&cli.data_dir, cmd).await,
-            Command::Token(cmd) => admin::token(&cli.data_dir, cmd).await,
-            Command::User(cmd) => admin::user(&cli.data_dir, cmd).await,
-            Command::Ingest(args) => ingest_cmd::run(&cli.data_dir, args).await,
-            Command::Intel(cmd) => intel_cmd::run(&cli.data_dir, cmd).await,
+            Command::Org(cmd) => admin::org(&data_dir, cmd).await,
+            Command::Token(cmd) => admin::token(&data_dir, cmd).await,
+            Command::User(cmd) => admin::user(&data_dir, cmd).await,
+            Command::Ingest(args) => ingest_cmd::run(&data_dir, args).await,
+            Command::Intel(cmd) => intel_cmd::run(&data_dir, cmd).await,
             Command::Pdns(args) => pdns::run_standalone(args).await,
-            Command::Hunt(args) => tokio::task::spawn_blocking(move || {
-                let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
-                mimamori_detect::cli::run_hunt(args, &mut out, &mut err)
-                    .map(drop)
-                    .map_err(anyhow::Error::from)
-            })
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r),
-            Command::Rules(RulesCommand::Check(args)) => {
-                let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
-                mimamori_detect::cli::run_rules_check(args, &mut out, &mut err)
-                    .map(drop)
-                    .map_err(anyhow::Error::from)
+            Command::Query(args) => query_cmd::run(&data_dir, args).await,
+            Command::Hunt(_) | Command::Rules(_) => {
+                unreachable!("hunt and rules run without the runtime, above")
             }
-            Command::Query(args) => query_cmd::run(&cli.data_dir, args).await,
         }
     });
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
