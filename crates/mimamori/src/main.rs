@@ -4,6 +4,19 @@
 // Events are allocated on the normalize thread and freed on the archive
 // thread; glibc malloc made those cross-thread frees a fifth of the archive
 // thread's time under syslog load (perf, BENCHMARKS.md).
+/// The log filter when `MIMAMORI_LOG` is unset: our own crates at info,
+/// every dependency at warn. A dependency's info lines are its own
+/// bookkeeping (the evtx crate logs "Initializing string cache" once per
+/// file, hundreds of lines for a hunt over a directory) and say nothing a
+/// user can act on. hickory_resolver is held at error: its recursor warns
+/// about every NXDOMAIN and NODATA it meets, and each cold lookup meets
+/// several (it walks down names that are not zone cuts); the failures that
+/// matter are the resolver's own (counted and logged by mimamori_dns).
+const DEFAULT_LOG_FILTER: &str = "warn,mimamori=info,mimamori_api=info,mimamori_core=info,\
+    mimamori_detect=info,mimamori_dns=info,mimamori_event=info,mimamori_ingest=info,\
+    mimamori_intel=info,mimamori_notify=info,mimamori_parse=info,mimamori_pipeline=info,\
+    mimamori_query=info,mimamori_store=info,hickory_resolver=error";
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -152,15 +165,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     }
-    // hickory_resolver=error: its recursor (Protective DNS with recursion)
-    // warns about every NXDOMAIN and NODATA it meets, and each cold lookup
-    // meets several (it walks down names that are not zone cuts); the
-    // failures that matter are the resolver's own (counted and logged).
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MIMAMORI_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,hickory_resolver=error")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("MIMAMORI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -209,5 +217,38 @@ fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A crate added to the workspace but missing from the default filter
+    /// would be silenced to warn: every member must be listed at info.
+    #[test]
+    fn default_log_filter_names_every_workspace_crate_at_info() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&crates).expect("the crates directory") {
+            let manifest = entry.expect("a directory entry").path().join("Cargo.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|l| l.strip_suffix('"'))
+                .expect("a package name");
+            let directive = format!("{}=info", name.replace('-', "_"));
+            assert!(
+                super::DEFAULT_LOG_FILTER
+                    .split(',')
+                    .any(|d| d.trim() == directive),
+                "{directive} missing from DEFAULT_LOG_FILTER"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 13, "only {seen} crates found");
+        tracing_subscriber::EnvFilter::try_new(super::DEFAULT_LOG_FILTER)
+            .expect("the default filter parses");
     }
 }
