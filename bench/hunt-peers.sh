@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline Sigma hunt side by side with peer hunters: all SigmaHQ rules over
-# the EVTX attack samples through the `hunt` example (the code behind
-# `mimamori hunt`, built in release as bench/hunt.sh does), then, when their
+# the EVTX attack samples through the shipped binary (`mimamori hunt --rules
+# RULES --format jsonl INPUT`, built in release with `cargo build --release
+# --bin mimamori` as bench/hunt.sh does, or MIMAMORI=/path/to/mimamori), then, when their
 # binaries are given, Chainsaw (same SigmaHQ rules, through its Sigma mapping)
 # and Hayabusa (its own rules) on the same input. Each tool runs RUNS times
 # under /usr/bin/time -v; reports wall time (min, median), peak RSS, the
@@ -24,8 +25,12 @@ CORPORA=${MIMAMORI_CORPORA:-../shared/corpora}
 RULES=$(realpath "${1:-$CORPORA/sigma/rules}")
 INPUT=$(realpath "${2:-$CORPORA/evtx/attack-samples}")
 RUNS=${3:-3}
-cargo build --release -q -p mimamori-detect --example hunt
-BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/examples/hunt")
+if [ -z "${MIMAMORI:-}" ]; then
+  cargo build --release -q --bin mimamori
+  MIMAMORI=${CARGO_TARGET_DIR:-target}/release/mimamori
+fi
+BIN=$(realpath "$MIMAMORI")
+"$BIN" --version
 if [ -n "${OUT_DIR:-}" ]; then
   mkdir -p "$OUT_DIR"
   OUT=$(realpath "$OUT_DIR")
@@ -43,10 +48,10 @@ measure() {
   local walls=() rss_max=0 wall rss n
   for i in $(seq 1 "$RUNS"); do
     rm -f "$file"
-    /usr/bin/time -v "$@" > "$file.stdout" 2> "$OUT/$name.err"
+    /usr/bin/time -v -o "$OUT/$name.time" "$@" > "$file.stdout" 2> "$OUT/$name.err"
     [ -e "$file" ] || mv "$file.stdout" "$file"
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$OUT/$name.err" | awk -F: '{print $(NF-1) * 60 + $NF}')
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/$name.err")
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$OUT/$name.time" | awk -F: '{print $(NF-1) * 60 + $NF}')
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/$name.time")
     n=$($count "$file")
     echo "$name run $i: wall ${wall} s, peak RSS $((rss / 1024)) MB, $n detections"
     walls+=("$wall")
@@ -60,8 +65,9 @@ count_lines() { wc -l < "$1"; }
 count_json_array() { python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$1"; }
 
 measure mimamori "$OUT/mimamori.jsonl" count_lines -- \
-  "$BIN" --quiet --rules "$RULES" "$INPUT"
-grep -E '^(rules|hunt):' "$OUT/mimamori.err"
+  "$BIN" hunt --rules "$RULES" --format jsonl "$INPUT"
+echo "mimamori's stderr ($(wc -l < "$OUT/mimamori.err") lines):"
+sed 's/^/  /' "$OUT/mimamori.err"
 
 if [ -n "${CHAINSAW:-}" ]; then
   : "${CHAINSAW_MAPPING:?set CHAINSAW_MAPPING to the Chainsaw mappings/sigma-event-logs-all.yml}"

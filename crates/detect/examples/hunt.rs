@@ -1,4 +1,8 @@
-//! `mimamori hunt` without the server binary, for benchmarks:
+//! The code behind `mimamori hunt` without the server binary, for
+//! profiling the library alone (perf, massif) without building DataFusion.
+//! It runs with the system allocator, not the binary's mimalloc, so its
+//! time and memory are not the product's: benchmarks time the `mimamori`
+//! binary (`bench/hunt.sh`).
 //!
 //! ```sh
 //! cargo run --release -p mimamori-detect --example hunt -- \

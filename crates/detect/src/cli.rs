@@ -6,13 +6,14 @@
 //! Command::Rules(RulesCommand::Check(args)) => mimamori_detect::cli::run_rules_check(args, &mut stdout, &mut stderr).map(drop)?,
 //! ```
 //!
-//! Detections go to `out`; the load report, progress and the summary go to
-//! `err`, so `out` can be piped to a file or another tool.
+//! Detections go to `out`; warnings, progress (only when standard error is
+//! a terminal) and the one summary line go to `err`, so `out` can be piped
+//! to a file or another tool.
 
 use crate::hunt::{self, HitWriter, HuntOptions, OutputFormat, Summary};
 use crate::{Detector, Level, LoadError, LoadReport, RuleSet};
 use mimamori_parse::Format;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -109,20 +110,37 @@ pub fn run_hunt(
         Some(f) => Some(Format::parse(f).ok_or_else(|| CliError::InputFormat(f.clone()))?),
     };
     let (rules, report) = RuleSet::load(&args.rules)?;
-    writeln!(err, "{}", load_line(&report))?;
     if report.rules + report.correlations == 0 {
         return Err(CliError::NoRules {
             dirs: show_dirs(&args.rules),
         });
     }
-    let detector = Detector::new(rules);
+    // Lazy: a hunt over Windows logs never builds the indexes of the
+    // Linux, cloud or proxy rules.
+    let detector = Detector::lazy(rules);
     let opts = HuntOptions {
         input_format,
         threads: args.threads,
     };
     let mut writer = HitWriter::new(io::BufWriter::with_capacity(1 << 16, out), args.format);
+    if !report.failures.is_empty() {
+        // The rest are used; say how many are not, and where to see why.
+        let files: std::collections::HashSet<_> = report.failures.iter().map(|f| &f.path).collect();
+        writeln!(
+            err,
+            "warning: {} rules in {} files are not usable and were skipped; `mimamori rules check {}` lists them",
+            report.failures.len(),
+            files.len(),
+            args.rules
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
+    }
     let mut last = Instant::now();
-    let quiet = args.quiet;
+    // Progress is for a person watching: not for a log file or a pipe.
+    let quiet = args.quiet || !io::stderr().is_terminal();
     let summary = {
         let mut progress = |p: &hunt::Progress<'_>| {
             if !quiet && last.elapsed() >= Duration::from_secs(1) {
@@ -144,7 +162,7 @@ pub fn run_hunt(
         )?
     };
     writer.finish()?;
-    write_summary(err, &summary)?;
+    write_summary(err, &summary, &report)?;
     if summary.files == 0 && !summary.skipped.is_empty() {
         return Err(CliError::NothingRead {
             skipped: summary.skipped.len(),
@@ -153,7 +171,9 @@ pub fn run_hunt(
     Ok(summary)
 }
 
-fn write_summary(err: &mut dyn Write, s: &Summary) -> io::Result<()> {
+/// The one summary line (then the skipped files and reject reasons, which
+/// are warnings).
+fn write_summary(err: &mut dyn Write, s: &Summary, r: &LoadReport) -> io::Result<()> {
     let levels = Level::ALL
         .iter()
         .rev()
@@ -162,14 +182,17 @@ fn write_summary(err: &mut dyn Write, s: &Summary) -> io::Result<()> {
         .join(", ");
     writeln!(
         err,
-        "hunt: {} files, {} records, {} detections ({} correlations; {levels}), {} rejected records, {} files skipped, in {:.2} s",
+        "hunt: {} files, {} records, {} detections ({} correlations; {levels}), {} rejected records, {} files skipped, in {:.2} s; {} rules and {} correlations loaded in {:.2} s",
         s.files,
         s.records,
         s.detections,
         s.correlations,
         s.rejects,
         s.skipped.len(),
-        s.elapsed.as_secs_f64()
+        s.elapsed.as_secs_f64(),
+        r.rules,
+        r.correlations,
+        r.elapsed.as_secs_f64()
     )?;
     for p in s.skipped.iter().take(5) {
         writeln!(err, "  skipped {}: {}", p.path.display(), p.reason)?;

@@ -309,23 +309,26 @@ impl RuleSet {
             filters.extend(o.filters.into_iter().map(|f| (path.clone(), f)));
         }
         report.rules = compiled.len();
-        let mut shards = Shards::build(compiled, workers());
+        let mut checked = Vec::new();
         for (path, f) in filters {
-            // A filter names its rules by id or title, which may sit in any
-            // shard: apply it to all (RSigma skips rules it does not name).
-            let mut failed = None;
-            for e in shards.all_mut() {
-                if let Err(err) = e.apply_filter(&f) {
-                    failed = Some(err);
-                }
-            }
-            match failed {
-                None => report.filters += 1,
-                Some(e) => report
+            // Compiling the filter's own detections is the only step of
+            // applying it that can fail (`Engine::apply_filter`): check that
+            // here, and apply it to each engine when that is built.
+            let detections: rsigma_eval::Result<Vec<_>> = f
+                .detection
+                .named
+                .values()
+                .map(rsigma_eval::compiler::compile_detection)
+                .collect();
+            match detections {
+                Ok(_) => checked.push(f),
+                Err(e) => report
                     .failures
                     .push(fail(&path, Some(f.title.clone()), e.to_string())),
             }
         }
+        report.filters = checked.len();
+        let shards = Shards::new(compiled, checked);
         let mut used = Vec::new();
         for (path, c) in correlations {
             let missing: Vec<&String> = c.rules.iter().filter(|r| !known.contains(*r)).collect();
@@ -375,6 +378,13 @@ impl RuleSet {
         let mut o = FileOutcome::default();
         parse_text(yaml, &mut o);
         Self::assemble(vec![origin.to_path_buf()], vec![Some(o)], start)
+    }
+
+    /// Build the index of every rule engine now, in parallel, rather than
+    /// when an event first needs it (a server should not pay for that on
+    /// the first event of each logsource). [`crate::Detector::new`] calls it.
+    pub fn build_indexes(&self) {
+        self.shards.build_all(workers());
     }
 
     /// Detection rules in use.

@@ -4,8 +4,9 @@
 //! can match: a Sysmon registry event never walks the 1,183
 //! `process_creation` rules' index. And each engine's index (mostly
 //! Aho-Corasick DFAs over the rules' substrings, built on one thread by
-//! RSigma) is built in parallel with the others, which halves the load time
-//! on two cores.
+//! RSigma, the larger part of a load) is built apart from the others: only
+//! when an event first needs it (a hunt), or all in parallel up front (the
+//! server, [`Shards::build_all`]).
 //!
 //! Windows rules are split by category (every category its own engine, plus
 //! one for Windows rules without a category); rules of other products share
@@ -16,10 +17,10 @@
 //! (tested below over a grid of logsources).
 
 use rsigma_eval::{CompiledRule, Engine};
-use rsigma_parser::LogSource;
+use rsigma_parser::{FilterRule, LogSource};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Which engine a rule lives in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,8 +68,23 @@ impl Key {
     }
 }
 
+/// One engine's rules, and the engine once built.
+struct Slot {
+    /// Built on first use ([`Shards::for_event`]) or by [`Shards::build_all`].
+    engine: OnceLock<Engine>,
+    /// The compiled rules until the engine is built.
+    pending: Mutex<Option<Vec<CompiledRule>>>,
+    rules: usize,
+    key: Key,
+}
+
 pub(crate) struct Shards {
-    engines: Vec<Engine>,
+    slots: Vec<Slot>,
+    /// Filters, applied to each engine when it is built. Each was checked
+    /// (compiled) by the loader; a filter names its rules by id or title,
+    /// which may sit in any shard, so it goes to all (RSigma skips rules it
+    /// does not name).
+    filters: Vec<FilterRule>,
     windows: HashMap<String, usize>,
     windows_none: usize,
     other: usize,
@@ -76,12 +92,16 @@ pub(crate) struct Shards {
 }
 
 impl Shards {
-    /// Group the rules by [`Key`] and build one engine per group on
-    /// `threads` threads, heaviest groups first. A rule's weight estimates
-    /// its index work (its source size): the 10 `driver_load` rules, which
-    /// list thousands of driver hashes, take longer to index than the 1,183
-    /// `process_creation` rules.
-    pub(crate) fn build(rules: Vec<(CompiledRule, usize)>, threads: usize) -> Shards {
+    /// Group the rules by [`Key`], heaviest groups first. No index is built
+    /// here: an engine's index (the costly part: Aho-Corasick automata over
+    /// the rules' substrings) is built when an event first needs that
+    /// engine, so a hunt over Windows logs never builds the Linux, cloud or
+    /// proxy engines, nor those of Windows categories its events lack
+    /// ([`Shards::build_all`] builds every one up front instead). A rule's
+    /// weight estimates its index work (its source size): the 10
+    /// `driver_load` rules, which list thousands of driver hashes, take
+    /// longer to index than the 1,183 `process_creation` rules.
+    pub(crate) fn new(rules: Vec<(CompiledRule, usize)>, filters: Vec<FilterRule>) -> Shards {
         let mut groups: HashMap<Key, (usize, Vec<CompiledRule>)> = HashMap::new();
         for k in [Key::WindowsNoCategory, Key::OtherProduct, Key::NoProduct] {
             groups.entry(k).or_default();
@@ -92,56 +112,30 @@ impl Shards {
             g.1.push(r);
         }
         let mut groups: Vec<(Key, (usize, Vec<CompiledRule>))> = groups.into_iter().collect();
-        // Heaviest first, so the longest builds start at once; the key
-        // breaks ties so that engine order (and so output order) is the same
-        // on every run.
+        // Heaviest first, so that `build_all` starts the longest builds at
+        // once; the key breaks ties so that engine order (and so output
+        // order) is the same on every run.
         groups.sort_by(|a, b| {
             (b.1)
                 .0
                 .cmp(&(a.1).0)
                 .then_with(|| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)))
         });
-        let keys: Vec<Key> = groups.iter().map(|g| g.0.clone()).collect();
-        let work: Vec<Mutex<Option<Vec<CompiledRule>>>> = groups
-            .into_iter()
-            .map(|(_, (_, rules))| Mutex::new(Some(rules)))
-            .collect();
-        let built: Vec<Mutex<Option<Engine>>> = work.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..threads.clamp(1, work.len().max(1)) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = work.get(i) else { break };
-                    let rules = slot
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                        .unwrap_or_default();
-                    let mut e = Engine::new();
-                    e.extend_compiled_rules(rules);
-                    *built[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                });
-            }
-        });
-        let engines: Vec<Engine> = built
-            .into_iter()
-            .map(|m| {
-                m.into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    // Only a panic inside RSigma leaves a slot empty; the
-                    // scope above has already re-raised it.
-                    .unwrap_or_default()
-            })
-            .collect();
         let mut shards = Shards {
-            engines,
+            slots: Vec::with_capacity(groups.len()),
+            filters,
             windows: HashMap::new(),
             windows_none: 0,
             other: 0,
             none: 0,
         };
-        for (i, k) in keys.into_iter().enumerate() {
+        for (i, (k, (_, rules))) in groups.into_iter().enumerate() {
+            shards.slots.push(Slot {
+                engine: OnceLock::new(),
+                rules: rules.len(),
+                pending: Mutex::new(Some(rules)),
+                key: k.clone(),
+            });
             match k {
                 Key::WindowsCategory(c) => {
                     shards.windows.insert(c, i);
@@ -154,6 +148,76 @@ impl Shards {
         shards
     }
 
+    /// The engine of slot `i`, built now if no thread has built it yet
+    /// (other threads that need it meanwhile wait for that build).
+    fn engine(&self, i: usize) -> &Engine {
+        let slot = &self.slots[i];
+        slot.engine.get_or_init(|| {
+            let start = std::time::Instant::now();
+            let taken = slot
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            // Only a build that panicked (inside RSigma) leaves the rules
+            // taken and the engine unset; the hunt reports the file it was
+            // on, and this says why later files miss these rules.
+            let rules = taken.unwrap_or_else(|| {
+                tracing::error!(shard = ?slot.key, rules = slot.rules,
+                    "an earlier build of this rule index crashed: its rules are not used");
+                Vec::new()
+            });
+            let mut e = Engine::new();
+            e.extend_compiled_rules(rules);
+            for f in &self.filters {
+                // Checked by the loader, which compiled the same filter;
+                // compiling it is the only step that can fail.
+                if let Err(err) = e.apply_filter(f) {
+                    tracing::warn!(filter = %f.title, error = %err, "filter not applied");
+                }
+            }
+            tracing::debug!(
+                shard = ?slot.key,
+                rules = slot.rules,
+                elapsed_us = start.elapsed().as_micros() as u64,
+                "rule index built"
+            );
+            e
+        })
+    }
+
+    /// Build every engine not built yet, on up to `threads` threads,
+    /// heaviest first (for the server, which should not pay for a build on
+    /// the first event of each logsource).
+    pub(crate) fn build_all(&self, threads: usize) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.clamp(1, self.slots.len().max(1)) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= self.slots.len() {
+                        break;
+                    }
+                    self.engine(i);
+                });
+            }
+        });
+    }
+
+    /// Engines built so far (for tests of the lazy build).
+    #[cfg(test)]
+    pub(crate) fn built(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.engine.get().is_some())
+            .count()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn slots_len(&self) -> usize {
+        self.slots.len()
+    }
+
     fn index(&self, k: &Key) -> Option<usize> {
         match k {
             Key::WindowsCategory(c) => self.windows.get(c).copied(),
@@ -163,7 +227,8 @@ impl Shards {
         }
     }
 
-    /// The engines to search for an event with this exact logsource.
+    /// The engines to search for an event with this exact logsource,
+    /// built on first use. Engines without rules are skipped.
     pub(crate) fn for_event(
         &self,
         product: Option<&str>,
@@ -172,19 +237,19 @@ impl Shards {
         Key::for_event(product, category)
             .into_iter()
             .filter_map(|k| self.index(&k))
-            .map(|i| &self.engines[i])
+            .filter(|&i| self.slots[i].rules > 0)
+            .map(|i| self.engine(i))
     }
 
-    pub(crate) fn all(&self) -> &[Engine] {
-        &self.engines
-    }
-
-    pub(crate) fn all_mut(&mut self) -> &mut [Engine] {
-        &mut self.engines
+    /// Every engine with rules, built on first use.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Engine> {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].rules > 0)
+            .map(|i| self.engine(i))
     }
 
     pub(crate) fn rule_count(&self) -> usize {
-        self.engines.iter().map(Engine::rule_count).sum()
+        self.slots.iter().map(|s| s.rules).sum()
     }
 }
 
