@@ -96,13 +96,20 @@ async fn get_with(
     let Some(dns) = q.get("dns") else {
         return (StatusCode::BAD_REQUEST, "missing dns parameter").into_response();
     };
-    // RFC 8484 §4.1: base64url without padding; accept padding anyway.
-    let Ok(pkt) =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(dns.trim_end_matches('='))
-    else {
+    let Some(pkt) = decode_dns_param(dns) else {
         return (StatusCode::BAD_REQUEST, "dns parameter is not base64url").into_response();
     };
     answer(engine, &pkt, peer, token).await
+}
+
+/// The DNS message of a GET request's `dns` parameter (RFC 8484 §4.1:
+/// base64url without padding; padding is accepted anyway). Public for the
+/// fuzz targets.
+#[doc(hidden)]
+pub fn decode_dns_param(dns: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(dns.trim_end_matches('='))
+        .ok()
 }
 
 async fn doh_post(
