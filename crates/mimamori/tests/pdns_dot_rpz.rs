@@ -272,6 +272,7 @@ async fn serve_answers_dot_and_reloads_rpz_files_by_api_and_by_watching() {
         &config,
         format!(
             "[pdns]\nlisten = \"127.0.0.1:0\"\nupstreams = [\"{}\"]\nrpz = [\"{}=rpz\"]\n\
+             unattributed = \"log\"\n\
              dot_listen = \"127.0.0.1:0\"\ndot_tls_cert = \"{}\"\ndot_tls_key = \"{}\"\n",
             silent.local_addr().unwrap(),
             zone.display(),
