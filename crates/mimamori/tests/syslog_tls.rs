@@ -69,7 +69,9 @@ fn org_id(data: &Path, slug: &str) -> String {
 /// TLS address.
 fn serve(data: &Path) -> (Running, String) {
     let mut cmd = mimamori(data);
+    // This config has no resolver upstreams: no Protective DNS here.
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("MIMAMORI_PDNS_LISTEN")
         .stdout(Stdio::piped());
     let mut child = Running(cmd.spawn().unwrap());
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
