@@ -835,7 +835,7 @@ pub fn salvage(dir: &Path) -> io::Result<Vec<(PathBuf, PathBuf)>> {
                     .unwrap_or_default()
             );
             match next.filter(|_| seg.version == 2) {
-                Some(h) if b - a >= REC_HEADER + FILLER.len() + 1 => {
+                Some(h) if b - a > REC_HEADER + FILLER.len() => {
                     let len = b - a - REC_HEADER;
                     let mut payload = FILLER.to_vec();
                     payload.extend_from_slice(note.as_bytes());
