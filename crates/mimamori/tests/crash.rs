@@ -149,6 +149,8 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
 
     // Recovery (as the next start would do), then read the whole archive.
     let (ingest, threads) = Ingest::start(IngestConfig::new(data.join("ingest"))).unwrap();
+    // A kill -9 tears at most an unacknowledged tail: never WAL damage.
+    assert!(ingest.wal_damage().is_empty(), "{:?}", ingest.wal_damage());
     let archive = ingest.archive().clone();
     drop(ingest);
     threads.join();
