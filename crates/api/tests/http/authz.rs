@@ -311,6 +311,14 @@ fn endpoints() -> Vec<Endpoint> {
             Target::Org,
             204,
         ),
+        // No resolver runs in this server: 404 once the role may ask.
+        e(
+            Method::POST,
+            "/api/v1/dns/rpz/reload",
+            &[SocAdmin],
+            Target::Caller,
+            404,
+        ),
         e(
             Method::GET,
             "/api/v1/notify/channels",
@@ -803,6 +811,17 @@ async fn matrix(f: Fixture) {
                         .await;
                     if allowed {
                         assert_eq!(r.status, ep.ok, "{role} {}: {r:?}", ep.path);
+                    } else {
+                        problem(&r, 403);
+                    }
+                }
+                Target::Caller if ep.path == "/api/v1/dns/rpz/reload" => {
+                    let r =
+                        f.s.call(ep.method.clone(), ep.path, Some(&token), None)
+                            .await;
+                    if allowed {
+                        let detail = problem(&r, ep.ok);
+                        assert!(detail.contains("[pdns] listen"), "{detail}");
                     } else {
                         problem(&r, 403);
                     }
