@@ -398,6 +398,12 @@ fn question_span(pkt: &[u8]) -> Option<usize> {
         if len == 0 {
             break;
         }
+        // RFC 1035 §3.1: a name, root label included, is at most 255
+        // octets, so the labels before the root at most 254 (found by fuzzing:
+        // a longer one was echoed, and the reply did not decode).
+        if at - 12 > 254 {
+            return None;
+        }
     }
     (pkt.len() >= at + 4).then_some(at + 4)
 }

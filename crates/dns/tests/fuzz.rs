@@ -95,3 +95,39 @@ proptest! {
         let _ = Zone::parse_rpz(".", &lines.join("\n"));
     }
 }
+
+/// Inputs the cargo-fuzz targets (fuzz/) once failed on, kept in
+/// tests/fuzz_regressions/: every packet is answered on the fast path and
+/// by `error_reply`, and every reply is a DNS message hickory decodes, with
+/// the query's id.
+#[test]
+fn fuzz_regressions_answer_with_well_formed_replies() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("regression dir") {
+        let path = entry.expect("entry").path();
+        let pkt = std::fs::read(&path).expect("read regression input");
+        n += 1;
+        let check = |out: &[u8]| {
+            assert_eq!(out[..2], pkt[..2], "{}: reply id", path.display());
+            Message::from_vec(out)
+                .unwrap_or_else(|e| panic!("{}: reply does not decode: {e}", path.display()));
+        };
+        if let Some(err) = wire::error_reply(&pkt, wire::RCODE_FORMERR) {
+            check(&err);
+        }
+        let e = engine();
+        let mut out = Vec::new();
+        let client = "127.0.0.1:1".parse().expect("addr");
+        if let mimamori_dns::Fast::Reply = e.answer_fast(
+            &pkt,
+            client,
+            Transport::Udp,
+            &mut out,
+            &mut Scratch::default(),
+        ) {
+            check(&out);
+        }
+    }
+    assert!(n > 0, "no regression inputs in {}", dir.display());
+}
