@@ -339,7 +339,8 @@ async fn tlp_decides_who_reads_an_indicator() {
             None,
         )
         .await;
-    assert_eq!(r.body, Value::String("green-all.example\n".into()));
+    // A domain covers its sub-domains (the default): written `*.name`.
+    assert_eq!(r.body, Value::String("*.green-all.example\n".into()));
     let r = s
         .call(
             Method::GET,
