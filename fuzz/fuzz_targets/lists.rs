@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         _ => ListFormat::Csv,
     };
     let mut opts = ListOptions::new(common::provenance());
-    opts.subdomains = sel & 4 != 0;
+    opts.provenance.subdomains = sel & 4 != 0;
     let batch = import_list(text, format, &opts);
     common::check_batch(&batch);
     let once = refang(text);

@@ -76,6 +76,15 @@ pub fn normalize(
     if input.len() > MAX_VALUE_LEN {
         return Err(NormError::TooLong);
     }
+    // Tabs and line breaks inside a value are dropped first, as the URL
+    // standard's parser drops them: done later (by the URL parser alone)
+    // they could join a defanged `[.\r]` into a `[.]` that was never
+    // refanged, and the stored value would change when normalized again.
+    let input: Cow<'_, str> = if input.contains(['\t', '\r', '\n']) {
+        Cow::Owned(input.replace(['\t', '\r', '\n'], ""))
+    } else {
+        Cow::Borrowed(input)
+    };
     let refanged = refang(input.trim());
     let s = refanged.trim();
     if s.is_empty() {
@@ -186,8 +195,13 @@ pub fn refang(s: &str) -> Cow<'_, str> {
 
 fn refang_once(s: &str) -> Cow<'_, str> {
     let has_bracket = s.contains(['[', '(', '{', '\\']);
-    let lower_start = s.get(..5).map(|p| p.to_ascii_lowercase());
-    let hx = matches!(lower_start.as_deref(), Some(p) if p.starts_with("hxxp"));
+    // `hxxp` only as a scheme (`hxxp://`, `hxxps[:]//`…): a name such as
+    // `hxxp1.example.com` is a name, and refanging it would make its
+    // normal form change when normalized again.
+    let lower_start = s.get(..6).or(s.get(..5)).map(|p| p.to_ascii_lowercase());
+    let hx = matches!(lower_start.as_deref(), Some(p)
+        if p.starts_with("hxxp:") || p.starts_with("hxxp[")
+            || p.starts_with("hxxps:") || p.starts_with("hxxps["));
     if !has_bracket && !hx {
         return Cow::Borrowed(s);
     }
