@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod throttle;
 pub mod tls;
 
 use axum::extract::DefaultBodyLimit;
@@ -49,6 +50,12 @@ pub struct AppState {
     /// What closing an indicator alert does to its indicators
     /// (`[intel] true_positive_extend_days`, `false_positive_confidence_drop`).
     pub verdicts: mimamori_store::VerdictPolicy,
+    /// SQL over the archive (`[query]`): its runtime, concurrency and limits.
+    pub query: mimamori_query::QueryEngine,
+    /// Which addresses feed polls may reach (`[security] allow_fetch_networks`).
+    pub fetch_policy: mimamori_fetch::FetchPolicy,
+    /// Wrong-password lockouts (`[api] login_*`).
+    pub login_throttle: Arc<throttle::LoginThrottle>,
 }
 
 /// A source of counters for `/metrics`.
@@ -66,7 +73,25 @@ impl AppState {
             detection: None,
             extra_metrics: vec![],
             verdicts: Default::default(),
+            query: mimamori_query::QueryEngine::new(Default::default()),
+            fetch_policy: Default::default(),
+            login_throttle: Default::default(),
         }
+    }
+
+    pub fn with_login_limits(mut self, limits: throttle::LoginLimits) -> Self {
+        self.login_throttle = Arc::new(throttle::LoginThrottle::new(limits));
+        self
+    }
+
+    pub fn with_fetch_policy(mut self, policy: mimamori_fetch::FetchPolicy) -> Self {
+        self.fetch_policy = policy;
+        self
+    }
+
+    pub fn with_query(mut self, config: mimamori_query::EngineConfig) -> Self {
+        self.query = mimamori_query::QueryEngine::new(config);
+        self
     }
 
     pub fn with_verdicts(mut self, verdicts: mimamori_store::VerdictPolicy) -> Self {
@@ -193,6 +218,9 @@ pub fn router(state: AppState) -> Router {
             get(taxii::manifest),
         )
         .route("/taxii2/api/status/{id}/", get(taxii::status))
+        .layer(axum::middleware::from_fn(|req, next| {
+            error::limit_body(routes::intel::MAX_IMPORT_BODY, req, next)
+        }))
         .layer(DefaultBodyLimit::max(routes::intel::MAX_IMPORT_BODY))
         .layer(axum::Extension(error::BodyLimitHint(
             routes::intel::MAX_IMPORT_BODY,
@@ -210,12 +238,21 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(ingest::es_root).head(ingest::es_root))
         .route("/_bulk", post(ingest::es_bulk))
         .route("/{index}/_bulk", post(ingest::es_bulk))
+        .layer(axum::middleware::from_fn(|req, next| {
+            error::limit_body(routes::ingest::MAX_INGEST_BODY, req, next)
+        }))
         .layer(DefaultBodyLimit::max(routes::ingest::MAX_INGEST_BODY))
         .layer(axum::Extension(error::BodyLimitHint(
             routes::ingest::MAX_INGEST_BODY,
         )));
     Router::new()
-        .nest("/api/v1", api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .nest(
+            "/api/v1",
+            api.layer(axum::middleware::from_fn(|req, next| {
+                error::limit_body(MAX_BODY_BYTES, req, next)
+            }))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .merge(ingest)
         .merge(import)
         .route("/healthz", get(system::healthz))
@@ -233,6 +270,12 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method; see /api/v1/openapi.json",
             )
         })
+        // Routes outside the groups above (health, metrics, the fallback)
+        // take no body: refuse the largest the server takes anywhere.
+        .layer(axum::middleware::from_fn(|req, next| {
+            error::limit_body(routes::intel::MAX_IMPORT_BODY, req, next)
+        }))
+        .layer(axum::middleware::from_fn(error::shape_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal())
         }))
