@@ -28,7 +28,7 @@ fi
 BIN=$(realpath "$MIMAMORI_BIN")
 DIR=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
-$BIN --data-dir "$DIR" init --json >/dev/null
+MIMAMORI_LOG=warn $BIN --data-dir "$DIR" init --json >/dev/null 2>&1
 sed -i "s/^# memory_bytes = [0-9]*/memory_bytes = $MEMORY/" "$DIR/mimamori.toml"
 MAX_CONCURRENT=$(awk -F'[ =#]+' '/^#? ?max_concurrent = / {print $3; exit}' "$DIR/mimamori.toml")
 $BIN --data-dir "$DIR" org add --parent soc --slug member --name Member >/dev/null
@@ -37,7 +37,7 @@ ANALYST=$($BIN --data-dir "$DIR" token create --org member --role org-analyst --
 MIMAMORI_LOG=warn $BIN --data-dir "$DIR" serve --listen 127.0.0.1:0 > "$DIR/serve.out" 2> "$DIR/serve.err" &
 PID=$!
 for _ in $(seq 1 300); do grep -q listening "$DIR/serve.out" 2>/dev/null && break; sleep 0.1; done
-URL=$(awk '{print $NF}' "$DIR/serve.out")
+URL=$(grep -m1 -o 'http://[^ ]*' "$DIR/serve.out")
 python3 - "$URL" "$SENSOR" "$ANALYST" "$PID" "$DEADLINE" "$MEMORY" "${MAX_CONCURRENT:-4}" <<'PY'
 import json, sys, threading, time, urllib.request, urllib.error
 
