@@ -42,7 +42,8 @@ pub struct HuntJob {
     pub started_at: i64,
     pub elapsed_ms: u64,
     pub error: Option<String>,
-    /// The org whose intel started the hunt (`None`: an operator's hunt).
+    /// The org whose intel started the hunt (absent: an operator's hunt).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner_org_id: Option<String>,
     /// What the hunt read and found in each org: callers who do not see
     /// every org hunted are shown only their orgs' part (see
