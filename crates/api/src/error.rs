@@ -33,6 +33,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Extra headers (e.g. `WWW-Authenticate`).
     pub www_authenticate: bool,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -42,7 +44,14 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             www_authenticate: false,
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
@@ -97,6 +106,10 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.www_authenticate {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -171,6 +184,22 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// Refuses a body that is not UTF-8 or not well-formed JSON (400), before
+/// its shape is looked at.
+pub fn check_json_syntax(bytes: &[u8]) -> Result<(), ApiError> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: it is not UTF-8 ({e})"
+        )));
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        )));
+    }
+    Ok(())
+}
+
 /// `Json<T>` whose rejections are problem+json.
 pub struct ApiJson<T>(pub T);
 
@@ -178,8 +207,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
-            .await
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body with Content-Type: application/json",
+            ));
+        }
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
+        // Malformed JSON (truncated, not UTF-8) is a 400 whatever fields
+        // it would have had; JSON of the wrong shape is a 422.
+        check_json_syntax(&bytes)?;
+        axum::Json::<T>::from_bytes(&bytes)
             .map(|axum::Json(v)| ApiJson(v))
             .map_err(ApiError::from)
     }
@@ -245,5 +294,83 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .await
             .map(|axum::extract::Path(v)| ApiPath(v))
             .map_err(|r: PathRejection| ApiError::bad_request(r.body_text()))
+    }
+}
+
+/// Refuses a body whose `Content-Length` is over `limit` before any
+/// handler runs (413), on every route of the router it wraps, whether or
+/// not the handler reads a body.
+pub async fn limit_body(limit: usize, req: Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let too_large = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the {limit} byte limit of this endpoint"),
+        );
+        return taxii_or_problem(req.uri().path(), too_large);
+    }
+    next.run(req).await
+}
+
+/// Rewrites the plain-text error answers of extractors and hyper that no
+/// handler shaped (a body over the limit while streaming, a path or query
+/// string that is not UTF-8, …) as problem+json, or as TAXII errors under
+/// `/taxii2`, so clients never parse two error formats.
+pub async fn shape_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let ct = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.contains("json") {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the body is larger than this endpoint accepts ({text})")
+    } else {
+        text
+    };
+    let mut shaped = taxii_or_problem(&path, ApiError::new(status, detail));
+    // Keep headers such as Allow, Retry-After, WWW-Authenticate.
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    shaped
+}
+
+fn taxii_or_problem(path: &str, e: ApiError) -> Response {
+    if path.starts_with("/taxii2") {
+        let body = serde_json::json!({
+            "title": e.status.canonical_reason().unwrap_or("Error"),
+            "description": e.detail,
+            "http_status": e.status.as_u16().to_string(),
+        });
+        (
+            e.status,
+            [(header::CONTENT_TYPE, crate::routes::taxii::MEDIA_TYPE)],
+            body.to_string(),
+        )
+            .into_response()
+    } else {
+        e.into_response()
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod throttle;
 pub mod tls;
 
 use axum::extract::DefaultBodyLimit;
@@ -52,6 +53,12 @@ pub struct AppState {
     /// Reads the running resolver's policy files again, when this server
     /// runs one (`POST /api/v1/dns/rpz/reload`).
     pub dns_reload: Option<Arc<DnsReloader>>,
+    /// SQL over the archive (`[query]`): its runtime, concurrency and limits.
+    pub query: mimamori_query::QueryEngine,
+    /// Which addresses feed polls may reach (`[security] allow_fetch_networks`).
+    pub fetch_policy: mimamori_fetch::FetchPolicy,
+    /// Wrong-password lockouts (`[api] login_*`).
+    pub login_throttle: Arc<throttle::LoginThrottle>,
 }
 
 /// Reads the resolver's policy files again: what became of each.
@@ -76,7 +83,25 @@ impl AppState {
             extra_metrics: vec![],
             verdicts: Default::default(),
             dns_reload: None,
+            query: mimamori_query::QueryEngine::new(Default::default()),
+            fetch_policy: Default::default(),
+            login_throttle: Default::default(),
         }
+    }
+
+    pub fn with_login_limits(mut self, limits: throttle::LoginLimits) -> Self {
+        self.login_throttle = Arc::new(throttle::LoginThrottle::new(limits));
+        self
+    }
+
+    pub fn with_fetch_policy(mut self, policy: mimamori_fetch::FetchPolicy) -> Self {
+        self.fetch_policy = policy;
+        self
+    }
+
+    pub fn with_query(mut self, config: mimamori_query::EngineConfig) -> Self {
+        self.query = mimamori_query::QueryEngine::new(config);
+        self
     }
 
     pub fn with_verdicts(mut self, verdicts: mimamori_store::VerdictPolicy) -> Self {
@@ -209,6 +234,9 @@ pub fn router(state: AppState) -> Router {
             get(taxii::manifest),
         )
         .route("/taxii2/api/status/{id}/", get(taxii::status))
+        .layer(axum::middleware::from_fn(|req, next| {
+            error::limit_body(routes::intel::MAX_IMPORT_BODY, req, next)
+        }))
         .layer(DefaultBodyLimit::max(routes::intel::MAX_IMPORT_BODY))
         .layer(axum::Extension(error::BodyLimitHint(
             routes::intel::MAX_IMPORT_BODY,
@@ -226,12 +254,21 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(ingest::es_root).head(ingest::es_root))
         .route("/_bulk", post(ingest::es_bulk))
         .route("/{index}/_bulk", post(ingest::es_bulk))
+        .layer(axum::middleware::from_fn(|req, next| {
+            error::limit_body(routes::ingest::MAX_INGEST_BODY, req, next)
+        }))
         .layer(DefaultBodyLimit::max(routes::ingest::MAX_INGEST_BODY))
         .layer(axum::Extension(error::BodyLimitHint(
             routes::ingest::MAX_INGEST_BODY,
         )));
     Router::new()
-        .nest("/api/v1", api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .nest(
+            "/api/v1",
+            api.layer(axum::middleware::from_fn(|req, next| {
+                error::limit_body(MAX_BODY_BYTES, req, next)
+            }))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .merge(ingest)
         .merge(import)
         .route("/healthz", get(system::healthz))
@@ -249,6 +286,12 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method; see /api/v1/openapi.json",
             )
         })
+        // Routes outside the groups above (health, metrics, the fallback)
+        // take no body: refuse the largest the server takes anywhere.
+        .layer(axum::middleware::from_fn(|req, next| {
+            error::limit_body(routes::intel::MAX_IMPORT_BODY, req, next)
+        }))
+        .layer(axum::middleware::from_fn(error::shape_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal())
         }))

@@ -69,6 +69,28 @@ pub struct Config {
     pub intel: IntelSection,
     #[serde(default)]
     pub pdns: crate::pdns::PdnsSection,
+    /// `[query]`: SQL over the archive (`POST /api/v1/query`).
+    #[serde(default)]
+    pub query: mimamori_query::EngineConfig,
+    #[serde(default)]
+    pub security: SecuritySection,
+}
+
+/// `[security]`: what server-side fetches may reach.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Internal networks (loopback, private, link-local, CGNAT, unique
+    /// local) that webhooks, feeds and TAXII polls may still connect to,
+    /// e.g. `["10.20.0.0/16"]` for a MISP server on the SOC's network.
+    #[serde(default)]
+    pub allow_fetch_networks: Vec<ipnet::IpNet>,
+}
+
+impl SecuritySection {
+    pub fn fetch_policy(&self) -> mimamori_fetch::FetchPolicy {
+        mimamori_fetch::FetchPolicy::new(self.allow_fetch_networks.clone())
+    }
 }
 
 /// `[intel]`: the threat-intelligence hub.
@@ -391,6 +413,39 @@ pub struct ApiConfig {
     pub cert: Option<PathBuf>,
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// Wrong passwords for one account that lock it for `login_lockout_secs`.
+    #[serde(default = "default_login_failures")]
+    pub login_max_failures: u32,
+    /// Failed logins from one client address that lock the address.
+    #[serde(default = "default_login_failures_per_address")]
+    pub login_max_failures_per_address: u32,
+    /// How long failures are counted, and a lock lasts.
+    #[serde(default = "default_login_lockout_secs")]
+    pub login_lockout_secs: u64,
+}
+
+fn default_login_failures() -> u32 {
+    5
+}
+
+fn default_login_failures_per_address() -> u32 {
+    20
+}
+
+fn default_login_lockout_secs() -> u64 {
+    900
+}
+
+impl ApiConfig {
+    pub fn login_limits(&self) -> mimamori_api::throttle::LoginLimits {
+        let d = std::time::Duration::from_secs(self.login_lockout_secs.max(1));
+        mimamori_api::throttle::LoginLimits {
+            account_failures: self.login_max_failures,
+            address_failures: self.login_max_failures_per_address,
+            window: d,
+            lockout: d,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,6 +474,9 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: default_listen(),
             tls: TlsMode::Off,
+            login_max_failures: default_login_failures(),
+            login_max_failures_per_address: default_login_failures_per_address(),
+            login_lockout_secs: default_login_lockout_secs(),
             cert: None,
             key: None,
         }

@@ -44,6 +44,7 @@ pub async fn run(data_dir: &Path, args: QueryArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
         memory_bytes: args.memory_mib.max(1) * 1024 * 1024,
         max_rows: args.max_rows.max(1),
+        ..QueryLimits::default()
     };
     let r = mimamori_query::run(&archive, &orgs, &args.sql, &limits).await?;
     for row in &r.rows {

@@ -121,7 +121,11 @@ pub async fn start(
         )
     })?;
     let api_addr = listener.local_addr()?;
-    let mut state = mimamori_api::AppState::new(store.clone()).with_verdicts(cfg.intel.verdicts());
+    let mut state = mimamori_api::AppState::new(store.clone())
+        .with_verdicts(cfg.intel.verdicts())
+        .with_query(cfg.query.clone())
+        .with_fetch_policy(cfg.security.fetch_policy())
+        .with_login_limits(cfg.api.login_limits());
     let mut consumers: Vec<Box<dyn mimamori_ingest::Consumer>> = vec![];
     let mut detection = None;
     let matcher = crate::detection::matcher(&store).await?;
@@ -177,7 +181,11 @@ pub async fn start(
         ingest.as_ref().map(|i| i.archive().clone()),
     )?;
     // Feed subscriptions are checked for due polls every 10 s.
-    mimamori_pipeline::feeds::run(hub.clone(), std::time::Duration::from_secs(10));
+    mimamori_pipeline::feeds::run(
+        hub.clone(),
+        std::time::Duration::from_secs(10),
+        cfg.security.fetch_policy(),
+    );
     state = state.with_intel(hub);
     let notifier = if cfg.notify.enabled {
         let notifier = mimamori_notify::Notifier::new(
@@ -185,6 +193,7 @@ pub async fn start(
             mimamori_notify::NotifyConfig {
                 smtp_url: cfg.notify.smtp_url.clone(),
                 smtp_from: cfg.notify.smtp_from.clone(),
+                fetch: cfg.security.fetch_policy(),
                 ..Default::default()
             },
         )

@@ -38,6 +38,9 @@ pub struct NotifyConfig {
     pub timeout: Duration,
     /// Host name put in syslog headers.
     pub hostname: String,
+    /// Which addresses webhooks may be posted to (internal ones are
+    /// refused unless `[security] allow_fetch_networks` allows them).
+    pub fetch: mimamori_fetch::FetchPolicy,
 }
 
 impl Default for NotifyConfig {
@@ -48,6 +51,7 @@ impl Default for NotifyConfig {
             poll: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             hostname: "mimamori".into(),
+            fetch: Default::default(),
         }
     }
 }
@@ -68,16 +72,18 @@ pub enum DeliveryError {
 pub struct Notifier {
     store: Store,
     config: NotifyConfig,
-    http: reqwest::Client,
+    http: mimamori_fetch::Fetcher,
 }
 
 impl Notifier {
     pub fn new(store: Store, config: NotifyConfig) -> Result<Notifier, DeliveryError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("mimamori/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| DeliveryError::Http(e.to_string()))?;
+        let http = mimamori_fetch::Fetcher::new(
+            config.fetch.clone(),
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .user_agent(concat!("mimamori/", env!("CARGO_PKG_VERSION"))),
+        )
+        .map_err(|e| DeliveryError::Http(e.to_string()))?;
         Ok(Notifier {
             store,
             config,
@@ -138,6 +144,7 @@ impl Notifier {
         let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
         let mut req = self
             .http
+            .http()
             .post(&item.target)
             .header("content-type", "application/json")
             .header("x-mimamori-timestamp", &ts)
@@ -148,9 +155,9 @@ impl Notifier {
                 format!("sha256={}", sign(secret, &ts, &body)),
             );
         }
-        let resp = req
-            .body(body)
-            .send()
+        let resp = self
+            .http
+            .send(req.body(body))
             .await
             .map_err(|e| DeliveryError::Http(e.to_string()))?;
         if resp.status().is_success() {

@@ -293,6 +293,9 @@ async fn alerts_reach_webhook_syslog_and_email_and_failures_retry() {
         store.clone(),
         NotifyConfig {
             smtp_url: Some(smtp_url),
+            // The sinks are on loopback, which webhooks may not reach
+            // unless allowed (see `webhooks_to_internal_addresses_are_refused`).
+            fetch: mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
             ..Default::default()
         },
     )
@@ -335,4 +338,93 @@ async fn alerts_reach_webhook_syslog_and_email_and_failures_retry() {
         0,
         "the retry waits for its backoff"
     );
+}
+
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}/db.sqlite", dir.path().display()))
+        .await
+        .unwrap();
+    let op = AuditActor::local_operator();
+    let root = store
+        .bootstrap_root(&op, "soc", &profile("SOC"))
+        .await
+        .unwrap();
+    let a = store
+        .org_create(&op, &root, "a", OrgKind::Member, &profile("A"))
+        .await
+        .unwrap();
+    let (hook_url, hooks) = webhook_sink(200).await;
+    // By address and by a name that resolves to loopback, and the cloud
+    // metadata address.
+    let port = hook_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook");
+    for target in [
+        hook_url.clone(),
+        format!("http://localhost:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        store
+            .channel_create(
+                &op,
+                &a,
+                &NewChannel {
+                    org_id: a.id.to_string(),
+                    kind: ChannelKind::Webhook,
+                    target,
+                    secret: Some("a-webhook-secret-of-some-length".into()),
+                    min_severity: Severity::Medium,
+                    subtree: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .alert_record(
+            &Detection {
+                org_id: a.id.to_string(),
+                kind: AlertKind::Sigma,
+                rule_id: "rule-1".into(),
+                title: "t".into(),
+                severity: Severity::High,
+                entity: "host-1".into(),
+                attack: vec![],
+                context: json!({}),
+                event_ids: vec!["e1".into()],
+                time: mimamori_core::now_millis(),
+                retro: false,
+                campaign_key: None,
+            },
+            3_600_000,
+            &CampaignPolicy::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), (3, 0));
+    let notifier = Notifier::new(store.clone(), NotifyConfig::default()).unwrap();
+    assert_eq!(notifier.deliver_due().await.unwrap(), 3);
+    // Nothing reached the sink; all three are owed (failed), not done.
+    assert!(hooks.lock().unwrap().is_empty());
+    assert_eq!(store.outbox_backlog().await.unwrap(), (3, 0));
+    // Allowed by the configuration, the loopback ones go through.
+    let allowed = Notifier::new(
+        store.clone(),
+        NotifyConfig {
+            fetch: mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    while hooks.lock().unwrap().len() < 2 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(15));
+        allowed.deliver_due().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(hooks.lock().unwrap().len(), 2);
 }

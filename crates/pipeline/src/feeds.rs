@@ -5,6 +5,7 @@
 //! outcome is kept on the feed (status, error, count).
 
 use crate::hub::IntelHub;
+use mimamori_fetch::{FetchPolicy, Fetcher};
 use mimamori_intel::{
     import_list, import_misp_event, import_stix, inflate, ImportBatch, InflateLimits, ListFormat,
     ListOptions, MispOptions, Provenance, StixOptions, Tlp,
@@ -16,10 +17,7 @@ use std::time::Duration;
 pub const MAX_FEED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Polls every due feed once; returns how many were polled.
-pub async fn poll_due(
-    hub: &IntelHub,
-    http: &reqwest::Client,
-) -> Result<usize, mimamori_store::StoreError> {
+pub async fn poll_due(hub: &IntelHub, http: &Fetcher) -> Result<usize, mimamori_store::StoreError> {
     let due = hub.store.feeds_due(mimamori_core::now_millis()).await?;
     let n = due.len();
     for feed in due {
@@ -33,9 +31,9 @@ pub async fn poll_due(
 }
 
 /// Polls feeds until the task is aborted.
-pub fn run(hub: IntelHub, every: Duration) -> tokio::task::JoinHandle<()> {
+pub fn run(hub: IntelHub, every: Duration, policy: FetchPolicy) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let http = match client() {
+        let http = match client(policy) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "feed polling disabled: cannot build the HTTP client");
@@ -51,11 +49,15 @@ pub fn run(hub: IntelHub, every: Duration) -> tokio::task::JoinHandle<()> {
     })
 }
 
-pub fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("mimamori/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The feed client: internal addresses refused unless `policy` allows them
+/// (after DNS resolution and on every redirect).
+pub fn client(policy: FetchPolicy) -> Result<Fetcher, mimamori_fetch::FetchError> {
+    Fetcher::new(
+        policy,
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("mimamori/", env!("CARGO_PKG_VERSION"))),
+    )
 }
 
 fn failed(e: impl std::fmt::Display) -> FeedPoll {
@@ -69,15 +71,15 @@ fn failed(e: impl std::fmt::Display) -> FeedPoll {
 }
 
 /// One conditional GET and import.
-pub async fn poll(hub: &IntelHub, http: &reqwest::Client, feed: &Feed) -> FeedPoll {
-    let mut req = http.get(&feed.url);
+pub async fn poll(hub: &IntelHub, http: &Fetcher, feed: &Feed) -> FeedPoll {
+    let mut req = http.http().get(&feed.url);
     if let Some(e) = &feed.etag {
         req = req.header("if-none-match", e);
     }
     if let Some(m) = &feed.last_modified {
         req = req.header("if-modified-since", m);
     }
-    let resp = match req.send().await {
+    let resp = match http.send(req).await {
         Ok(r) => r,
         Err(e) => return failed(e),
     };
@@ -117,7 +119,7 @@ pub async fn poll(hub: &IntelHub, http: &reqwest::Client, feed: &Feed) -> FeedPo
                 body.extend_from_slice(&c);
             }
             Ok(None) => break,
-            Err(e) => return failed(e),
+            Err(e) => return failed(mimamori_fetch::describe(&e)),
         }
     }
     // gzip or zip payloads are inflated under ratio and size limits.

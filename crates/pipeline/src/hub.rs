@@ -70,13 +70,14 @@ impl IntelHub {
             .store
             .intel_upsert_with(actor, owner, &batch.indicators, sharing, source)
             .await?;
-        self.after_change(&report, source, retro).await
+        self.after_change(owner, &report, source, retro).await
     }
 
     /// After indicators changed outside an import (an accepted report
     /// proposal): reload the matcher, retro-hunt what changed.
     pub async fn after_change(
         &self,
+        owner: &Org,
         report: &UpsertReport,
         source: &str,
         retro: bool,
@@ -86,7 +87,7 @@ impl IntelHub {
             tracing::error!(error = %e, "cannot reload the matcher after an import; the watcher will retry");
         }
         let hunt_id = if retro && !report.changed_ids.is_empty() {
-            self.retro_hunt(&report.changed_ids, source).await?
+            self.retro_hunt(owner, &report.changed_ids, source).await?
         } else {
             None
         };
@@ -96,6 +97,7 @@ impl IntelHub {
     /// Starts a retro-hunt for the given indicator rows; returns the job id.
     pub async fn retro_hunt(
         &self,
+        owner: &Org,
         indicator_ids: &[String],
         what: &str,
     ) -> Result<Option<String>, StoreError> {
@@ -115,6 +117,7 @@ impl IntelHub {
         let request = HuntRequest {
             what: format!("{n} new or changed indicators from {what}"),
             org_ids: None,
+            owner_org_id: Some(owner.id.to_string()),
             since: mimamori_core::now_millis() - i64::from(self.retro_days) * 86_400_000,
         };
         let id = self.hunts.begin(&request);

@@ -465,6 +465,39 @@ impl Store {
         })
     }
 
+    /// Audits that logins to `username` of `org_slug` (or from the
+    /// actor's address) are refused for a while after repeated failures:
+    /// in the user's org when it exists, else in the root org.
+    pub async fn login_locked(
+        &self,
+        actor: &AuditActor,
+        org_slug: &str,
+        username: &str,
+        what: &str,
+        retry_after_secs: u64,
+    ) -> Result<()> {
+        let everything = Scope::Subtree(OrgPath(String::from("/")));
+        let org = match self.org_find(&everything, org_slug).await {
+            Ok(o) => o,
+            Err(StoreError::NotFound) => {
+                let all = self.org_all(&everything).await?;
+                match all.into_iter().find(|o| o.parent_id.is_none()) {
+                    Some(root) => root,
+                    None => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        self.audit_standalone(
+            actor,
+            org.id.as_str(),
+            &org.path,
+            "auth.login_locked",
+            json!({"username": username, "org": org_slug, "locked": what, "retry_after_secs": retry_after_secs}),
+        )
+        .await
+    }
+
     /// Checks a user's password and, if right, issues a session token that
     /// expires after `lifetime_secs`. Every attempt on an existing user is
     /// audited in that user's org; attempts naming an unknown org or user

@@ -275,24 +275,65 @@ impl<S: Send + Sync> FromRequestParts<S> for RemoteAddr {
 /// Exchanges a user's password for a session token (12 hours).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "identity",
     request_body = LoginRequest,
-    responses((status = 201, body = IssuedToken), (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = IssuedToken), (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     RemoteAddr(addr): RemoteAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    let ip = addr
+        .as_deref()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.ip().to_canonical());
+    let throttle = &state.login_throttle;
+    if let Err(locked) = throttle.check(&req.org, &req.username, ip) {
+        return Err(locked_error(&locked));
+    }
     let issued = state
         .store
         .login(
-            &AuditActor::anonymous(addr),
+            &AuditActor::anonymous(addr.clone()),
             &req.org,
             &req.username,
             &req.password,
             SESSION_SECS,
         )
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid org, user name or password"))?;
-    Ok((StatusCode::CREATED, Json(issued)))
+        .await?;
+    match issued {
+        Some(issued) => {
+            throttle.succeeded(&req.org, &req.username);
+            Ok((StatusCode::CREATED, Json(issued)))
+        }
+        None => {
+            for locked in throttle.failed(&req.org, &req.username, ip) {
+                tracing::warn!(org = %req.org, username = %req.username, remote = ?addr, what = locked.what, "login locked after repeated failures");
+                state
+                    .store
+                    .login_locked(
+                        &AuditActor::anonymous(addr.clone()),
+                        &req.org,
+                        &req.username,
+                        locked.what,
+                        locked.retry_after.as_secs(),
+                    )
+                    .await?;
+            }
+            Err(ApiError::unauthorized("invalid org, user name or password"))
+        }
+    }
+}
+
+fn locked_error(locked: &crate::throttle::Locked) -> ApiError {
+    let secs = locked.retry_after.as_secs().max(1);
+    let what = match locked.what {
+        "account" => "this account",
+        _ => "your address",
+    };
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many failed logins for {what}; try again in {secs} s"),
+    )
+    .retry_after(secs)
 }
 
 /// Revokes the token the call is made with.

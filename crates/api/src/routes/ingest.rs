@@ -526,7 +526,9 @@ pub async fn es_root() -> Json<Value> {
 
 /// `POST /_bulk` and `POST /{index}/_bulk`: action/metadata lines, each
 /// `index`/`create` followed by its document. Answers per item like
-/// Elasticsearch, so shippers retry only what failed.
+/// Elasticsearch, so shippers retry only what failed; each item's `_index`
+/// is the id of the org the event was stored under (the sensor's), not
+/// the index the client named.
 pub async fn es_bulk(
     State(state): State<AppState>,
     caller: Caller,
@@ -545,6 +547,7 @@ pub async fn es_bulk(
         .enumerate()
         .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace));
     let mut parser = LineParser::new(Format::Ndjson);
+    let dest = json!(caller.principal.org_id.as_str());
     while let Some((i, action_line)) = lines.next() {
         let record = i as u64 + 1;
         let action: Value = match serde_json::from_slice(action_line) {
@@ -555,12 +558,14 @@ pub async fn es_bulk(
                 )));
             }
         };
-        let Some((op, meta)) = action.as_object().and_then(|o| o.iter().next()) else {
+        let Some(op) = action.as_object().and_then(|o| o.keys().next()) else {
             return Err(ApiError::bad_request(format!(
                 "line {record}: expected an action like {{\"index\":{{}}}}"
             )));
         };
-        let index = meta.get("_index").cloned().unwrap_or(json!("mimamori"));
+        // Events go to the sensor's own org whatever index the client
+        // names (in the path or here): answer with where they really went.
+        let index = &dest;
         match op.as_str() {
             "index" | "create" => {
                 let Some((j, doc)) = lines.next() else {

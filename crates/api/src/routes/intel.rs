@@ -73,10 +73,14 @@ pub async fn list(
         contains: p.contains.clone(),
         active_only: p.active,
     };
-    let page = state
+    let mut page = state
         .store
         .intel_list(caller.principal.org_id.as_str(), &filter, &page)
         .await?;
+    let visible = scope_orgs(&state, &caller).await?;
+    for i in &mut page.items {
+        i.sighting_orgs.retain(|o| visible.contains(o));
+    }
     Ok(Json(page.into()))
 }
 
@@ -91,11 +95,15 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StoredIndicator>, ApiError> {
     caller.require(Action::IntelRead)?;
-    let i = state
+    let mut i = state
         .store
         .intel_get(caller.principal.org_id.as_str(), &id)
         .await
         .map_err(not_found_as("indicator", &id))?;
+    // Which orgs saw it is theirs and their parents' business; the count
+    // is an aggregate over all.
+    let visible = scope_orgs(&state, &caller).await?;
+    i.sighting_orgs.retain(|o| visible.contains(o));
     Ok(Json(i))
 }
 
@@ -398,29 +406,39 @@ pub async fn hunts(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Action::AlertRead)?;
     let hub = hub(&state)?;
-    let scope = caller.principal.scope();
-    // Jobs name the orgs they cover; a job over every org is shown to
-    // everyone (its alerts are scoped like any other).
-    let mut items: Vec<HuntJob> = vec![];
-    for j in hub.hunts.list() {
-        if visible_job(&state, &scope, &j).await {
-            items.push(j);
-        }
-    }
+    let visible = scope_orgs(&state, &caller).await?;
+    let items: Vec<HuntJob> = hub
+        .hunts
+        .list()
+        .into_iter()
+        .filter(|j| visible_job(&visible, j))
+        .map(|j| j.view(&|o| visible.contains(o)))
+        .collect();
     Ok(Json(serde_json::json!({ "items": items })))
 }
 
-async fn visible_job(state: &AppState, scope: &mimamori_core::Scope, j: &HuntJob) -> bool {
-    match &j.org_ids {
-        None => true,
-        Some(ids) => {
-            for id in ids {
-                if state.store.org_get(scope, id).await.is_ok() {
-                    return true;
-                }
-            }
-            false
-        }
+/// The ids of the orgs in the caller's scope.
+async fn scope_orgs(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    Ok(state
+        .store
+        .org_all(&caller.principal.scope())
+        .await?
+        .into_iter()
+        .map(|o| o.id.to_string())
+        .collect())
+}
+
+/// Who sees a hunt job: the org whose intel started it and the orgs above
+/// it (an operator's job: whoever sees every org it covers). What they see
+/// of it is limited to their scope by [`HuntJob::view`].
+fn visible_job(visible: &std::collections::HashSet<String>, j: &HuntJob) -> bool {
+    match (&j.owner_org_id, &j.org_ids) {
+        (Some(owner), _) => visible.contains(owner),
+        (None, Some(ids)) => !ids.is_empty() && ids.iter().all(|o| visible.contains(o)),
+        (None, None) => !j.per_org.is_empty() && j.per_org.keys().all(|o| visible.contains(o)),
     }
 }
 
@@ -440,10 +458,11 @@ pub async fn hunt(
         .hunts
         .get(&id)
         .ok_or_else(|| ApiError::not_found("hunt", &id))?;
-    if !visible_job(&state, &caller.principal.scope(), &job).await {
+    let visible = scope_orgs(&state, &caller).await?;
+    if !visible_job(&visible, &job) {
         return Err(ApiError::not_found("hunt", &id));
     }
-    Ok(Json(job))
+    Ok(Json(job.view(&|o| visible.contains(o))))
 }
 
 /// Feed subscriptions of the orgs in the caller's scope.
@@ -544,7 +563,7 @@ pub async fn poll_feed(
         .feed_get(&caller.principal.scope(), &id)
         .await
         .map_err(not_found_as("feed", &id))?;
-    let http = mimamori_pipeline::feeds::client()
+    let http = mimamori_pipeline::feeds::client(state.fetch_policy.clone())
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let outcome = mimamori_pipeline::feeds::poll(hub, &http, &f).await;
     state.store.feed_polled(&f.id, &outcome).await?;

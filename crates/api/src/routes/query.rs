@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use mimamori_core::Action;
-use mimamori_query::{QueryError, QueryLimits};
+use mimamori_query::QueryError;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -43,14 +43,11 @@ pub struct QueryResponse {
     pub orgs_in_scope: usize,
 }
 
-/// Memory budget of one API query.
-pub const QUERY_MEMORY_BYTES: usize = 256 * 1024 * 1024;
-
 /// Runs SQL over the archived events of the orgs in the caller's scope.
 #[utoipa::path(post, path = "/api/v1/query", tag = "events",
     request_body = QueryRequest,
     responses((status = 200, body = QueryResponse), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 422, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)),
+        (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)),
     security(("bearer" = [])))]
 pub async fn query(
     State(state): State<AppState>,
@@ -88,12 +85,14 @@ pub async fn query(
         .into_iter()
         .map(|o| o.id.to_string())
         .collect();
-    let limits = QueryLimits {
-        timeout: Duration::from_secs(timeout),
-        memory_bytes: QUERY_MEMORY_BYTES,
-        max_rows,
-    };
-    let result = mimamori_query::run(ingest.archive().dir(), &orgs, &req.sql, &limits)
+    let limits = state
+        .query
+        .config()
+        .limits(Duration::from_secs(timeout), max_rows);
+    let tenant = caller.principal.org_id.to_string();
+    let result = state
+        .query
+        .run(&tenant, ingest.archive().dir(), &orgs, &req.sql, &limits)
         .await
         .map_err(|e| match e {
             QueryError::Invalid(m) => ApiError::invalid("sql", m),
@@ -101,6 +100,10 @@ pub async fn query(
             QueryError::ResourcesExhausted(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
+            QueryError::Busy {
+                detail,
+                retry_after_secs,
+            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, detail).retry_after(retry_after_secs),
             QueryError::Engine(m) => {
                 tracing::error!(error = %m, "query failed");
                 ApiError::internal()

@@ -295,7 +295,7 @@ async fn decide(
     let mut retro_hunt_id = None;
     if let (Some(u), Some(hub)) = (&upsert, state.intel.as_deref()) {
         retro_hunt_id = hub
-            .after_change(u, &format!("report {}", report.title), true)
+            .after_change(&owner, u, &format!("report {}", report.title), true)
             .await?
             .hunt_id;
     }
@@ -323,6 +323,7 @@ pub async fn accept(
     let body: AcceptBody = if body.iter().all(u8::is_ascii_whitespace) {
         AcceptBody::default()
     } else {
+        crate::error::check_json_syntax(&body)?;
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid("body", format!("not an accept body: {e}")))?
     };

@@ -669,6 +669,7 @@ impl Fixture {
                     .begin(&mimamori_pipeline::retro::HuntRequest {
                         what: "matrix".into(),
                         org_ids: Some(vec![o.id.to_string()]),
+                        owner_org_id: None,
                         since: 0,
                     })
             }

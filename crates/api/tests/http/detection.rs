@@ -508,7 +508,14 @@ async fn feed_server(body: &str, etag: &str) -> FeedServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feeds_are_polled_conditionally_and_imported() {
-    let s = Server::start().await;
+    // The feed server is on loopback: allowed here, refused by default
+    // (`feed_fetches_cannot_reach_internal_addresses`).
+    let s = Server::start_custom(None, |st| {
+        st.with_fetch_policy(mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8"
+            .parse()
+            .unwrap()]))
+    })
+    .await;
     let soc = s.token(&s.root, Role::SocAnalyst).await;
     let fs = feed_server("# list\nfeed-one.example\nfeed-two.example\n", "\"v1\"").await;
     let r = s
@@ -579,4 +586,102 @@ async fn feeds_are_polled_conditionally_and_imported() {
         )
         .await;
     problem(&r, 404);
+}
+
+/// A server on `addr` answering every request with `response`.
+async fn canned_server(addr: &str, response: String) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = l.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_fetches_cannot_reach_internal_addresses() {
+    let fs = feed_server("refused.example\n", "\"v1\"").await;
+    let port = fs
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let redirect = |to: &str| {
+        format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    };
+    // Only 127.0.0.2 is allowed in the second server: a feed there that
+    // redirects to 127.0.0.1 (by address or by name) is still refused.
+    let hop_ip = canned_server("127.0.0.2:0", redirect(&fs.url)).await;
+    let hop_name = canned_server(
+        "127.0.0.2:0",
+        redirect(&format!("http://localhost:{port}/feed.txt")),
+    )
+    .await;
+    for (allow, url, refused) in [
+        (vec![], fs.url.clone(), true),
+        (vec![], format!("http://localhost:{port}/feed.txt"), true),
+        (
+            vec![],
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            true,
+        ),
+        (vec![], "http://[::ffff:127.0.0.1]:9/x".to_string(), true),
+        (
+            vec!["127.0.0.2/32"],
+            format!("http://{hop_ip}/feed.txt"),
+            true,
+        ),
+        (
+            vec!["127.0.0.2/32"],
+            format!("http://{hop_name}/feed.txt"),
+            true,
+        ),
+        (vec!["127.0.0.0/8"], fs.url.clone(), false),
+    ] {
+        let policy = mimamori_fetch::FetchPolicy::new(
+            allow.iter().map(|a: &&str| a.parse().unwrap()).collect(),
+        );
+        let s = Server::start_custom(None, |st| st.with_fetch_policy(policy)).await;
+        let admin = s.token(&s.root, Role::SocAdmin).await;
+        let r = s
+            .call(
+                Method::POST,
+                "/api/v1/intel/feeds",
+                Some(&admin),
+                Some(serde_json::json!({"org_id": s.root.id, "name": "f", "url": url, "format": "plain", "interval_secs": 3600, "tlp": "green"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let r = s
+            .call(
+                Method::POST,
+                &format!("/api/v1/intel/feeds/{id}/poll"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        if refused {
+            assert_eq!(r.body["last_status"], "error", "{url}: {r:?}");
+            let e = r.body["last_error"].as_str().unwrap();
+            assert!(e.contains("allow_fetch_networks"), "{url}: {e}");
+        } else {
+            assert_eq!(r.body["last_status"], "imported", "{url}: {r:?}");
+        }
+    }
+    // The loopback feed server was asked only when allowed.
+    assert_eq!(fs.state.lock().unwrap().3, 1);
 }

@@ -285,8 +285,10 @@ async fn elasticsearch_bulk() {
         .await
         .unwrap();
     assert!(root["version"]["number"].as_str().unwrap().starts_with('8'));
+    let other = s.org(&s.root, "other", OrgKind::Member).await;
+    let claim = format!(r#"{{"index":{{"_index":"{}"}}}}"#, other.id);
     let body = [
-        r#"{"index":{"_index":"logs-dns"}}"#,
+        claim.as_str(),
         r#"{"@timestamp":"2026-11-25T10:00:00Z","class":"dns_activity","dns_query":"bulk.example"}"#,
         r#"{"create":{}}"#,
         r#"{"broken"#,
@@ -318,6 +320,12 @@ async fn elasticsearch_bulk() {
     assert_eq!(items[1]["create"]["status"], 400);
     assert_eq!(items[2]["delete"]["status"], 405);
     assert_eq!(items[3]["index"]["status"], 201);
+    // Every item names where its event went: the sensor's org, not the
+    // index (another org's id) the client claimed in the line or the path.
+    for item in items {
+        let (_, v) = item.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(v["_index"], a.id.as_str(), "{item}");
+    }
     let events = archived(&s, a.id.as_str(), 2).await;
     assert_eq!(events.len(), 2);
     assert_eq!(

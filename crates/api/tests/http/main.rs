@@ -4,11 +4,14 @@
 mod authz;
 mod detection;
 mod errors;
+mod hardening;
 mod ingest;
 mod intel_share;
 mod isolation;
 mod openapi;
+mod query_limits;
 mod taxii;
+mod tenancy;
 
 use mimamori_core::org::OrgProfile;
 use mimamori_core::{NewOrg, Org, OrgKind, Role, Validated};
@@ -40,6 +43,14 @@ pub struct Resp {
 impl Server {
     /// Starts a server on SQLite, or on the given database URL.
     pub async fn start_with(url: Option<String>) -> Server {
+        Self::start_custom(url, |state| state).await
+    }
+
+    /// A server whose state `custom` adjusts (a fetch policy, query limits).
+    pub async fn start_custom(
+        url: Option<String>,
+        custom: impl FnOnce(mimamori_api::AppState) -> mimamori_api::AppState,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let url = url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("t.db").display()));
         let store = Store::open(&url).await.unwrap();
@@ -87,11 +98,11 @@ impl Server {
             config,
             retro_days: 30,
         };
-        let router = mimamori_api::router(
+        let router = mimamori_api::router(custom(
             mimamori_api::AppState::new(store.clone())
                 .with_ingest(ingest.clone())
                 .with_intel(hub.clone()),
-        );
+        ));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(mimamori_api::serve(listener, router, None, async move {
             let _ = rx.await;

@@ -1,0 +1,390 @@
+//! Hostile input at the edges: guessed passwords, oversized and malformed
+//! bodies on every endpoint, and TAXII writes that claim too much.
+
+use super::{problem, Server};
+use mimamori_core::{OrgKind, Role};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn login(s: &Server, org: &str, user: &str, password: &str) -> (u16, Value, Option<String>) {
+    let r = s
+        .client
+        .post(format!("{}/api/v1/auth/login", s.base))
+        .json(&json!({"org": org, "username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let r = Server::read(r).await;
+    (r.status, r.body, retry)
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_account_then_the_address() {
+    let s = Server::start().await;
+    let m = s.org(&s.root, "m", OrgKind::Member).await;
+    s.user(&m, "kenji", Role::OrgAnalyst).await;
+    s.user(&m, "aiko", Role::OrgAnalyst).await;
+    let soc = s.token(&s.root, Role::SocAdmin).await;
+    let good = "a long enough password";
+    let (st, _, _) = login(&s, "m", "kenji", good).await;
+    assert_eq!(st, 201);
+    // Five wrong passwords: each a 401, and then the account is locked,
+    // even for the right password.
+    for _ in 0..5 {
+        let (st, _, _) = login(&s, "m", "kenji", "guess").await;
+        assert_eq!(st, 401);
+    }
+    let (st, body, retry) = login(&s, "m", "kenji", good).await;
+    assert_eq!(st, 429, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("this account"),
+        "{body}"
+    );
+    let secs: u64 = retry.unwrap().parse().unwrap();
+    assert!(secs > 0 && secs <= 900, "{secs}");
+    // Another account of the org is not locked by it.
+    let (st, _, _) = login(&s, "m", "aiko", good).await;
+    assert_eq!(st, 201);
+    // The lock is audited in the user's org.
+    let r = s
+        .call(Method::GET, "/api/v1/audit?limit=500", Some(&soc), None)
+        .await;
+    let locks: Vec<&Value> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["action"] == "auth.login_locked")
+        .collect();
+    assert_eq!(locks.len(), 1, "{:?}", r.body);
+    assert_eq!(locks[0]["org_id"], m.id.as_str());
+    assert_eq!(locks[0]["detail"]["username"], "kenji");
+    // Guessing across accounts from one address: 20 failures lock the
+    // address (5 above, 15 more here), so a right password is refused too.
+    for i in 0..15 {
+        let (st, _, _) = login(&s, "m", &format!("nobody{i}"), "guess").await;
+        assert_eq!(st, 401);
+    }
+    let (st, body, retry) = login(&s, "m", "aiko", good).await;
+    assert_eq!(st, 429, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("your address"),
+        "{body}"
+    );
+    assert!(retry.is_some());
+    assert_eq!(body["status"], 429);
+}
+
+/// Every route of the OpenAPI document, plus the ingest and TAXII ones,
+/// with the methods it takes.
+async fn routes(s: &Server, token: &str) -> Vec<(Method, String)> {
+    let doc = s
+        .call(Method::GET, "/api/v1/openapi.json", Some(token), None)
+        .await
+        .body;
+    let mut out = vec![];
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let path = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for m in ops.as_object().unwrap().keys() {
+            let method = match m.as_str() {
+                "get" => Method::GET,
+                "post" => Method::POST,
+                "put" => Method::PUT,
+                "patch" => Method::PATCH,
+                "delete" => Method::DELETE,
+                _ => continue,
+            };
+            out.push((method, path.clone()));
+        }
+    }
+    for p in [
+        "/ingest/v1/events",
+        "/services/collector/event",
+        "/services/collector/raw",
+        "/services/collector/ack",
+        "/_bulk",
+        "/logs/_bulk",
+        "/taxii2/api/collections/x/objects/",
+    ] {
+        out.push((Method::POST, p.to_string()));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.dedup();
+    assert!(out.len() > 40, "{out:?}");
+    out
+}
+
+/// One request over a raw socket declaring a body of `declared` bytes and
+/// sending only its first byte: the answer must come before the body.
+async fn declare_big_body(
+    s: &Server,
+    method: &Method,
+    path: &str,
+    token: Option<&str>,
+    declared: u64,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {declared}\r\nconnection: close\r\n\r\n{{"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        sock.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "{method} {path}: no answer before the body");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = headers
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let ct = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, ct, body.to_string())
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_on_every_endpoint() {
+    let s = Server::start().await;
+    let soc = s.token(&s.root, Role::SocAdmin).await;
+    for (method, path) in routes(&s, &soc).await {
+        for token in [Some(soc.as_str()), None] {
+            let (status, ct, body) = declare_big_body(&s, &method, &path, token, 70_000_000).await;
+            assert_eq!(status, 413, "{method} {path}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if path.starts_with("/taxii2") {
+                assert!(ct.starts_with("application/taxii+json"), "{ct}");
+                assert_eq!(v["http_status"], "413", "{body}");
+            } else {
+                assert_eq!(ct, "application/problem+json", "{method} {path}");
+                assert_eq!(v["status"], 413, "{body}");
+                assert!(
+                    v["detail"].as_str().unwrap().contains("byte limit"),
+                    "{body}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_and_invalid_utf8_are_clear_400s_everywhere() {
+    let s = Server::start().await;
+    let soc = s.token(&s.root, Role::SocAdmin).await;
+    let doc = s
+        .call(Method::GET, "/api/v1/openapi.json", Some(&soc), None)
+        .await
+        .body;
+    let mut json_routes = vec![];
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (m, op) in ops.as_object().unwrap() {
+            if op["requestBody"]["content"]["application/json"].is_object() {
+                let path = path
+                    .split('/')
+                    .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                json_routes.push((m.to_uppercase(), path));
+            }
+        }
+    }
+    assert!(json_routes.len() >= 10, "{json_routes:?}");
+    for (m, path) in &json_routes {
+        let method = Method::from_bytes(m.as_bytes()).unwrap();
+        for body in [
+            b"{\"a\":".to_vec(),
+            b"{\"\xff\xfe\": 1}".to_vec(),
+            vec![0xef, 0xbb, 0xbf, b'{', b'}', 0xc3],
+            b"[1, 2,]".to_vec(),
+        ] {
+            let r = s
+                .client
+                .request(method.clone(), format!("{}{path}", s.base))
+                .bearer_auth(&soc)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let r = Server::read(r).await;
+            let d = problem(&r, 400);
+            assert!(d.contains("JSON"), "{m} {path} {body:?}: {d}");
+        }
+    }
+    // Paths and query strings that are not UTF-8, on the API and TAXII.
+    let r = s
+        .call(Method::GET, "/api/v1/orgs/%ff%fe", Some(&soc), None)
+        .await;
+    problem(&r, 400);
+    let r = s
+        .call(Method::GET, "/api/v1/alerts?status=%ff", Some(&soc), None)
+        .await;
+    problem(&r, 400);
+    let r = s
+        .client
+        .get(format!("{}/taxii2/api/collections/%ff/", s.base))
+        .bearer_auth(&soc)
+        .send()
+        .await
+        .unwrap();
+    let r = Server::read(r).await;
+    assert!(r.status == 400 || r.status == 404, "{r:?}");
+    assert!(
+        r.content_type.starts_with("application/taxii+json"),
+        "{r:?}"
+    );
+    let r = s
+        .client
+        .get(format!(
+            "{}/taxii2/api/collections/{}/objects/?added_after=%ff",
+            s.base,
+            mimamori_api::routes::taxii::INDICATORS
+        ))
+        .bearer_auth(&soc)
+        .send()
+        .await
+        .unwrap();
+    let r = Server::read(r).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.content_type.starts_with("application/taxii+json"),
+        "{r:?}"
+    );
+}
+
+const TLP_CLEAR: &str = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487";
+
+#[tokio::test]
+async fn a_taxii_write_cannot_claim_another_org_or_change_its_tlp() {
+    let s = Server::start().await;
+    assert!(s.hub.schemas.is_some());
+    let m = s.org(&s.root, "m", OrgKind::Member).await;
+    let b = s.org(&s.root, "b", OrgKind::Member).await;
+    let m_t = s.token(&m, Role::OrgAdmin).await;
+    let b_t = s.token(&b, Role::OrgAnalyst).await;
+    let soc = s.token(&s.root, Role::SocAnalyst).await;
+    // The SOC's RED indicator, for the SOC's eyes only.
+    let mut red = mimamori_intel::Indicator::new(
+        mimamori_intel::IndicatorKind::Domain { exact: false },
+        "soc-red.example".into(),
+        time::OffsetDateTime::now_utc(),
+    );
+    red.tlp = mimamori_intel::Tlp::Red;
+    s.store
+        .intel_upsert(
+            &mimamori_store::AuditActor::local_operator(),
+            &s.root,
+            &[red],
+            &[],
+            "t",
+        )
+        .await
+        .unwrap();
+    // m writes the same value marked CLEAR, naming the SOC as its author
+    // every way STIX and a guessing client could.
+    let obj = json!({
+        "type": "indicator", "spec_version": "2.1",
+        "id": "indicator--00000009-1111-4111-8111-111111111111",
+        "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+        "name": "soc-red.example", "pattern": "[domain-name:value = 'soc-red.example']",
+        "pattern_type": "stix", "valid_from": "2026-11-01T00:00:00Z",
+        "indicator_types": ["malicious-activity"],
+        "object_marking_refs": [TLP_CLEAR],
+        "created_by_ref": format!("identity--{}", uuid_like(s.root.id.as_str())),
+        "x_mimamori_org_id": s.root.id,
+        "x_mimamori_owner_org_id": s.root.id,
+    });
+    let r = s
+        .client
+        .post(format!(
+            "{}/taxii2/api/collections/{}/objects/",
+            s.base,
+            mimamori_api::routes::taxii::INDICATORS
+        ))
+        .bearer_auth(&m_t)
+        .header("accept", "application/taxii+json;version=2.1")
+        .header("content-type", "application/taxii+json;version=2.1")
+        .body(json!({"objects": [obj]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    // The SOC still owns one RED record of it, unchanged.
+    let of = |token: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    Method::GET,
+                    "/api/v1/indicators?contains=soc-red&limit=100",
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{r:?}");
+            r.body["items"].as_array().unwrap().clone()
+        }
+    };
+    let seen_by_soc = of(soc.clone()).await;
+    let soc_owned: Vec<&Value> = seen_by_soc
+        .iter()
+        .filter(|i| i["owner_org_id"] == s.root.id.as_str())
+        .collect();
+    assert_eq!(soc_owned.len(), 1, "{seen_by_soc:?}");
+    assert_eq!(soc_owned[0]["indicator"]["tlp"], "red", "{seen_by_soc:?}");
+    // What m wrote is m's, whatever it claimed.
+    let m_owned: Vec<&Value> = seen_by_soc
+        .iter()
+        .filter(|i| i["owner_org_id"] == m.id.as_str())
+        .collect();
+    assert_eq!(m_owned.len(), 1, "{seen_by_soc:?}");
+    // b sees m's CLEAR contribution, never the SOC's RED record.
+    for i in of(b_t.clone()).await {
+        assert_eq!(i["owner_org_id"], m.id.as_str(), "{i}");
+    }
+}
+
+/// A UUID-shaped string from an id (STIX identities need one).
+fn uuid_like(id: &str) -> String {
+    let hex: String = id
+        .bytes()
+        .map(|b| format!("{:02x}", b))
+        .collect::<String>()
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(32)
+        .collect();
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
