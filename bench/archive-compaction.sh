@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO_SECONDS=${1:-300}
 SETTLE_LIMIT=${2:-300}
-SQL=${SQL:-"SELECT dns_query, count(*) AS n FROM events WHERE dns_query IS NOT NULL GROUP BY dns_query ORDER BY n DESC LIMIT 5"}
+SQL=${SQL:-"SELECT query.hostname, count(*) AS n FROM events WHERE class_uid = 4003 GROUP BY query.hostname ORDER BY n DESC LIMIT 5"}
 if [ -z "${MIMAMORI_BIN:-}" ]; then
     cargo build --release -q -p mimamori --bin mimamori
     MIMAMORI_BIN=${CARGO_TARGET_DIR:-target}/release/mimamori

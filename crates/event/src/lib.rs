@@ -7,14 +7,18 @@
 //!   rules (which use the source's field names: `EventID`, `CommandLine`,
 //!   `id.orig_h`, `eventName`) match what the source actually said.
 //!
-//! [`Event::to_ocsf`] renders the OCSF JSON shape (class, category,
-//! endpoints, `unmapped` original fields) for export.
+//! [`Event::ocsf`] renders the OCSF 1.3 shape (class, category, activity,
+//! endpoints, per-class objects); the archive's Parquet columns and
+//! [`Event::to_ocsf`] (JSON) both come from it. See [`ocsf`] for the
+//! mapping per class.
 //!
 //! Architecture invariant: this crate knows no wire protocol, no storage and
 //! no parser. It is plain data that every other crate can depend on.
 
+pub mod ocsf;
+
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Milliseconds since the Unix epoch.
 pub type UnixMillis = i64;
@@ -209,127 +213,12 @@ impl Event {
     pub fn time(&self) -> UnixMillis {
         self.body.time.unwrap_or(self.received)
     }
-
-    /// The OCSF JSON rendering of this event.
-    pub fn to_ocsf(&self) -> Value {
-        let f = &self.body.fields;
-        let class = self.body.class;
-        let mut o = Map::new();
-        o.insert("class_uid".into(), json!(class.uid()));
-        o.insert("category_uid".into(), json!(class.category_uid()));
-        o.insert("time".into(), json!(self.time()));
-        o.insert(
-            "metadata".into(),
-            json!({
-                "uid": self.id,
-                "version": "1.3.0",
-                "logged_time": self.received,
-                "product": {"name": self.body.source, "vendor_name": "mimamori"},
-                "tenant_uid": self.org_id,
-            }),
-        );
-        let endpoint = |ip: &Option<String>, port: &Option<u16>, host: Option<&String>| {
-            let mut e = Map::new();
-            if let Some(ip) = ip {
-                e.insert("ip".into(), json!(ip));
-            }
-            if let Some(p) = port {
-                e.insert("port".into(), json!(p));
-            }
-            if let Some(h) = host {
-                e.insert("hostname".into(), json!(h));
-            }
-            (!e.is_empty()).then_some(Value::Object(e))
-        };
-        if let Some(e) = endpoint(&f.src_ip, &f.src_port, None) {
-            o.insert("src_endpoint".into(), e);
-        }
-        if let Some(e) = endpoint(&f.dst_ip, &f.dst_port, f.http_host.as_ref()) {
-            o.insert("dst_endpoint".into(), e);
-        }
-        if let Some(h) = &f.hostname {
-            o.insert("device".into(), json!({"hostname": h}));
-        }
-        if let Some(p) = &f.protocol {
-            o.insert("connection_info".into(), json!({"protocol_name": p}));
-        }
-        if let Some(q) = &f.dns_query {
-            let mut query = json!({"hostname": q});
-            if let Some(t) = &f.dns_qtype {
-                query["type"] = json!(t);
-            }
-            o.insert("query".into(), query);
-        }
-        if let Some(r) = &f.dns_rcode {
-            o.insert("rcode".into(), json!(r));
-        }
-        if !f.dns_answers.is_empty() {
-            let answers: Vec<Value> = f.dns_answers.iter().map(|a| json!({"rdata": a})).collect();
-            o.insert("answers".into(), Value::Array(answers));
-        }
-        if f.url.is_some() || f.http_method.is_some() {
-            o.insert(
-                "http_request".into(),
-                json!({"url": {"url_string": f.url, "hostname": f.http_host}, "http_method": f.http_method, "user_agent": f.user_agent}),
-            );
-        }
-        if let Some(s) = f.http_status {
-            o.insert("http_response".into(), json!({"code": s}));
-        }
-        let mut actor = Map::new();
-        if let Some(u) = &f.user {
-            actor.insert("user".into(), json!({"name": u}));
-        }
-        if f.process_name.is_some() || f.process_cmdline.is_some() {
-            actor.insert(
-                "process".into(),
-                json!({"name": f.process_name, "cmd_line": f.process_cmdline, "pid": f.process_pid,
-                       "parent_process": f.parent_process_name.as_ref().map(|n| json!({"name": n}))}),
-            );
-        }
-        if !actor.is_empty() {
-            o.insert("actor".into(), Value::Object(actor));
-        }
-        if f.file_name.is_some() || !f.file_hashes.is_empty() {
-            let hashes: Vec<Value> = f
-                .file_hashes
-                .iter()
-                .map(|(alg, v)| json!({"algorithm": alg, "value": v}))
-                .collect();
-            o.insert(
-                "file".into(),
-                json!({"name": f.file_name, "hashes": hashes}),
-            );
-        }
-        if f.api_operation.is_some() {
-            o.insert(
-                "api".into(),
-                json!({"operation": f.api_operation, "service": {"name": f.api_service}}),
-            );
-        }
-        if f.cloud_account.is_some() || f.cloud_region.is_some() {
-            o.insert(
-                "cloud".into(),
-                json!({"account": {"uid": f.cloud_account}, "region": f.cloud_region}),
-            );
-        }
-        if let Some(s) = &f.status {
-            o.insert("status".into(), json!(s));
-        }
-        if let Some(m) = &f.message {
-            o.insert("message".into(), json!(m));
-        }
-        if let Some(s) = &f.severity {
-            o.insert("severity".into(), json!(s));
-        }
-        o.insert("unmapped".into(), Value::Object(self.body.raw.clone()));
-        Value::Object(o)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn class_names_round_trip() {
@@ -365,14 +254,81 @@ mod tests {
         let o = e.to_ocsf();
         assert_eq!(o["class_uid"], 4003);
         assert_eq!(o["category_uid"], 4);
+        assert_eq!(o["activity_id"], 6);
+        assert_eq!(o["type_uid"], 400306);
         assert_eq!(o["time"], 1000);
         assert_eq!(o["query"]["hostname"], "evil.example");
+        assert_eq!(o["query"]["type"], "A");
         assert_eq!(o["src_endpoint"]["ip"], "10.0.0.5");
         assert_eq!(o["answers"][0]["rdata"], "192.0.2.1");
         assert_eq!(o["metadata"]["tenant_uid"], "o1");
-        assert_eq!(o["unmapped"]["id.orig_h"], "10.0.0.5");
+        assert_eq!(o["metadata"]["product"]["name"], "zeek.dns");
+        assert_eq!(o["metadata"]["version"], "1.3.0");
+        assert_eq!(o["raw"]["id.orig_h"], "10.0.0.5");
+        assert!(o.get("http_request").is_none());
         // The stored form round-trips.
         let s = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&s).unwrap(), e);
+    }
+
+    /// Every normalized field survives the OCSF rendering and back, in
+    /// every class (process fields move between `process` and
+    /// `actor.process` with the class).
+    #[test]
+    fn ocsf_round_trips_every_field() {
+        let fields = Normalized {
+            src_ip: Some("10.0.0.1".into()),
+            src_port: Some(5353),
+            dst_ip: Some("192.0.2.9".into()),
+            dst_port: Some(443),
+            protocol: Some("tcp".into()),
+            hostname: Some("ws1".into()),
+            user: Some("alice".into()),
+            dns_query: Some("a.example".into()),
+            dns_qtype: Some("AAAA".into()),
+            dns_rcode: Some("NXDOMAIN".into()),
+            dns_answers: vec!["x".into(), "y".into()],
+            url: Some("https://a.example/p".into()),
+            http_host: Some("a.example".into()),
+            http_method: Some("POST".into()),
+            http_status: Some(404),
+            user_agent: Some("curl".into()),
+            process_name: Some("cmd.exe".into()),
+            process_cmdline: Some("cmd /c x".into()),
+            process_pid: Some(4_000_000_000),
+            parent_process_name: Some("explorer.exe".into()),
+            file_name: Some("x.dll".into()),
+            file_hashes: vec![("sha256".into(), "ab".into())],
+            api_operation: Some("DeleteBucket".into()),
+            api_service: Some("s3.amazonaws.com".into()),
+            cloud_account: Some("123".into()),
+            cloud_region: Some("ap-northeast-1".into()),
+            status: Some("Denied".into()),
+            message: Some("m".into()),
+            severity: Some("warning".into()),
+        };
+        for class in OcsfClass::ALL {
+            let e = Event {
+                id: "e".into(),
+                org_id: "o".into(),
+                received: 5,
+                body: EventBody {
+                    time: Some(4),
+                    class,
+                    source: "s".into(),
+                    fields: fields.clone(),
+                    raw: json!({"EventID": 1}).as_object().cloned().unwrap(),
+                },
+            };
+            let o = e.ocsf(|m| m.clone(), e.body.raw.clone());
+            assert_eq!(o.class_uid, class.uid());
+            assert_eq!(
+                o.type_uid,
+                u64::from(class.uid()) * 100 + u64::from(o.activity_id)
+            );
+            assert_eq!(o.severity_id, 3);
+            let (u, r) = (o.unmapped.clone(), o.raw.clone());
+            assert_eq!(o.into_event(u, r), e, "{class:?}");
+        }
     }
 }

@@ -31,8 +31,11 @@
 //! exclusively, so a reader never sees inputs and outputs together, nor a
 //! file vanish under it.
 
+#[cfg(test)]
 use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder};
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+#[cfg(test)]
+use arrow_array::ArrayRef;
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use mimamori_event::{Event, EventBody, Normalized, OcsfClass};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -48,9 +51,109 @@ use std::sync::Arc;
 
 const CHECKPOINT: &str = "checkpoint";
 
-/// The Parquet schema of archived events: the columns analysts filter on,
-/// plus the complete normalized fields and original record as JSON text.
+/// The Parquet schema of archived events: OCSF 1.3 attributes as nested
+/// columns (see [`mimamori_event::ocsf`] for the mapping per class), plus
+/// mimamori's `org_id`, `id`, `received` and `raw` (the original record as
+/// JSON text). `unmapped` is JSON text too.
 pub fn schema() -> SchemaRef {
+    use DataType::{Int32, Int64, Utf8};
+    let f = |n: &str, t: DataType| Field::new(n, t, true);
+    let st = |n: &str, fields: Vec<Field>| f(n, DataType::Struct(fields.into()));
+    let list = |n: &str, fields: Vec<Field>| {
+        f(
+            n,
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Struct(fields.into()),
+                true,
+            ))),
+        )
+    };
+    let endpoint = |n: &str| {
+        st(
+            n,
+            vec![f("ip", Utf8), f("port", Int32), f("hostname", Utf8)],
+        )
+    };
+    let named = |n: &str| st(n, vec![f("name", Utf8)]);
+    let process = |n: &str| {
+        st(
+            n,
+            vec![
+                f("name", Utf8),
+                f("cmd_line", Utf8),
+                f("pid", Int64),
+                named("parent_process"),
+            ],
+        )
+    };
+    Arc::new(Schema::new(vec![
+        Field::new("class_uid", Int32, false),
+        f("class_name", Utf8),
+        Field::new("category_uid", Int32, false),
+        f("category_name", Utf8),
+        Field::new("activity_id", Int32, false),
+        Field::new("type_uid", Int64, false),
+        Field::new("severity_id", Int32, false),
+        Field::new("time", Int64, false),
+        st(
+            "metadata",
+            vec![
+                f("uid", Utf8),
+                f("version", Utf8),
+                st("product", vec![f("name", Utf8), f("vendor_name", Utf8)]),
+                f("logged_time", Int64),
+                f("tenant_uid", Utf8),
+            ],
+        ),
+        f("status_id", Int32),
+        f("status", Utf8),
+        f("message", Utf8),
+        endpoint("src_endpoint"),
+        endpoint("dst_endpoint"),
+        st("device", vec![f("hostname", Utf8)]),
+        st("connection_info", vec![f("protocol_name", Utf8)]),
+        st("query", vec![f("hostname", Utf8), f("type", Utf8)]),
+        f("rcode", Utf8),
+        list("answers", vec![f("rdata", Utf8)]),
+        st(
+            "http_request",
+            vec![
+                st("url", vec![f("url_string", Utf8), f("hostname", Utf8)]),
+                f("http_method", Utf8),
+                f("user_agent", Utf8),
+            ],
+        ),
+        st("http_response", vec![f("code", Int32)]),
+        st("actor", vec![named("user"), process("process")]),
+        process("process"),
+        st(
+            "file",
+            vec![
+                f("name", Utf8),
+                list("hashes", vec![f("algorithm", Utf8), f("value", Utf8)]),
+            ],
+        ),
+        st("api", vec![f("operation", Utf8), named("service")]),
+        st(
+            "cloud",
+            vec![st("account", vec![f("uid", Utf8)]), f("region", Utf8)],
+        ),
+        f("unmapped", Utf8),
+        Field::new("org_id", Utf8, false),
+        Field::new("id", Utf8, false),
+        Field::new("received", Int64, false),
+        Field::new("raw", Utf8, false),
+    ]))
+}
+
+/// An archived row: the event's OCSF rendering with `unmapped` and `raw`
+/// as JSON text.
+pub type OcsfRow = mimamori_event::ocsf::Ocsf<Option<String>>;
+
+/// The flat schema archives had before OCSF (read, and migrated, at start).
+#[cfg(test)]
+fn legacy_schema() -> SchemaRef {
     let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
     Arc::new(Schema::new(vec![
         s("id", false),
@@ -174,6 +277,49 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 pub type Row<'a> = (&'a Event, Option<(&'a [u8], &'a [u8])>);
 
 fn to_batch(rows: &[Row]) -> io::Result<RecordBatch> {
+    let mut json = Vec::with_capacity(4096);
+    let mut ocsf: Vec<OcsfRow> = Vec::with_capacity(rows.len());
+    for (e, text) in rows {
+        let raw = match text {
+            Some((_, raw)) => std::str::from_utf8(raw)
+                .map_err(io::Error::other)?
+                .to_string(),
+            None => {
+                json.clear();
+                write_json(&mut json, &e.body.raw);
+                String::from_utf8(json.clone()).map_err(io::Error::other)?
+            }
+        };
+        ocsf.push(e.ocsf(
+            |m| {
+                (!m.is_empty()).then(|| {
+                    let mut t = Vec::new();
+                    write_json(&mut t, m);
+                    String::from_utf8_lossy(&t).into_owned()
+                })
+            },
+            Some(raw),
+        ));
+    }
+    ocsf_batch(&ocsf)
+}
+
+/// Arrow columns of OCSF rows (arrow-json's serde decoder fills the nested
+/// structs from the rows' serde shape).
+fn ocsf_batch(rows: &[OcsfRow]) -> io::Result<RecordBatch> {
+    let mut decoder = arrow_json::ReaderBuilder::new(schema())
+        .with_batch_size(rows.len().max(1))
+        .build_decoder()
+        .map_err(io::Error::other)?;
+    decoder.serialize(rows).map_err(io::Error::other)?;
+    match decoder.flush().map_err(io::Error::other)? {
+        Some(b) => Ok(b),
+        None => Ok(RecordBatch::new_empty(schema())),
+    }
+}
+
+#[cfg(test)]
+fn legacy_to_batch(rows: &[Row]) -> io::Result<RecordBatch> {
     let n = rows.len();
     let mut strings: Vec<StringBuilder> = (0..16)
         .map(|_| StringBuilder::with_capacity(n, n * 16))
@@ -251,7 +397,7 @@ fn to_batch(rows: &[Row]) -> io::Result<RecordBatch> {
         s[14].clone(),
         s[15].clone(),
     ];
-    RecordBatch::try_new(schema(), columns).map_err(io::Error::other)
+    RecordBatch::try_new(legacy_schema(), columns).map_err(io::Error::other)
 }
 
 /// How part files are written. Columns whose values are (nearly) all
@@ -261,10 +407,19 @@ fn to_batch(rows: &[Row]) -> io::Result<RecordBatch> {
 /// short normalized columns.
 fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);
-    for col in ["id", "fields", "raw", "url", "process_cmdline"] {
-        let path = ColumnPath::from(col);
+    let distinct: [&[&str]; 7] = [
+        &["id"],
+        &["raw"],
+        &["unmapped"],
+        &["metadata", "uid"],
+        &["http_request", "url", "url_string"],
+        &["process", "cmd_line"],
+        &["actor", "process", "cmd_line"],
+    ];
+    for col in distinct {
+        let path = ColumnPath::new(col.iter().map(|c| c.to_string()).collect());
         b = b.set_column_dictionary_enabled(path.clone(), false);
-        if col == "fields" || col == "raw" {
+        if col == ["raw"] || col == ["unmapped"] {
             b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
         }
     }
@@ -283,6 +438,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 const READERS_LOCK: &str = "readers.lock";
+/// Names the archive's schema once every file has it.
+const FORMAT: &str = "FORMAT";
+const FORMAT_OCSF: &str = "ocsf-1.3";
 const JOURNAL: &str = "COMPACTION";
 const DAY_MS: i64 = 86_400_000;
 
@@ -673,6 +831,7 @@ impl Archive {
             }
         }
         archive.remove_uncommitted()?;
+        archive.migrate()?;
         let checkpoint = archive.checkpoint()?;
         Ok((archive, checkpoint))
     }
@@ -682,6 +841,53 @@ impl Archive {
         Archive {
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// Rewrites files of the flat pre-OCSF schema in OCSF columns, once
+    /// (`FORMAT` records that it is done), as compactions: crash-safe, and
+    /// an interrupted migration resumes at the next start. A user who
+    /// upgrades keeps every archived event.
+    fn migrate(&self) -> io::Result<()> {
+        let marker = self.dir.join(FORMAT);
+        if fs::read_to_string(&marker).is_ok_and(|s| s.trim() == FORMAT_OCSF) {
+            return Ok(());
+        }
+        let checkpoint = self.checkpoint()?;
+        let (mut files, mut rows) = (0u64, 0u64);
+        for dir in partition_dirs(&self.dir)? {
+            let mut by_day: BTreeMap<i64, Vec<DataFile>> = BTreeMap::new();
+            for f in self.compactable(&dir, checkpoint)? {
+                if is_legacy(&f.path)? {
+                    by_day
+                        .entry(f.received.0.div_euclid(DAY_MS))
+                        .or_default()
+                        .push(f);
+                }
+            }
+            for (_, inputs) in by_day {
+                let n = inputs.len() as u64;
+                let policy = CompactionPolicy::default();
+                match self.merge(&dir, &inputs, 1, &policy, &mut |_| Ok(()))? {
+                    Some((_, r)) => {
+                        files += n;
+                        rows += r;
+                    }
+                    None => {
+                        return Err(io::Error::other(
+                            "cannot migrate the archive to OCSF: readers hold it; stop them and start again",
+                        ))
+                    }
+                }
+            }
+        }
+        if files > 0 {
+            tracing::info!(
+                files,
+                events = rows,
+                "archive migrated to the OCSF 1.3 schema"
+            );
+        }
+        write_durably(&marker, FORMAT_OCSF.as_bytes())
     }
 
     /// Deletes flush temporary files and part files past the checkpoint
@@ -1005,14 +1211,31 @@ impl Archive {
                 file.sync_all()
             };
             for input in inputs {
-                let file = File::open(&input.path)?;
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(io::Error::other)?
-                    .with_batch_size(8192)
-                    .build()
-                    .map_err(io::Error::other)?;
-                for batch in reader {
-                    let batch = batch.map_err(io::Error::other)?;
+                // Files of the flat pre-OCSF schema are read as events and
+                // written in OCSF columns (the migration at start).
+                let batches: Box<dyn Iterator<Item = io::Result<RecordBatch>>> =
+                    if is_legacy(&input.path)? {
+                        let mut events = vec![];
+                        read_legacy_part(&input.path, &mut events)?;
+                        let batches: Vec<io::Result<RecordBatch>> = events
+                            .chunks(8192)
+                            .map(|c| {
+                                let rows: Vec<Row> = c.iter().map(|e| (e, None)).collect();
+                                to_batch(&rows)
+                            })
+                            .collect();
+                        Box::new(batches.into_iter())
+                    } else {
+                        let file = File::open(&input.path)?;
+                        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                            .map_err(io::Error::other)?
+                            .with_batch_size(8192)
+                            .build()
+                            .map_err(io::Error::other)?;
+                        Box::new(reader.map(|b| b.map_err(io::Error::other)))
+                    };
+                for batch in batches {
+                    let batch = batch?;
                     let batch = RecordBatch::try_new(schema(), batch.columns().to_vec())
                         .map_err(io::Error::other)?;
                     if writer.is_none() {
@@ -1249,7 +1472,58 @@ impl Archive {
     }
 }
 
+/// Whether a Parquet file has the flat schema archives had before OCSF.
+fn is_legacy(path: &Path) -> io::Result<bool> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path)?).map_err(io::Error::other)?;
+    let schema = builder.schema();
+    Ok(schema.field_with_name("class_uid").is_err() && schema.field_with_name("fields").is_ok())
+}
+
 fn read_part(path: &Path, out: &mut Vec<Event>) -> io::Result<()> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path)?).map_err(io::Error::other)?;
+    if builder.schema().field_with_name("class_uid").is_err() {
+        return read_legacy_part(path, out);
+    }
+    let reader = builder.build().map_err(io::Error::other)?;
+    let mut buf = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(io::Error::other)?;
+        buf.clear();
+        let mut writer = arrow_json::ArrayWriter::new(&mut buf);
+        writer.write(&batch).map_err(io::Error::other)?;
+        writer.finish().map_err(io::Error::other)?;
+        drop(writer);
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let rows: Vec<OcsfRow> = serde_json::from_slice(&buf).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        let object = |t: Option<&str>| -> io::Result<serde_json::Map<String, serde_json::Value>> {
+            match t {
+                None => Ok(Default::default()),
+                Some(t) => match serde_json::from_str(t).map_err(io::Error::other)? {
+                    serde_json::Value::Object(m) => Ok(m),
+                    _ => Ok(Default::default()),
+                },
+            }
+        };
+        for mut row in rows {
+            let unmapped = object(row.unmapped.take().as_deref())?;
+            let raw = object(row.raw.take().as_deref())?;
+            out.push(row.into_event(unmapped, raw));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a part file of the flat pre-OCSF schema.
+fn read_legacy_part(path: &Path, out: &mut Vec<Event>) -> io::Result<()> {
     let file = File::open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(io::Error::other)?
@@ -1617,5 +1891,50 @@ mod tests {
         assert_eq!(r.jobs, 1);
         assert_eq!(snapshot(dir.path(), None).unwrap().files.len(), 1);
         assert_eq!(ids(&archive), want);
+    }
+
+    /// An archive written before OCSF (flat columns, `fields` JSON) is
+    /// migrated at start: every event is still there, now in OCSF columns.
+    #[test]
+    fn a_pre_ocsf_archive_is_migrated_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<Event> = (0..50).map(|i| event(i, "old.example", 1.5)).collect();
+        let part = dir
+            .path()
+            .join("org=org/date=2025-11-25/class=dns_activity");
+        fs::create_dir_all(&part).unwrap();
+        for (n, chunk) in events.chunks(10).enumerate() {
+            let rows: Vec<Row> = chunk.iter().map(|e| (e, None)).collect();
+            let batch = legacy_to_batch(&rows).unwrap();
+            let name = format!("part-{:020}-{:020}-0.parquet", n * 10, n * 10 + 10);
+            let mut w = ArrowWriter::try_new(
+                File::create(part.join(name)).unwrap(),
+                legacy_schema(),
+                None,
+            )
+            .unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        fs::write(dir.path().join(CHECKPOINT), "50").unwrap();
+        let (archive, _) = Archive::recover(dir.path()).unwrap();
+        let files = archive.part_files().unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(!is_legacy(&files[0]).unwrap());
+        let mut back = archive.read_events(None).unwrap();
+        back.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut want: Vec<Event> = events
+            .into_iter()
+            .map(|mut e| {
+                e.body.time = Some(e.time());
+                e
+            })
+            .collect();
+        want.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(back, want);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(FORMAT)).unwrap(),
+            FORMAT_OCSF
+        );
     }
 }

@@ -492,6 +492,77 @@ fn old_events_ingested_now_survive_the_next_serve() {
     assert_eq!(count("SELECT count(*) AS n FROM events")["n"], 8255);
 }
 
+/// The archive is OCSF 1.3 for outside tools: DuckDB reads the Parquet
+/// files the binary wrote by OCSF names (`class_uid`, `query.hostname`,
+/// `metadata.product.name`, `src_endpoint.ip`) and agrees with `mimamori
+/// query`. Skipped (with the reason printed) only where the `duckdb`
+/// Python package is missing and `CI` is unset.
+#[test]
+fn duckdb_reads_the_archive_by_ocsf_names() {
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but python3 cannot import duckdb (pip install duckdb): {probe:?}");
+        }
+        eprintln!("SKIPPED duckdb_reads_the_archive_by_ocsf_names: python3 cannot import duckdb (pip install duckdb)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run_ok(mimamori(&data).args(["init", "--json"]));
+    run_ok(mimamori(&data).args([
+        "org", "add", "--parent", "soc", "--slug", "mof", "--name", "MOF",
+    ]));
+    run_ok(
+        mimamori(&data)
+            .args(["ingest", "--org", "mof", "--quiet"])
+            .arg(corpora().join("zeek/wrccdc/zeek-json/dns.json.gz"))
+            .arg(corpora().join("cloudtrail/otrf/collection")),
+    );
+    let archive = data.join("ingest/archive");
+    let sql = "SELECT query.hostname AS hostname, count(*) AS n FROM events WHERE class_uid = 4003 GROUP BY query.hostname ORDER BY n DESC, hostname LIMIT 5";
+    let ours: Vec<(String, i64)> = run_ok(mimamori(&data).args(["query", sql]))
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["hostname"].as_str().unwrap().to_string(),
+                v["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ours.len(), 5, "{ours:?}");
+    let script = r#"
+import duckdb, json, sys
+glob = sys.argv[1] + "/**/*.parquet"
+top = duckdb.sql(f"SELECT query.hostname AS hostname, count(*) AS n FROM read_parquet('{glob}') WHERE class_uid = 4003 GROUP BY query.hostname ORDER BY n DESC, hostname LIMIT 5").fetchall()
+classes = duckdb.sql(f"SELECT class_uid, category_uid, any_value(class_name), count(*) FROM read_parquet('{glob}') GROUP BY ALL ORDER BY class_uid").fetchall()
+api = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}') WHERE class_uid = 6003 AND api.operation IS NOT NULL AND metadata.product.name = 'cloudtrail' AND type_uid = class_uid * 100 + activity_id").fetchall()
+src = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}') WHERE class_uid = 4003 AND src_endpoint.ip IS NOT NULL").fetchall()
+print(json.dumps({"top": top, "classes": classes, "api": api[0][0], "src": src[0][0]}))
+"#;
+    let out = run_ok(Command::new("python3").args(["-c", script]).arg(&archive));
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let theirs: Vec<(String, i64)> = v["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(theirs, ours);
+    let classes = v["classes"].as_array().unwrap();
+    assert!(
+        classes
+            .iter()
+            .any(|c| c[0] == 4003 && c[1] == 4 && c[2] == "DNS Activity"),
+        "{v}"
+    );
+    assert!(v["api"].as_i64().unwrap() > 0, "{v}");
+    assert!(v["src"].as_i64().unwrap() > 0, "{v}");
+}
+
 /// The README's first steps on a fresh machine, and nothing else: `init`,
 /// `serve` with the config `init` wrote, a STIX bundle imported over the
 /// API (validated by the built-in schemas), and the resolver `init` turned

@@ -143,7 +143,7 @@ async fn intel_blocks_in_dns_and_the_blocked_query_becomes_an_alert() {
             .post(format!("{api}/api/v1/query"))
             .bearer_auth(&admin)
             .json(
-                &json!({"sql": "SELECT dns_query, raw FROM events WHERE source = 'mimamori.pdns'"}),
+                &json!({"sql": "SELECT query.hostname AS hostname, raw FROM events WHERE class_uid = 4003 AND metadata.product.name = 'mimamori.pdns'"}),
             )
             .send()
             .await
@@ -155,7 +155,7 @@ async fn intel_blocks_in_dns_and_the_blocked_query_becomes_an_alert() {
         // blocked one says by what.
         let rows = r["rows"].as_array().cloned().unwrap_or_default();
         if rows.iter().any(|row| {
-            row["dns_query"] == "beacon.c2.loop-test.example"
+            row["hostname"] == "beacon.c2.loop-test.example"
                 && row["raw"].as_str().unwrap().contains("blocked_by")
         }) {
             break;

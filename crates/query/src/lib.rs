@@ -1,10 +1,11 @@
 //! SQL over the event archive, with DataFusion.
 //!
 //! The query sees one table, `events`, with the archive's columns (see
-//! `mimamori_ingest::archive::schema`): `id`, `org_id`, `time` (Unix ms),
-//! `received`, `class`, `source`, the common normalized columns
-//! (`src_ip`, `dns_query`, `url`, `process_cmdline`, …) and `fields` /
-//! `raw` as JSON text.
+//! `mimamori_ingest::archive::schema`): OCSF 1.3 attributes (`class_uid`,
+//! `activity_id`, `time` in Unix ms, `metadata.product.name`,
+//! `src_endpoint.ip`, `query.hostname`, `http_request.url.url_string`,
+//! `process.cmd_line`, `api.operation`, …, `unmapped`), plus `org_id`,
+//! `id`, `received` and `raw` (the original record as JSON text).
 //!
 //! Architecture invariants:
 //! - Scoping is structural: the `events` table is built only from the
@@ -604,13 +605,27 @@ mod tests {
         let r = run(
             &archive,
             &["org-a".into()],
-            "SELECT dns_query FROM events WHERE raw LIKE '%a7.example%'",
+            "SELECT query.hostname AS hostname, class_uid, metadata.product.name AS product FROM events WHERE raw LIKE '%a7.example%'",
             &QueryLimits::default(),
         )
         .await
         .unwrap();
         assert_eq!(r.rows.len(), 1);
-        assert_eq!(r.rows[0]["dns_query"], "a7.example");
+        assert_eq!(r.rows[0]["hostname"], "a7.example");
+        assert_eq!(r.rows[0]["class_uid"], 4003);
+        assert_eq!(r.rows[0]["product"], "test");
+        // OCSF struct columns, filtered and grouped by their fields.
+        let r = run(
+            &archive,
+            &["org-a".into()],
+            "SELECT src_endpoint.ip AS ip, count(*) AS n FROM events WHERE class_uid = 4003 AND query.hostname LIKE 'a1%' GROUP BY src_endpoint.ip",
+            &QueryLimits::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.rows.len(), 1, "{:?}", r.rows);
+        assert_eq!(r.rows[0]["ip"], "10.0.0.1");
+        assert_eq!(r.rows[0]["n"], 11);
     }
 
     #[tokio::test]
