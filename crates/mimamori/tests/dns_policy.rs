@@ -776,7 +776,7 @@ async fn sub_domains_of_imported_intel_are_detected_retro_hunted_and_blocked() {
                 "/api/v1/query",
                 &soc,
                 Some(
-                    json!({"sql": "SELECT count(*) AS n FROM events WHERE dns_query IS NOT NULL"}),
+                    json!({"sql": "SELECT count(*) AS n FROM events WHERE query.hostname IS NOT NULL"}),
                 ),
             )
             .await;

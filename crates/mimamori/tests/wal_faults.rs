@@ -133,7 +133,7 @@ impl Setup {
     fn archived(&self) -> BTreeSet<String> {
         let out = run_ok(mimamori(&self.data).args([
             "query",
-            "SELECT dns_query FROM events",
+            "SELECT query.hostname AS dns_query FROM events",
             "--max-rows",
             "1000000",
         ]));

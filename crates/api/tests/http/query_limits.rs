@@ -55,7 +55,7 @@ async fn hostile_queries_are_refused_before_they_allocate() {
     // The red team's query: a gigabyte per value, refused from its arguments.
     for sql in [
         "SELECT repeat('x', 1000000000) FROM events",
-        "SELECT repeat(dns_query, 1000000000) FROM events",
+        "SELECT repeat(query.hostname, 1000000000) FROM events",
         "SELECT lpad('x', 2000000000) FROM events",
         "SELECT replace(repeat('x', 1000), 'x', repeat('y', 2000)) FROM events",
         "SELECT length(repeat(repeat('x', 1000), 1000000)) FROM events",
@@ -78,7 +78,7 @@ async fn hostile_queries_are_refused_before_they_allocate() {
     let r = query(
         &s,
         &analyst,
-        json!({"sql": "SELECT length(repeat(dns_query, 1000)) AS n FROM events ORDER BY n LIMIT 1"}),
+        json!({"sql": "SELECT length(repeat(query.hostname, 1000)) AS n FROM events ORDER BY n LIMIT 1"}),
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
