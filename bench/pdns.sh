@@ -21,7 +21,11 @@
 # (default target), MIMAMORI_BIN (skip the build and time this binary).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-HARNESS=${HARNESS:-$repo/../shared/bench/pdns}
+# ../shared beside the repo; for a worktree one level deeper (wt/NAME), ../../shared.
+if [ -z "${HARNESS:-}" ]; then
+  HARNESS=$repo/../shared/bench/pdns
+  [ -d "$HARNESS" ] || HARNESS=$repo/../../shared/bench/pdns
+fi
 DIR=${DIR:-/tmp/pdns-bench}
 LEN=${LEN:-20}
 CLIENTS=${CLIENTS:-8}
