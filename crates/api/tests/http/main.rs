@@ -41,6 +41,40 @@ pub struct Resp {
 }
 
 impl Server {
+    /// Sends one DNS Activity event per name as `org`'s sensor over the
+    /// HTTP ingest, and waits until all of them are in the archive.
+    pub async fn ingest_dns(&self, org: &Org, names: &[String]) {
+        let sensor = self.token(org, Role::Sensor).await;
+        let body: String = names
+            .iter()
+            .map(|n| format!("{{\"class\":\"dns_activity\",\"dns_query\":\"{n}\"}}\n"))
+            .collect();
+        let r = self
+            .call_raw(
+                Method::POST,
+                "/ingest/v1/events",
+                Some(&sensor),
+                body.into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let start = std::time::Instant::now();
+        while self
+            .ingest
+            .archive()
+            .read_events(Some(&[org.id.to_string()]))
+            .unwrap()
+            .len()
+            < names.len()
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "not archived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts a server on SQLite, or on the given database URL.
     pub async fn start_with(url: Option<String>) -> Server {
         Self::start_custom(url, |state| state).await

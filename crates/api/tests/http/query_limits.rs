@@ -11,31 +11,8 @@ use std::time::{Duration, Instant};
 /// An org with a few archived DNS events.
 async fn org_with_events(s: &Server, slug: &str, n: usize) -> Org {
     let org = s.org(&s.root, slug, OrgKind::Member).await;
-    let sensor = s.token(&org, Role::Sensor).await;
-    let body: String = (0..n)
-        .map(|i| format!("{{\"class\":\"dns_activity\",\"dns_query\":\"q{i}.{slug}.example\"}}\n"))
-        .collect();
-    let r = s
-        .call_raw(
-            Method::POST,
-            "/ingest/v1/events",
-            Some(&sensor),
-            body.into_bytes(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    let start = Instant::now();
-    while s
-        .ingest
-        .archive()
-        .read_events(Some(&[org.id.to_string()]))
-        .unwrap()
-        .len()
-        < n
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "not archived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let names: Vec<String> = (0..n).map(|i| format!("q{i}.{slug}.example")).collect();
+    s.ingest_dns(&org, &names).await;
     org
 }
 

@@ -9,32 +9,8 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 async fn ingest(s: &Server, org: &Org, names: &[&str]) {
-    let sensor = s.token(org, Role::Sensor).await;
-    let body: String = names
-        .iter()
-        .map(|n| format!("{{\"class\":\"dns_activity\",\"dns_query\":\"{n}\"}}\n"))
-        .collect();
-    let r = s
-        .call_raw(
-            Method::POST,
-            "/ingest/v1/events",
-            Some(&sensor),
-            body.into_bytes(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{r:?}");
-    let start = Instant::now();
-    while s
-        .ingest
-        .archive()
-        .read_events(Some(&[org.id.to_string()]))
-        .unwrap()
-        .len()
-        < names.len()
-    {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    s.ingest_dns(org, &names).await;
 }
 
 /// Imports a plain list as `token`'s org; returns the retro-hunt id.
