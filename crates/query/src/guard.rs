@@ -254,58 +254,35 @@ impl Guarded {
         let Some((most, total)) = bound(self.inner.name(), &args.args, args.number_rows)? else {
             return Ok(());
         };
-        if most > self.limits.max_value_bytes as u128 {
-            return Err(self.too_big(
-                "a value",
-                most,
-                self.limits.max_value_bytes,
-                "max_value_bytes",
-            ));
-        }
-        if total > self.limits.max_batch_bytes as u128 {
-            return Err(self.too_big(
-                "a batch",
-                total,
-                self.limits.max_batch_bytes,
-                "max_batch_bytes",
-            ));
-        }
-        Ok(())
+        self.value_within(most)?;
+        self.batch_within(total)
     }
 
     fn check_after(&self, out: &ColumnarValue, rows: usize) -> Result<()> {
         match out {
-            ColumnarValue::Array(a) => {
-                let size = a.get_array_memory_size();
-                if size > self.limits.max_batch_bytes {
-                    return Err(self.too_big(
-                        "a batch",
-                        size as u128,
-                        self.limits.max_batch_bytes,
-                        "max_batch_bytes",
-                    ));
-                }
-            }
+            ColumnarValue::Array(a) => self.batch_within(a.get_array_memory_size() as u128),
             ColumnarValue::Scalar(s) => {
-                let size = s.size();
-                if size > self.limits.max_value_bytes {
-                    return Err(self.too_big(
-                        "a value",
-                        size as u128,
-                        self.limits.max_value_bytes,
-                        "max_value_bytes",
-                    ));
-                }
-                let total = (size as u128).saturating_mul(rows as u128);
-                if total > self.limits.max_batch_bytes as u128 {
-                    return Err(self.too_big(
-                        "a batch",
-                        total,
-                        self.limits.max_batch_bytes,
-                        "max_batch_bytes",
-                    ));
-                }
+                let size = s.size() as u128;
+                self.value_within(size)?;
+                self.batch_within(size.saturating_mul(rows as u128))
             }
+        }
+    }
+
+    /// One value of `bytes` against `[query] max_value_bytes`.
+    fn value_within(&self, bytes: u128) -> Result<()> {
+        let limit = self.limits.max_value_bytes;
+        if bytes > limit as u128 {
+            return Err(self.too_big("a value", bytes, limit, "max_value_bytes"));
+        }
+        Ok(())
+    }
+
+    /// One batch of `bytes` against `[query] max_batch_bytes`.
+    fn batch_within(&self, bytes: u128) -> Result<()> {
+        let limit = self.limits.max_batch_bytes;
+        if bytes > limit as u128 {
+            return Err(self.too_big("a batch", bytes, limit, "max_batch_bytes"));
         }
         Ok(())
     }
