@@ -168,7 +168,17 @@ async fn reconnecting_attackers_from_many_addresses_do_not_starve_a_client() {
         "slowest of 10 answers under attack: {slowest:?}; attacker connections: {}; {s:?}",
         opened.load(Ordering::Relaxed)
     );
-    assert!(s.evicted_global > 0, "the global limit was reached: {s:?}");
+    // The table made room one way or the other: by closing the oldest idle
+    // connection when full, or, on a slow machine where the shrunken
+    // timeouts (200 ms when nearly full) close attackers before the table
+    // fills, by timing them out. Which one wins is a race; both are the
+    // defence. `conns::tests::global_limit_closes_the_oldest_idle_anywhere`
+    // covers eviction itself deterministically.
+    assert!(
+        s.evicted_global + s.timed_out > 0,
+        "the resolver made room: {s:?}"
+    );
+    assert!(s.open <= 256, "never over the global limit: {s:?}");
     for t in tasks {
         t.abort();
     }
