@@ -1,26 +1,37 @@
-//! The policy `serve`'s resolver applies, built from the store (see the
-//! `pdns` module docs for what goes into it), and kept up to date:
+//! The policy `serve`'s resolver applies, built from the store and from
+//! the detection matcher's intel views (see the `pdns` module docs for what
+//! goes into it), and kept up to date:
 //!
-//! - a change of the org tree, the sharing groups, the org lists, the DNS
-//!   client tokens or a transferred zone rebuilds the whole policy;
-//! - a change of indicators only is applied as an **overlay** on the built
-//!   intel zones: the domains of the changed rows are decided again from
-//!   every active row holding them (whoever owns it), and their new
+//! - the intel zones are built from the matcher's current
+//!   [`IntelView`]: the same rows, loaded once from the store and indexed
+//!   once for detection, decide what the resolver blocks (one zone for
+//!   everyone, one per owner org for what protects its sub-tree, one per
+//!   org for AMBER rows shared with it). Nothing is read from the store
+//!   for intel here;
+//! - a view over the same base (the matcher patched the rows changed since
+//!   it) is applied as an **overlay** on the built intel zones: the domains
+//!   of the changed rows are decided again from the view, and their new
 //!   triggers shadow the built zones' for exactly those names (added,
 //!   changed or removed), so a feed of a thousand domains reaches a policy
-//!   of a million without rebuilding it. The overlay is dropped by the next
-//!   full rebuild, which comes when it grows past [`PATCH_MAX_NAMES`], when
-//!   a change finds the base older than [`BASE_MAX_AGE`], or when an
-//!   indicator in force expires by time alone (its `valid_until`). Nothing
-//!   changed and nothing expired: no rebuild, however old the base.
+//!   of a million without rebuilding it;
+//! - a new base (the matcher rebuilt it), changed shares, an overlay past
+//!   [`PATCH_MAX_NAMES`] or an indicator expiring by time alone (its
+//!   `valid_until`) rebuild the intel zones from the view, in memory;
+//! - a change of the org tree, the org lists, the DNS client tokens or a
+//!   transferred zone re-reads those (small) and re-assembles the policy
+//!   around the intel zones it has: the zones are keyed by owner and by
+//!   share, not by the tree, so an org added, moved or given new networks
+//!   needs no intel rebuild.
+//!
+//! Nothing changed and nothing expired: no rebuild, however old the base.
 
 use mimamori_dns::table::NameTable;
 use mimamori_dns::{Action, OrgPolicy, Policy, Zone};
-use mimamori_intel::{IndicatorKind, Tlp};
-use mimamori_store::{ActiveIndicator, DnsClientToken, DnsListItem, DnsListKind, Store};
+use mimamori_pipeline::intel::{IntelView, Reach};
+use mimamori_store::{DnsClientToken, DnsListItem, DnsListKind, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the resolver does with a client whose address is in no org's
 /// declared network and that presents no DoH token (`[pdns]
@@ -51,11 +62,9 @@ impl std::str::FromStr for Unattributed {
 }
 
 /// Names an overlay may hold before a full rebuild is cheaper (each patch
-/// rebuilds the overlay tables, checking every name against every org's
-/// base zone).
+/// rebuilds the overlay tables, checking every name against every base
+/// zone).
 pub const PATCH_MAX_NAMES: usize = 50_000;
-/// Age after which the base is rebuilt, changes or not.
-pub const BASE_MAX_AGE: Duration = mimamori_pipeline::intel::BASE_MAX_AGE;
 
 /// The EDE code on answers blocked by intel or by an ancestor org's block
 /// list: 15 Blocked (RFC 8914).
@@ -147,12 +156,22 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The intel part of the policy: the zone for every org and one zone per
-/// org for what protects only it (and its sub-tree's, and AMBER shares).
+/// The intel part of the policy, keyed so that the org tree does not
+/// enter it: the zone for every org, one per owner org for the rows that
+/// protect its sub-tree, and one per org for the AMBER rows shared with it.
 #[derive(Clone)]
 struct IntelZones {
     global: Arc<Zone>,
-    per_org: HashMap<String, Arc<Zone>>,
+    subtree: HashMap<String, Arc<Zone>>,
+    shared: HashMap<String, Arc<Zone>>,
+}
+
+/// Which intel zone a row goes into.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ZoneKey {
+    Global,
+    Subtree(String),
+    Shared(String),
 }
 
 /// An intel zone: NXDOMAIN triggers only, so a sinkhole is an override of
@@ -171,61 +190,86 @@ fn intel_zone(name: &str, shared_with: &str, sinkhole: Option<&Action>) -> Zone 
     }
 }
 
-fn org_intel_zone(o: &mimamori_core::Org, sinkhole: Option<&Action>) -> Zone {
-    intel_zone(&format!("intel:{}", o.slug), &o.name, sinkhole)
-}
-
 const EVERYONE: &str = "every member organisation";
 
-/// A domain indicator's name and whether it is exact (no sub-domains).
-fn domain(a: &ActiveIndicator) -> Option<(&str, bool)> {
-    match a.indicator.kind {
-        IndicatorKind::Domain { exact } => Some((a.indicator.value.as_str(), exact)),
-        _ => None,
+/// The empty zone for `key`, named and described after its org.
+fn keyed_zone(
+    key: &ZoneKey,
+    orgs: &HashMap<&str, &mimamori_core::Org>,
+    sinkhole: Option<&Action>,
+) -> Zone {
+    let org = |id: &str| {
+        orgs.get(id).map_or((id.to_string(), id.to_string()), |o| {
+            (o.slug.to_string(), o.name.clone())
+        })
+    };
+    match key {
+        ZoneKey::Global => intel_zone("intel", EVERYONE, sinkhole),
+        ZoneKey::Subtree(id) => {
+            let (slug, name) = org(id);
+            intel_zone(
+                &format!("intel:{slug}"),
+                &format!("{name} and the organisations beneath it"),
+                sinkhole,
+            )
+        }
+        ZoneKey::Shared(id) => {
+            let (slug, name) = org(id);
+            intel_zone(&format!("intel-shared:{slug}"), &name, sinkhole)
+        }
     }
 }
 
-/// Whether an indicator is for everyone: CLEAR/GREEN, or the root's own.
-fn for_everyone(a: &ActiveIndicator, root_path: &str) -> bool {
-    a.indicator.tlp <= Tlp::Green || a.owner_path == root_path
+/// The zones a row reaching `reach` goes into.
+fn zone_keys(reach: Reach<'_>, mut f: impl FnMut(ZoneKey)) {
+    match reach {
+        Reach::Everyone => f(ZoneKey::Global),
+        Reach::Subtree(owner) => f(ZoneKey::Subtree(owner.to_string())),
+        Reach::Shared(orgs) => orgs.iter().for_each(|o| f(ZoneKey::Shared(o.clone()))),
+    }
 }
 
+fn by_id(orgs: &[mimamori_core::Org]) -> HashMap<&str, &mimamori_core::Org> {
+    orgs.iter().map(|o| (o.id.as_str(), o)).collect()
+}
+
+/// The intel zones of every domain row in force in `view`.
 fn intel_zones(
-    indicators: &[ActiveIndicator],
+    view: &IntelView,
     orgs: &[mimamori_core::Org],
-    root_path: &str,
     sinkhole: Option<&Action>,
 ) -> IntelZones {
-    let add = |zone: &mut Zone, name: &str, exact: bool| {
-        // A name that does not make a DNS name is skipped, not fatal.
-        let _ = zone.add_qname(name, Action::NxDomain);
-        if !exact {
-            let _ = zone.add_qname(&format!("*.{name}"), Action::NxDomain);
-        }
-    };
-    let mut global = intel_zone("intel", EVERYONE, sinkhole);
-    let mut per_org: HashMap<String, Zone> = HashMap::new();
-    for a in indicators {
-        let Some((name, exact)) = domain(a) else {
-            continue;
-        };
-        if for_everyone(a, root_path) {
-            add(&mut global, name, exact);
-            continue;
-        }
-        for o in orgs {
-            if a.protects(o.id.as_str(), o.path.as_str()) {
-                let z = per_org
-                    .entry(o.id.to_string())
-                    .or_insert_with(|| org_intel_zone(o, sinkhole));
-                add(z, name, exact);
+    let orgs = by_id(orgs);
+    let mut global = keyed_zone(&ZoneKey::Global, &orgs, sinkhole);
+    let mut others: HashMap<ZoneKey, Zone> = HashMap::new();
+    view.for_each_domain(mimamori_core::now_millis(), |name, exact, reach| {
+        let add = |zone: &mut Zone| {
+            // A name that does not make a DNS name is skipped, not fatal.
+            let _ = zone.add_qname(name, Action::NxDomain);
+            if !exact {
+                let _ = zone.add_qname(&format!("*.{name}"), Action::NxDomain);
             }
-        }
-    }
-    IntelZones {
+        };
+        zone_keys(reach, |key| match key {
+            ZoneKey::Global => add(&mut global),
+            key => add(others
+                .entry(key.clone())
+                .or_insert_with(|| keyed_zone(&key, &orgs, sinkhole))),
+        });
+    });
+    let mut out = IntelZones {
         global: Arc::new(global),
-        per_org: per_org.into_iter().map(|(k, z)| (k, Arc::new(z))).collect(),
+        subtree: HashMap::new(),
+        shared: HashMap::new(),
+    };
+    for (key, zone) in others {
+        match key {
+            ZoneKey::Subtree(id) => out.subtree.insert(id, Arc::new(zone)),
+            ZoneKey::Shared(id) => out.shared.insert(id, Arc::new(zone)),
+            ZoneKey::Global => None,
+        };
     }
+    out
 }
 
 /// The policy: the intel as described in the module docs, each org's own
@@ -284,7 +328,13 @@ fn assemble(
                 zones.push(l.own.clone());
             }
         }
-        zones.extend(intel.per_org.get(o.id.as_str()).cloned());
+        // The intel protecting O: its own and its ancestors' (nearest
+        // first; the root's is in the global zone), then what was shared
+        // with it.
+        for id in chain.iter().rev() {
+            zones.extend(intel.subtree.get(*id).cloned());
+        }
+        zones.extend(intel.shared.get(o.id.as_str()).cloned());
         let contact = chain
             .iter()
             .rev()
@@ -358,48 +408,21 @@ fn contact_text(o: &mimamori_core::Org) -> Arc<str> {
     Arc::from(lines.join("\n"))
 }
 
-fn root_path(orgs: &[mimamori_core::Org]) -> String {
-    orgs.iter()
-        .find(|o| o.parent_id.is_none())
-        .map(|o| o.path.as_str().to_string())
-        .unwrap_or_default()
-}
-
-/// What the watcher compares to notice a change.
+/// What the watcher compares to notice a change outside the intel (whose
+/// changes arrive as new views).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Version {
-    intel: mimamori_pipeline::intel::SnapshotVersion,
+    orgs: (i64, i64),
     dns: mimamori_store::DnsPolicyVersion,
 }
 
 impl Version {
     pub async fn of(store: &Store) -> anyhow::Result<Version> {
         Ok(Version {
-            intel: mimamori_pipeline::intel::SnapshotVersion::of(store).await?,
+            orgs: store.org_version().await?,
             dns: store.dns_policy_version().await?,
         })
     }
-
-    /// Whether going from `self` to `now` changed indicators only.
-    fn only_indicators_changed(&self, now: &Version) -> bool {
-        let mut same = now.clone();
-        same.intel.indicators = self.intel.indicators;
-        same == *self && now.intel.indicators.0 >= self.intel.indicators.0
-    }
-}
-
-/// A domain decided again for an overlay: whether it is blocked for
-/// everyone, and for which orgs by their own zones (`true`: the name
-/// alone, no sub-domains).
-#[derive(Debug, Clone, Default)]
-struct Decision {
-    global: Option<bool>,
-    orgs: HashMap<String, bool>,
-}
-
-fn merge_exact(slot: &mut Option<bool>, exact: bool) {
-    // One row covering sub-domains makes the name cover them.
-    *slot = Some(slot.unwrap_or(true) && exact);
 }
 
 /// The policy in force and what it was built from, for patching.
@@ -408,31 +431,24 @@ pub struct PolicyState {
     orgs: Vec<mimamori_core::Org>,
     lists: HashMap<String, OrgLists>,
     tokens: Vec<DnsClientToken>,
-    root_path: String,
     /// The answer to intel and org-list blocks when not NXDOMAIN.
     sinkhole: Option<Action>,
+    /// The intel zones built in full, and the view they were built from.
     base: IntelZones,
-    base_built: Instant,
-    /// Every name decided again since the base was built (wire form).
-    overlay: HashMap<Vec<u8>, Decision>,
-    /// What the policy reflects.
+    base_view: Arc<IntelView>,
+    /// The intel zones in force: `base` with the overlay of `view`.
+    intel: IntelZones,
+    /// The view the policy in force reflects.
+    view: Arc<IntelView>,
+    /// Names in the overlay over `base`.
+    overlay_names: usize,
+    /// What the policy reflects besides the intel.
     pub version: Version,
     unattributed: Unattributed,
-    /// The first time an indicator in force stops by time alone (its
-    /// `valid_until`), when the policy must be rebuilt although the store
-    /// did not change.
-    next_expiry: Option<time::OffsetDateTime>,
-}
-
-/// The earliest `valid_until` of `rows`, and `also`.
-fn first_expiry<'a>(
-    rows: impl IntoIterator<Item = &'a ActiveIndicator>,
-    also: Option<time::OffsetDateTime>,
-) -> Option<time::OffsetDateTime> {
-    rows.into_iter()
-        .filter_map(|a| a.indicator.valid_until)
-        .chain(also)
-        .min()
+    /// The first time a row in force stops by time alone (its
+    /// `valid_until`, ms), when the intel zones must be rebuilt although
+    /// nothing changed.
+    next_expiry: Option<i64>,
 }
 
 /// How the policy was brought up to date.
@@ -442,51 +458,68 @@ pub enum Refresh {
     Unchanged,
     /// Indicator changes applied as an overlay of this many names.
     Patched(usize),
-    /// Rebuilt from the store.
+    /// The org tree, lists, client tokens or zones changed: the policy was
+    /// assembled again around the intel zones it had.
+    Reassembled,
+    /// The intel zones were rebuilt from the matcher's view.
     Rebuilt,
 }
 
+/// The org tree, lists and client tokens from the store.
+async fn tree_and_lists(
+    store: &Store,
+    sinkhole: Option<&Action>,
+) -> anyhow::Result<(
+    Vec<mimamori_core::Org>,
+    HashMap<String, OrgLists>,
+    Vec<DnsClientToken>,
+)> {
+    let orgs = match store.root_org().await? {
+        Some(root) => {
+            store
+                .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
+                .await?
+        }
+        None => vec![],
+    };
+    let items = store.dns_policy_all().await?;
+    let tokens = store.dns_client_tokens().await?;
+    let block = sinkhole.cloned().unwrap_or(Action::NxDomain);
+    let lists = org_lists(&orgs, &items, &block);
+    Ok((orgs, lists, tokens))
+}
+
 impl PolicyState {
-    /// Builds the whole policy from the store. `sinkhole`: the answer to
-    /// what the intel and the orgs' lists block, instead of NXDOMAIN.
+    /// Builds the whole policy: the org tree, lists and client tokens from
+    /// the store, the intel zones from `view` (the detection matcher's).
+    /// `sinkhole`: the answer to what the intel and the orgs' lists block,
+    /// instead of NXDOMAIN.
     pub async fn load(
         store: &Store,
         files: &[Arc<Zone>],
+        view: Arc<IntelView>,
         sinkhole: Option<Action>,
         unattributed: Unattributed,
     ) -> anyhow::Result<PolicyState> {
         let version = Version::of(store).await?;
-        let indicators = store.intel_active().await?;
-        let orgs = match store.root_org().await? {
-            Some(root) => {
-                store
-                    .org_all(&mimamori_core::Scope::Subtree(root.path.clone()))
-                    .await?
-            }
-            None => vec![],
-        };
-        let items = store.dns_policy_all().await?;
-        let tokens = store.dns_client_tokens().await?;
+        let (orgs, lists, tokens) = tree_and_lists(store, sinkhole.as_ref()).await?;
         let files = files.to_vec();
         Ok(tokio::task::spawn_blocking(move || {
-            let next_expiry = first_expiry(&indicators, None);
-            let root_path = root_path(&orgs);
-            let base = intel_zones(&indicators, &orgs, &root_path, sinkhole.as_ref());
-            let block = sinkhole.clone().unwrap_or(Action::NxDomain);
-            let lists = org_lists(&orgs, &items, &block);
+            let base = intel_zones(&view, &orgs, sinkhole.as_ref());
             PolicyState {
                 files,
                 orgs,
                 lists,
                 tokens,
-                root_path,
                 sinkhole,
+                intel: base.clone(),
                 base,
-                base_built: Instant::now(),
-                overlay: HashMap::new(),
+                next_expiry: view.next_expiry(mimamori_core::now_millis()),
+                base_view: view.clone(),
+                view,
+                overlay_names: 0,
                 version,
                 unattributed,
-                next_expiry,
             }
         })
         .await?)
@@ -496,7 +529,7 @@ impl PolicyState {
     pub fn policy(&self) -> Policy {
         assemble(
             &self.files,
-            &self.base,
+            &self.intel,
             &self.orgs,
             &self.lists,
             &self.tokens,
@@ -504,143 +537,139 @@ impl PolicyState {
         )
     }
 
-    /// Brings the policy up to the store's `now`: an overlay when only
-    /// indicators changed (and the overlay stays small and the base young),
-    /// else a full rebuild. `files_changed`: a transferred zone changed.
+    /// Brings the policy up to `view` (the matcher's current one) and the
+    /// store's `now`. `files_changed`: a transferred or file zone changed.
     pub async fn refresh(
         &mut self,
         store: &Store,
         files: &[Arc<Zone>],
+        view: Arc<IntelView>,
         now: Version,
         files_changed: bool,
     ) -> anyhow::Result<(Refresh, Option<Policy>)> {
-        let young = self.base_built.elapsed() < BASE_MAX_AGE;
+        let now_ms = mimamori_core::now_millis();
+        let expired = self.next_expiry.is_some_and(|e| e <= now_ms);
+        let intel_changed = !Arc::ptr_eq(&view, &self.view) || expired;
+        let others_changed = now != self.version || files_changed;
         // Nothing changed in the store and nothing expired by time: the
         // policy in force is the one a rebuild would make, whatever its age.
-        let expired = self
-            .next_expiry
-            .is_some_and(|e| e <= time::OffsetDateTime::now_utc());
-        if now == self.version && !files_changed && !expired {
+        if !intel_changed && !others_changed {
             return Ok((Refresh::Unchanged, None));
         }
-        // An expiry needs the full rebuild: the overlay decides only the
-        // names of changed rows.
-        if !files_changed && !expired && young && self.version.only_indicators_changed(&now) {
-            if let Some(policy) = self.patch(store, now.clone()).await? {
-                return Ok((Refresh::Patched(self.overlay.len()), Some(policy)));
+        if others_changed {
+            if now != self.version {
+                let (orgs, lists, tokens) = tree_and_lists(store, self.sinkhole.as_ref()).await?;
+                (self.orgs, self.lists, self.tokens) = (orgs, lists, tokens);
+                self.version = now;
             }
+            self.files = files.to_vec();
         }
-        *self = PolicyState::load(store, files, self.sinkhole.clone(), self.unattributed).await?;
-        Ok((Refresh::Rebuilt, Some(self.policy())))
+        let mut how = Refresh::Reassembled;
+        // A view re-scoped for an org-tree change, with the same rows and
+        // shares: the intel zones are the same.
+        let rescoped_only = !expired
+            && view.version.indicators == self.view.version.indicators
+            && view.same_base(&self.view)
+            && view.same_shares(&self.view);
+        if intel_changed && rescoped_only {
+            self.view = view;
+        } else if intel_changed {
+            let overlay = !expired
+                && view.same_base(&self.base_view)
+                && view.same_shares(&self.base_view)
+                && view.changed_domains().len() <= PATCH_MAX_NAMES;
+            if overlay {
+                self.intel = self.overlaid(&view);
+                self.overlay_names = view.changed_domains().len();
+                how = Refresh::Patched(self.overlay_names);
+            } else {
+                let (v, orgs, sinkhole) = (view.clone(), self.orgs.clone(), self.sinkhole.clone());
+                let base =
+                    tokio::task::spawn_blocking(move || intel_zones(&v, &orgs, sinkhole.as_ref()))
+                        .await?;
+                self.intel = base.clone();
+                self.base = base;
+                self.base_view = view.clone();
+                self.overlay_names = 0;
+                how = Refresh::Rebuilt;
+            }
+            self.next_expiry = view.next_expiry(now_ms);
+            self.view = view;
+        }
+        Ok((how, Some(self.policy())))
     }
 
-    /// The overlay for the indicator rows changed since the last version;
-    /// `None` when too much changed for an overlay.
-    async fn patch(&mut self, store: &Store, now: Version) -> anyhow::Result<Option<Policy>> {
-        // Stamps strictly increase in commit order (store migration 0007).
-        let since = self.version.intel.indicators.1 + 1;
-        let Some(changes) = store.intel_changed_since(since, PATCH_MAX_NAMES).await? else {
-            return Ok(None);
-        };
-        let mut names: Vec<String> = changes
-            .changed_values
-            .into_iter()
-            .filter(|(k, _)| k == "domain")
-            .map(|(_, v)| v)
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        if self.overlay.len() + names.len() > PATCH_MAX_NAMES {
-            return Ok(None);
-        }
-        let rows = store.intel_active_with_values("domain", &names).await?;
-        self.next_expiry = first_expiry(&rows, self.next_expiry);
-        let mut decided: HashMap<&str, Decision> = names
-            .iter()
-            .map(|n| (n.as_str(), Decision::default()))
-            .collect();
-        for a in &rows {
-            let Some((name, exact)) = domain(a) else {
-                continue;
-            };
-            let Some(d) = decided.get_mut(name) else {
-                continue;
-            };
-            if for_everyone(a, &self.root_path) {
-                merge_exact(&mut d.global, exact);
-                continue;
-            }
-            for o in &self.orgs {
-                if a.protects(o.id.as_str(), o.path.as_str()) {
-                    let mut slot = d.orgs.get(o.id.as_str()).copied();
-                    merge_exact(&mut slot, exact);
-                    if let Some(e) = slot {
-                        d.orgs.insert(o.id.to_string(), e);
-                    }
-                }
-            }
-        }
-        let mut wire = Vec::with_capacity(256);
-        for (name, d) in decided {
-            // A name that makes no DNS name was skipped by the base too.
-            if mimamori_dns::policy::text_to_wire(name, &[0], &mut wire).is_some() {
-                self.overlay.insert(wire.clone(), d);
-            }
-        }
-        let intel = self.overlaid();
-        self.version = now;
-        Ok(Some(assemble(
-            &self.files,
-            &intel,
-            &self.orgs,
-            &self.lists,
-            &self.tokens,
-            self.unattributed,
-        )))
-    }
-
-    /// The base intel zones with the overlay over them. Every org whose
-    /// base zone holds an overlay name, or that an overlay name now
-    /// protects, gets an entry for it; other orgs' zones are shared as
-    /// they are.
-    fn overlaid(&self) -> IntelZones {
+    /// The base intel zones with the overlay of `view` over them: each
+    /// domain changed since the base was built is decided again from the
+    /// view. Every zone that holds such a name in its base, or that the
+    /// name now goes into, gets an entry for it; other zones are shared
+    /// as they are.
+    fn overlaid(&self, view: &IntelView) -> IntelZones {
         let empty = mimamori_dns::table::Slot {
             exact: mimamori_dns::table::NONE,
             wild: mimamori_dns::table::NONE,
         };
-        let mut global = NameTable::new();
-        let mut per_org: HashMap<&str, NameTable> = HashMap::new();
-        for (name, d) in &self.overlay {
-            global.set(name, d.global.map(Zone::nxdomain_slot).unwrap_or(empty));
-            for (org, exact) in &d.orgs {
-                per_org
-                    .entry(org.as_str())
-                    .or_default()
-                    .set(name, Zone::nxdomain_slot(*exact));
+        let now_ms = mimamori_core::now_millis();
+        let mut tables: HashMap<ZoneKey, NameTable> = HashMap::new();
+        let mut wire = Vec::with_capacity(256);
+        for name in view.changed_domains() {
+            // A name that makes no DNS name was skipped by the base too.
+            if mimamori_dns::policy::text_to_wire(name, &[0], &mut wire).is_none() {
+                continue;
             }
-            for (org, zone) in &self.base.per_org {
-                if !d.orgs.contains_key(org) && zone.name_slot(name).is_some() {
-                    per_org.entry(org.as_str()).or_default().set(name, empty);
+            // `true`: the name alone; one row covering sub-domains makes
+            // the name cover them.
+            let mut decided: HashMap<ZoneKey, bool> = HashMap::new();
+            view.domain_rows(name, now_ms, |exact, reach| {
+                zone_keys(reach, |key| {
+                    let slot = decided.entry(key).or_insert(true);
+                    *slot = *slot && exact;
+                })
+            });
+            tables.entry(ZoneKey::Global).or_default().set(&wire, empty);
+            for (id, zone) in &self.base.subtree {
+                if zone.name_slot(&wire).is_some() {
+                    tables
+                        .entry(ZoneKey::Subtree(id.clone()))
+                        .or_default()
+                        .set(&wire, empty);
                 }
+            }
+            for (id, zone) in &self.base.shared {
+                if zone.name_slot(&wire).is_some() {
+                    tables
+                        .entry(ZoneKey::Shared(id.clone()))
+                        .or_default()
+                        .set(&wire, empty);
+                }
+            }
+            for (key, exact) in decided {
+                tables
+                    .entry(key)
+                    .or_default()
+                    .set(&wire, Zone::nxdomain_slot(exact));
             }
         }
-        let mut out = IntelZones {
-            global: Arc::new(self.base.global.with_overlay(global)),
-            per_org: self.base.per_org.clone(),
-        };
-        for (org, table) in per_org {
-            let base = match self.base.per_org.get(org) {
-                Some(z) => z.clone(),
-                None => {
-                    let sinkhole = self.sinkhole.as_ref();
-                    Arc::new(match self.orgs.iter().find(|o| o.id.as_str() == org) {
-                        Some(o) => org_intel_zone(o, sinkhole),
-                        None => intel_zone(&format!("intel:{org}"), org, sinkhole),
-                    })
-                }
+        let orgs = by_id(&self.orgs);
+        let sinkhole = self.sinkhole.as_ref();
+        let mut out = self.base.clone();
+        for (key, table) in tables {
+            let base = |m: &HashMap<String, Arc<Zone>>, id: &str| {
+                m.get(id)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(keyed_zone(&key, &orgs, sinkhole)))
             };
-            out.per_org
-                .insert(org.to_string(), Arc::new(base.with_overlay(table)));
+            match &key {
+                ZoneKey::Global => out.global = Arc::new(self.base.global.with_overlay(table)),
+                ZoneKey::Subtree(id) => {
+                    let z = base(&self.base.subtree, id).with_overlay(table);
+                    out.subtree.insert(id.clone(), Arc::new(z));
+                }
+                ZoneKey::Shared(id) => {
+                    let z = base(&self.base.shared, id).with_overlay(table);
+                    out.shared.insert(id.clone(), Arc::new(z));
+                }
+            }
         }
         out
     }

@@ -11,11 +11,13 @@
 //!   orgs by the orgs' declared networks, else by a DoH path token
 //!   (`/dns-query/<dns-client token>`), else to no org: refused, or
 //!   answered with the root's policy but credited to nobody
-//!   (`[pdns] unattributed`, [`crate::dns_policy::Unattributed`]). A watcher
-//!   patches the policy when indicators change and rebuilds it when the org
-//!   tree, the lists or the DNS client tokens change (see
-//!   [`crate::dns_policy`]), and swaps it in without stopping the resolver
-//!   (checked every 500 ms, so a change applies within a second).
+//!   (`[pdns] unattributed`, [`crate::dns_policy::Unattributed`]). The
+//!   intel zones come from the detection matcher's views (the indicators
+//!   are loaded and indexed once, for both); a watcher patches the policy
+//!   when the matcher installs a new view (at once) and assembles it again
+//!   when the org tree, the lists or the DNS client tokens change (polled
+//!   every 500 ms), see [`crate::dns_policy`], and swaps it in without
+//!   stopping the resolver.
 //! - **query log**: every answered query becomes a DNS Activity event of
 //!   the client's org in the ingest pipeline (an unattributed client's go
 //!   to `serve`'s log instead, in no org's events), so detection and retro-hunting see
@@ -607,6 +609,7 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
 #[derive(Debug, Default)]
 struct Refreshes {
     patches: AtomicU64,
+    reassemblies: AtomicU64,
     rebuilds: AtomicU64,
 }
 
@@ -642,8 +645,13 @@ impl Running {
                     refreshes.patches.load(Ordering::Relaxed),
                 ),
                 (
+                    "pdns_policy_reassemblies",
+                    "DNS policies assembled again around the intel zones in force (org tree, lists, client tokens or zones changed)",
+                    refreshes.reassemblies.load(Ordering::Relaxed),
+                ),
+                (
                     "pdns_policy_rebuilds",
-                    "Full rebuilds of the DNS policy from the store",
+                    "Rebuilds of the DNS policy's intel zones from the detection matcher's view",
                     refreshes.rebuilds.load(Ordering::Relaxed),
                 ),
                 (
@@ -841,6 +849,7 @@ fn dot_in_serve(
 pub async fn start_in_serve(
     section: &PdnsSection,
     store: &Store,
+    matcher: &mimamori_pipeline::intel::IntelMatcher,
     ingest: Option<mimamori_ingest::Ingest>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<Option<Running>> {
@@ -858,7 +867,14 @@ pub async fn start_in_serve(
     )?;
     sources.first_transfers().await;
     let started = Instant::now();
-    let state = PolicyState::load(store, &sources.zones(), sinkhole, section.unattributed).await?;
+    let state = PolicyState::load(
+        store,
+        &sources.zones(),
+        matcher.view(),
+        sinkhole,
+        section.unattributed,
+    )
+    .await?;
     let policy = PolicyHandle::new(state.policy());
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -933,12 +949,19 @@ pub async fn start_in_serve(
         let store = store.clone();
         let sources = sources.clone();
         let refreshes = refreshes.clone();
+        let matcher = matcher.clone();
+        // Intel changes arrive as the matcher's new views, at once; the
+        // org tree, lists and tokens are polled.
+        let mut views = matcher.subscribe();
         tokio::spawn(async move {
             let mut state = state;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = wake.notified() => {}
+                    // Never closed: this task holds the matcher, and with
+                    // it the sender.
+                    _ = views.changed() => {}
                 }
                 let now = match Version::of(&store).await {
                     Ok(v) => v,
@@ -950,27 +973,39 @@ pub async fn start_in_serve(
                 let zones_dirty = zones_changed.swap(false, Ordering::SeqCst);
                 let started = Instant::now();
                 match state
-                    .refresh(&store, &sources.zones(), now, zones_dirty)
+                    .refresh(&store, &sources.zones(), matcher.view(), now, zones_dirty)
                     .await
                 {
                     Ok((Refresh::Unchanged, _)) => {}
                     Ok((how, Some(p))) => {
+                        // Counted before it is served: whoever sees the
+                        // new policy answer sees it counted.
+                        let counter = match how {
+                            Refresh::Patched(_) => &refreshes.patches,
+                            Refresh::Reassembled => &refreshes.reassemblies,
+                            _ => &refreshes.rebuilds,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
                         policy.set(p);
                         let elapsed_ms = started.elapsed().as_millis() as u64;
                         match how {
                             Refresh::Patched(names) => {
-                                refreshes.patches.fetch_add(1, Ordering::Relaxed);
                                 tracing::debug!(
                                     overlay_names = names,
                                     elapsed_ms,
                                     "DNS policy patched (indicators changed)"
                                 );
                             }
+                            Refresh::Reassembled => {
+                                tracing::debug!(
+                                    elapsed_ms,
+                                    "DNS policy reassembled (org tree, lists, client tokens or zones changed)"
+                                );
+                            }
                             _ => {
-                                refreshes.rebuilds.fetch_add(1, Ordering::Relaxed);
                                 tracing::info!(
                                     elapsed_ms,
-                                    "DNS policy rebuilt (org tree, groups, lists, client tokens or zones changed, a bulk intel change, or an indicator expired)"
+                                    "DNS policy rebuilt (a new intel base, changed shares, a bulk intel change, or an indicator expired)"
                                 );
                             }
                         }

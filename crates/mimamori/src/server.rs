@@ -165,6 +165,7 @@ pub async fn start(
     let pdns = crate::pdns::start_in_serve(
         &cfg.pdns,
         &store,
+        &matcher,
         ingest.clone(),
         tls.as_ref().map(|t| t.config().clone()),
     )

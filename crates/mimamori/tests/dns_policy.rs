@@ -476,7 +476,7 @@ async fn metric(api: &Api, name: &str) -> u64 {
 /// (no rebuild): additions for everyone and per org, a GREEN indicator
 /// made AMBER (it leaves everyone's zone for its owner's sub-tree), an
 /// AMBER share made RED (it leaves the org it was shared with), exact
-/// names.
+/// names; and an org added to the tree, with no intel rebuild.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intel_changes_are_patched_into_the_running_resolver() {
     let dir = tempfile::tempdir().unwrap();
@@ -570,6 +570,18 @@ async fn intel_changes_are_patched_into_the_running_resolver() {
 
     // Each change was a patch; the policy was never rebuilt.
     assert!(metric(&api, "pdns_policy_patches").await >= 5);
+    assert_eq!(metric(&api, "pdns_policy_rebuilds").await, 0);
+
+    // An org-tree change: a new member under the supervisor, on a
+    // network of its own, is protected by the supervisor's AMBER intel at
+    // once; the policy is assembled again around the intel zones it has,
+    // which are not rebuilt.
+    let a2_host = "127.0.0.4";
+    assert_eq!(ask(a2_host, &dns, "www.turns-amber.example"), NOERROR);
+    org_add(&data, "sup", "a2", "member", Some("127.0.0.4/32"));
+    let t = until(a2_host, &dns, "www.turns-amber.example", NXDOMAIN);
+    eprintln!("org-tree change enforced after {} ms", t.as_millis());
+    assert!(metric(&api, "pdns_policy_reassemblies").await >= 1);
     assert_eq!(metric(&api, "pdns_policy_rebuilds").await, 0);
 }
 

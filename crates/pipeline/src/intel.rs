@@ -31,69 +31,358 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One indicator row that shares a value with others.
-#[derive(Debug, Clone)]
-struct Owner {
-    row_id: String,
-    owner_org_id: String,
-    owner_path: String,
-    tlp: Tlp,
-    shared_with: Vec<String>,
-    confidence: u8,
+/// An indicator's context for alerts: the same few lists recur across
+/// millions of rows (one feed's name, its tags), so each distinct set is
+/// kept once and shared.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+struct Details {
     attack: Vec<String>,
     related: Vec<String>,
     tags: Vec<String>,
     sources: Vec<String>,
+}
+
+/// One indicator row that shares a value with others. Who it protects is
+/// not stored here but resolved against the view's [`Scoping`] (the
+/// owner's current path, the row's current shares), so that a change of
+/// the org tree or of a sharing group re-scopes a view without rebuilding
+/// its index.
+#[derive(Debug, Clone)]
+struct Owner {
+    row_id: Box<str>,
+    /// Interned: one allocation per org, however many rows it owns.
+    owner_org_id: Arc<str>,
+    tlp: Tlp,
+    confidence: u8,
+    /// A domain row for that name alone, not its sub-domains.
+    exact: bool,
     /// When it stops matching (ms since the epoch), if it expires.
     valid_until: Option<i64>,
+    details: Arc<Details>,
 }
 
 impl Owner {
     fn active_at(&self, now_ms: i64) -> bool {
         self.valid_until.is_none_or(|v| v > now_ms)
     }
+}
 
-    /// May this indicator be used on `org`'s telemetry?
-    fn protects(&self, org_id: &str, org_path: &str) -> bool {
+/// Who an indicator row reaches: the one statement of the rule is
+/// [`mimamori_store::protects`]; this is the same rule over a view's
+/// current org paths and shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// CLEAR/GREEN, or the central SOC's own: every org.
+    Everyone,
+    /// The owner org's sub-tree (the owner's id).
+    Subtree(&'a str),
+    /// The orgs an AMBER / AMBER+STRICT row is shared with (by id),
+    /// besides its owner's sub-tree.
+    Shared(&'a [String]),
+}
+
+/// The org tree's paths and the rows' shares a view is matched with:
+/// swapped on its own when the tree or a sharing group changes.
+#[derive(Debug, Default)]
+pub struct Scoping {
+    org_paths: Arc<HashMap<String, String>>,
+    root_id: Option<String>,
+    /// Shares of every row, by row id (only rows that have any).
+    shares: Arc<HashMap<String, Vec<String>>>,
+    /// Rows changed since `shares` was read: their current shares (empty:
+    /// none any more), consulted first.
+    patched_shares: HashMap<String, Vec<String>>,
+}
+
+impl Scoping {
+    /// Scoping from the org paths (org id → path) and the shares by row.
+    pub fn new(
+        org_paths: HashMap<String, String>,
+        shares: HashMap<String, Vec<String>>,
+    ) -> Scoping {
+        // The root is the one org whose path has a single segment.
+        let root_id = org_paths
+            .iter()
+            .find(|(_, p)| p.trim_matches('/').split('/').count() == 1)
+            .map(|(id, _)| id.clone());
+        Scoping {
+            org_paths: Arc::new(org_paths),
+            root_id,
+            shares: Arc::new(shares.into_iter().filter(|(_, v)| !v.is_empty()).collect()),
+            patched_shares: HashMap::new(),
+        }
+    }
+
+    fn shares_of(&self, row_id: &str) -> &[String] {
+        self.patched_shares
+            .get(row_id)
+            .or_else(|| self.shares.get(row_id))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// May this row be used on `org`'s telemetry and DNS?
+    fn protects(&self, o: &Owner, org_id: &str, org_path: &str) -> bool {
+        let owner_path = self
+            .org_paths
+            .get(&*o.owner_org_id)
+            .map_or("\u{0}", String::as_str);
         mimamori_store::protects(
-            self.tlp,
-            &self.owner_path,
-            &self.shared_with,
+            o.tlp,
+            owner_path,
+            self.shares_of(&o.row_id),
             org_id,
             org_path,
         )
     }
 
-    /// May `org` see this indicator's details?
-    fn visible_to(&self, org_id: &str) -> bool {
-        self.tlp <= Tlp::Green
-            || self.owner_org_id == org_id
-            || (self.tlp <= Tlp::AmberStrict && self.shared_with.iter().any(|o| o == org_id))
+    /// May `org` see this row's details?
+    fn visible_to(&self, o: &Owner, org_id: &str) -> bool {
+        o.tlp <= Tlp::Green
+            || &*o.owner_org_id == org_id
+            || (o.tlp <= Tlp::AmberStrict && self.shares_of(&o.row_id).iter().any(|s| s == org_id))
+    }
+
+    /// Whom `o` reaches, given to `f` (a row may reach its owner's
+    /// sub-tree and some orgs it is shared with).
+    fn reach<'s>(&'s self, o: &'s Owner, mut f: impl FnMut(Reach<'s>)) {
+        if o.tlp <= Tlp::Green || self.root_id.as_deref() == Some(&*o.owner_org_id) {
+            return f(Reach::Everyone);
+        }
+        f(Reach::Subtree(&o.owner_org_id));
+        let shares = self.shares_of(&o.row_id);
+        if o.tlp <= Tlp::AmberStrict && !shares.is_empty() {
+            f(Reach::Shared(shares));
+        }
+    }
+
+    /// The org tree's paths, org id → path.
+    pub fn org_paths(&self) -> &HashMap<String, String> {
+        &self.org_paths
     }
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
     kind: IndicatorKind,
-    value: String,
+    value: Box<str>,
     owners: Vec<Owner>,
 }
 
-/// An immutable, matchable view of the active indicators.
+/// One intel generation's indicators and their index: immutable, built
+/// once, shared (`Arc`) by every view of it, the detection engine and the
+/// DNS policy alike.
 #[derive(Debug, Default)]
-pub struct IntelSnapshot {
+pub struct Indicators {
     index: IndicatorIndex,
     entries: Vec<Entry>,
-    org_paths: HashMap<String, String>,
+}
+
+/// Builds [`Indicators`] one row at a time (see [`Store::intel_active_each`]).
+#[derive(Default)]
+struct Builder {
+    // One entry per (kind, value): the index keeps one id per value, and
+    // several orgs may own the same indicator with different sharing.
+    slots: HashMap<(IndicatorKind, Box<str>), u32>,
+    entries: Vec<Entry>,
+    orgs: HashSet<Arc<str>>,
+    details: HashSet<Arc<Details>>,
+    shares: HashMap<String, Vec<String>>,
+}
+
+impl Builder {
+    fn add(&mut self, a: ActiveIndicator) {
+        let i = a.indicator;
+        let owner_org_id = match self.orgs.get(a.owner_org_id.as_str()) {
+            Some(o) => o.clone(),
+            None => {
+                let o: Arc<str> = Arc::from(a.owner_org_id.as_str());
+                self.orgs.insert(o.clone());
+                o
+            }
+        };
+        let details = Details {
+            attack: i.attack_techniques,
+            related: i.related,
+            tags: i.tags,
+            sources: i.sources,
+        };
+        let details = match self.details.get(&details) {
+            Some(d) => d.clone(),
+            None => {
+                let d = Arc::new(details);
+                self.details.insert(d.clone());
+                d
+            }
+        };
+        if !a.shared_with.is_empty() {
+            self.shares.insert(a.id.clone(), a.shared_with);
+        }
+        let owner = Owner {
+            row_id: a.id.into_boxed_str(),
+            owner_org_id,
+            tlp: i.tlp,
+            confidence: i.confidence,
+            exact: matches!(i.kind, IndicatorKind::Domain { exact: true }),
+            valid_until: i
+                .valid_until
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+            details,
+        };
+        // A non-exact domain covers more than an exact one of the same
+        // name: one entry, the wider kind.
+        let key_kind = match i.kind {
+            IndicatorKind::Domain { .. } => IndicatorKind::Domain { exact: false },
+            k => k,
+        };
+        let value = i.value.into_boxed_str();
+        match self.slots.get(&(key_kind, value.clone())) {
+            Some(&s) => {
+                let e = &mut self.entries[s as usize];
+                if let (IndicatorKind::Domain { exact: a }, IndicatorKind::Domain { exact: b }) =
+                    (e.kind, i.kind)
+                {
+                    e.kind = IndicatorKind::Domain { exact: a && b };
+                }
+                e.owners.push(owner);
+            }
+            None => {
+                let Ok(slot) = u32::try_from(self.entries.len()) else {
+                    return;
+                };
+                self.slots.insert((key_kind, value.clone()), slot);
+                self.entries.push(Entry {
+                    kind: i.kind,
+                    value,
+                    owners: vec![owner],
+                });
+            }
+        }
+    }
+
+    /// The indicators, and the shares of their rows.
+    fn finish(self) -> (Indicators, HashMap<String, Vec<String>>) {
+        drop(self.slots);
+        let mut entries = self.entries;
+        entries.shrink_to_fit();
+        for e in &mut entries {
+            e.owners.shrink_to_fit();
+        }
+        let index = IndicatorIndex::build(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(n, e)| (n as u32, e.kind, &*e.value)),
+        );
+        (Indicators { index, entries }, self.shares)
+    }
+}
+
+impl Indicators {
+    /// Distinct indicator values held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The indicator entries one event's normalized fields hit, as
+    /// `(entry, field, observed value, whether the hit is the entry's own
+    /// value rather than a sub-domain of it)`, each entry once.
+    fn hits<'e>(&self, event: &'e Event) -> Vec<(u32, &'static str, &'e str, bool)> {
+        let mut hits: Vec<(u32, &'static str, &str, bool)> = vec![];
+        if self.entries.is_empty() {
+            return hits;
+        }
+        let domain_hit = |id: u32, name: &str| {
+            let own = self.entries.get(id as usize).is_some_and(|e| {
+                e.value
+                    .eq_ignore_ascii_case(name.strip_suffix('.').unwrap_or(name))
+            });
+            (id, own)
+        };
+        let f = &event.body.fields;
+        for (field, v) in [("dns_query", &f.dns_query), ("http_host", &f.http_host)] {
+            if let Some(v) = v {
+                if let Some(id) = self.index.match_domain(v) {
+                    let (id, own) = domain_hit(id, v);
+                    hits.push((id, field, v.as_str(), own));
+                }
+            }
+        }
+        if let Some(url) = &f.url {
+            if let Some(id) = self.index.match_url(url) {
+                hits.push((id, "url", url.as_str(), true));
+            }
+            if let Some(host) = url_host(url) {
+                if let Some(id) = self.index.match_domain(host) {
+                    let (id, own) = domain_hit(id, host);
+                    hits.push((id, "url", host, own));
+                }
+                // An address as the URL's host is matched as an address.
+                if let Ok(ip) = host.parse::<IpAddr>() {
+                    if let Some(id) = self.index.match_ip(ip) {
+                        hits.push((id, "url", host, true));
+                    }
+                }
+            }
+        }
+        for (field, v) in [("src_ip", &f.src_ip), ("dst_ip", &f.dst_ip)] {
+            if let Some(ip) = v.as_deref().and_then(|s| s.parse::<IpAddr>().ok()) {
+                if let Some(id) = self.index.match_ip(ip) {
+                    hits.push((id, field, v.as_deref().unwrap_or_default(), true));
+                }
+            }
+        }
+        for a in &f.dns_answers {
+            if let Ok(ip) = a.parse::<IpAddr>() {
+                if let Some(id) = self.index.match_ip(ip) {
+                    hits.push((id, "dns_answers", a.as_str(), true));
+                }
+            } else if let Some(id) = self.index.match_domain(a) {
+                let (id, own) = domain_hit(id, a);
+                hits.push((id, "dns_answers", a.as_str(), own));
+            }
+        }
+        for (_, h) in &f.file_hashes {
+            if let Some(id) = self.index.match_hash(h) {
+                hits.push((id, "file_hashes", h.as_str(), true));
+            }
+        }
+        if let Some(name) = &f.file_name {
+            if let Some(id) = self.index.match_file_name(name) {
+                hits.push((id, "file_name", name.as_str(), true));
+            }
+        }
+        hits.sort_by_key(|h| (h.0, !h.3));
+        hits.dedup_by_key(|h| h.0);
+        hits
+    }
+
+    /// The entry holding exactly this domain, if any.
+    fn domain_entry(&self, name: &str) -> Option<&Entry> {
+        let id = self.index.match_domain(name)?;
+        self.entries
+            .get(id as usize)
+            .filter(|e| matches!(e.kind, IndicatorKind::Domain { .. }) && &*e.value == name)
+    }
+}
+
+/// An immutable, matchable view of the active indicators: one intel
+/// generation and how it is scoped.
+#[derive(Debug, Default, Clone)]
+pub struct IntelSnapshot {
+    indicators: Arc<Indicators>,
+    scoping: Arc<Scoping>,
     /// The store's state this snapshot was built from.
     pub version: SnapshotVersion,
 }
 
 /// `(count, newest change)` of the indicators, the org tree and the
-/// sharing groups: a snapshot is patched when only indicators changed, and
-/// rebuilt when the tree or a group changed (a new org must be protected
-/// by its ancestors' indicators at once, a new group member by what was
-/// shared with the group).
+/// sharing groups: a view is patched when indicators changed, and
+/// re-scoped (new org paths and shares, the same index) when the tree or a
+/// group changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotVersion {
     pub indicators: (i64, i64),
@@ -112,193 +401,94 @@ impl SnapshotVersion {
 }
 
 impl IntelSnapshot {
-    /// Builds a snapshot from active indicators and the org tree's paths.
+    /// Builds a snapshot from active indicators and the org tree's paths
+    /// (the rows' shares are theirs).
     pub fn build(
         indicators: Vec<ActiveIndicator>,
         org_paths: HashMap<String, String>,
         version: SnapshotVersion,
     ) -> IntelSnapshot {
-        // One entry per (kind, value): the index keeps one id per value, and
-        // several orgs may own the same indicator with different sharing.
-        let mut slots: HashMap<(IndicatorKind, String), usize> = HashMap::new();
-        let mut entries: Vec<Entry> = vec![];
+        let mut b = Builder::default();
         for a in indicators {
-            let i = a.indicator;
-            let owner = Owner {
-                row_id: a.id,
-                owner_org_id: a.owner_org_id,
-                owner_path: a.owner_path,
-                tlp: i.tlp,
-                shared_with: a.shared_with,
-                confidence: i.confidence,
-                attack: i.attack_techniques,
-                related: i.related,
-                tags: i.tags,
-                sources: i.sources,
-                valid_until: i
-                    .valid_until
-                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
-            };
-            // A non-exact domain covers more than an exact one of the same
-            // name: one entry, the wider kind.
-            let key_kind = match i.kind {
-                IndicatorKind::Domain { .. } => IndicatorKind::Domain { exact: false },
-                k => k,
-            };
-            match slots.get(&(key_kind, i.value.clone())) {
-                Some(&s) => {
-                    let e = &mut entries[s];
-                    if let (
-                        IndicatorKind::Domain { exact: a },
-                        IndicatorKind::Domain { exact: b },
-                    ) = (e.kind, i.kind)
-                    {
-                        e.kind = IndicatorKind::Domain { exact: a && b };
-                    }
-                    e.owners.push(owner);
-                }
-                None => {
-                    slots.insert((key_kind, i.value.clone()), entries.len());
-                    entries.push(Entry {
-                        kind: i.kind,
-                        value: i.value,
-                        owners: vec![owner],
-                    });
-                }
-            }
+            b.add(a);
         }
-        let index = IndicatorIndex::build(
-            entries
-                .iter()
-                .enumerate()
-                .map(|(n, e)| (n as u32, e.kind, e.value.as_str())),
-        );
+        let (indicators, shares) = b.finish();
         IntelSnapshot {
-            index,
-            entries,
-            org_paths,
+            indicators: Arc::new(indicators),
+            scoping: Arc::new(Scoping::new(org_paths, shares)),
             version,
         }
     }
 
-    /// Loads the active indicators and org paths from the store.
+    /// Loads the active indicators and org paths from the store, streaming
+    /// the rows into the index (one row in memory at a time besides what is
+    /// built).
     pub async fn load(store: &Store) -> Result<IntelSnapshot, mimamori_store::StoreError> {
         let version = SnapshotVersion::of(store).await?;
-        let indicators = store.intel_active().await?;
         let org_paths = org_paths(store).await?;
-        tokio::task::spawn_blocking(move || IntelSnapshot::build(indicators, org_paths, version))
-            .await
-            .map_err(build_failed)
+        let mut b = Builder::default();
+        store.intel_active_each(|a| b.add(a)).await?;
+        tokio::task::spawn_blocking(move || {
+            let (indicators, shares) = b.finish();
+            IntelSnapshot {
+                indicators: Arc::new(indicators),
+                scoping: Arc::new(Scoping::new(org_paths, shares)),
+                version,
+            }
+        })
+        .await
+        .map_err(build_failed)
     }
 
     /// Distinct indicator values held.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.indicators.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.indicators.is_empty()
     }
 
     /// The findings for one event.
     pub fn evaluate(&self, event: &Event, out: &mut Vec<Finding>) {
-        evaluate_layers(self, None, event, out);
-    }
-
-    /// The indicator entries one event's normalized fields hit, as
-    /// `(entry, field, observed value)`, each entry once.
-    fn hits<'e>(&self, event: &'e Event) -> Vec<(u32, &'static str, &'e str)> {
-        let mut hits: Vec<(u32, &'static str, &str)> = vec![];
-        if self.entries.is_empty() {
-            return hits;
-        }
-        let f = &event.body.fields;
-        for (field, v) in [("dns_query", &f.dns_query), ("http_host", &f.http_host)] {
-            if let Some(v) = v {
-                if let Some(id) = self.index.match_domain(v) {
-                    hits.push((id, field, v.as_str()));
-                }
-            }
-        }
-        if let Some(url) = &f.url {
-            if let Some(id) = self.index.match_url(url) {
-                hits.push((id, "url", url.as_str()));
-            }
-            if let Some(host) = url_host(url) {
-                if let Some(id) = self.index.match_domain(host) {
-                    hits.push((id, "url", host));
-                }
-                // An address as the URL's host is matched as an address.
-                if let Ok(ip) = host.parse::<IpAddr>() {
-                    if let Some(id) = self.index.match_ip(ip) {
-                        hits.push((id, "url", host));
-                    }
-                }
-            }
-        }
-        for (field, v) in [("src_ip", &f.src_ip), ("dst_ip", &f.dst_ip)] {
-            if let Some(ip) = v.as_deref().and_then(|s| s.parse::<IpAddr>().ok()) {
-                if let Some(id) = self.index.match_ip(ip) {
-                    hits.push((id, field, v.as_deref().unwrap_or_default()));
-                }
-            }
-        }
-        for a in &f.dns_answers {
-            if let Ok(ip) = a.parse::<IpAddr>() {
-                if let Some(id) = self.index.match_ip(ip) {
-                    hits.push((id, "dns_answers", a.as_str()));
-                }
-            } else if let Some(id) = self.index.match_domain(a) {
-                hits.push((id, "dns_answers", a.as_str()));
-            }
-        }
-        for (_, h) in &f.file_hashes {
-            if let Some(id) = self.index.match_hash(h) {
-                hits.push((id, "file_hashes", h.as_str()));
-            }
-        }
-        if let Some(name) = &f.file_name {
-            if let Some(id) = self.index.match_file_name(name) {
-                hits.push((id, "file_name", name.as_str()));
-            }
-        }
-        hits.sort_by_key(|h| h.0);
-        hits.dedup_by_key(|h| h.0);
-        hits
+        evaluate_layers(&self.indicators, None, &self.scoping, event, out);
     }
 }
 
-/// The findings for one event from a base snapshot and an optional patch:
-/// an owner row of the base that the patch holds a newer version of (or
-/// that changed to inactive) is superseded; the same indicator value in
-/// both layers is one finding with the owners of both.
+/// The findings for one event from a base and an optional patch: an
+/// owner row of the base that the patch holds a newer version of (or that
+/// changed to inactive) is superseded; the same indicator value in both
+/// layers is one finding with the owners of both. A row for a domain
+/// alone (exact) counts only when the name itself was seen.
 fn evaluate_layers(
-    base: &IntelSnapshot,
+    base: &Indicators,
     patch: Option<&Patch>,
+    scoping: &Scoping,
     event: &Event,
     out: &mut Vec<Finding>,
 ) {
     let base_hits = base.hits(event);
-    let patch_hits = patch.map(|p| p.snapshot.hits(event)).unwrap_or_default();
+    let patch_hits = patch.map(|p| p.indicators.hits(event)).unwrap_or_default();
     if base_hits.is_empty() && patch_hits.is_empty() {
         return;
     }
-    let Some(org_path) = base.org_paths.get(&event.org_id) else {
+    let Some(org_path) = scoping.org_paths.get(&event.org_id) else {
         return;
     };
     let now = mimamori_core::now_millis();
     let mut found: Vec<(&Entry, Vec<&Owner>, &'static str, &str)> = vec![];
     let layers = std::iter::once((base, true, base_hits))
-        .chain(patch.map(|p| (&p.snapshot, false, patch_hits)));
-    for (snapshot, is_base, hits) in layers {
-        for (id, field, observed) in hits {
-            let Some(entry) = snapshot.entries.get(id as usize) else {
+        .chain(patch.map(|p| (&p.indicators, false, patch_hits)));
+    for (indicators, is_base, hits) in layers {
+        for (id, field, observed, own) in hits {
+            let Some(entry) = indicators.entries.get(id as usize) else {
                 continue;
             };
             let owners = entry.owners.iter().filter(|o| {
-                !(is_base && patch.is_some_and(|p| p.superseded.contains(o.row_id.as_str())))
+                !(is_base && patch.is_some_and(|p| p.superseded.contains(&*o.row_id)))
+                    && (own || !o.exact)
                     && o.active_at(now)
-                    && o.protects(&event.org_id, org_path)
+                    && scoping.protects(o, &event.org_id, org_path)
             });
             match found
                 .iter_mut()
@@ -311,7 +501,14 @@ fn evaluate_layers(
     }
     for (entry, owners, field, observed) in found {
         if !owners.is_empty() {
-            out.push(finding(entry, &owners, &event.org_id, field, observed));
+            out.push(finding(
+                scoping,
+                entry,
+                &owners,
+                &event.org_id,
+                field,
+                observed,
+            ));
         }
     }
 }
@@ -330,20 +527,31 @@ fn same_kind(a: IndicatorKind, b: IndicatorKind) -> bool {
     }
 }
 
-fn finding(entry: &Entry, owners: &[&Owner], org_id: &str, field: &str, observed: &str) -> Finding {
+fn finding(
+    scoping: &Scoping,
+    entry: &Entry,
+    owners: &[&Owner],
+    org_id: &str,
+    field: &str,
+    observed: &str,
+) -> Finding {
     let confidence = owners.iter().map(|o| o.confidence).max().unwrap_or(0);
     let tlp = owners.iter().map(|o| o.tlp).min().unwrap_or(Tlp::Red);
-    let visible: Vec<&&Owner> = owners.iter().filter(|o| o.visible_to(org_id)).collect();
+    let visible: Vec<&&Owner> = owners
+        .iter()
+        .filter(|o| scoping.visible_to(o, org_id))
+        .collect();
     let mut attack: Vec<String> = vec![];
     let mut related: Vec<String> = vec![];
     let mut tags: Vec<String> = vec![];
     let mut sources: Vec<String> = vec![];
     for o in &visible {
+        let d = &o.details;
         for (into, from) in [
-            (&mut attack, &o.attack),
-            (&mut related, &o.related),
-            (&mut tags, &o.tags),
-            (&mut sources, &o.sources),
+            (&mut attack, &d.attack),
+            (&mut related, &d.related),
+            (&mut tags, &d.tags),
+            (&mut sources, &d.sources),
         ] {
             for v in from {
                 if !into.contains(v) {
@@ -357,22 +565,23 @@ fn finding(entry: &Entry, owners: &[&Owner], org_id: &str, field: &str, observed
         IndicatorKind::Domain { .. } => "domain",
         k => k.name(),
     };
-    let rule_id = format!("{key}:{}", entry.value);
+    let value: &str = &entry.value;
+    let rule_id = format!("{key}:{value}");
     Finding {
         kind: AlertKind::Indicator,
-        title: format!("Threat-intel match: {kind} {}", entry.value),
+        title: format!("Threat-intel match: {kind} {value}"),
         severity: Severity::from_confidence(confidence),
-        entity: entry.value.clone(),
+        entity: value.to_string(),
         attack: attack.clone(),
         context: json!({
-            "indicator": {"kind": kind, "value": entry.value, "tlp": tlp, "confidence": confidence,
+            "indicator": {"kind": kind, "value": value, "tlp": tlp, "confidence": confidence,
                 "sources": sources, "tags": tags, "related": related},
             "observed": {"field": field, "value": observed},
             // Details of indicators the org may not see are withheld.
             "withheld_owners": owners.len() - visible.len(),
         }),
         campaign_key: Some(format!("indicator:{rule_id}")),
-        indicator_ids: owners.iter().map(|o| o.row_id.clone()).collect(),
+        indicator_ids: owners.iter().map(|o| o.row_id.to_string()).collect(),
         rule_id,
     }
 }
@@ -404,26 +613,31 @@ async fn org_paths(store: &Store) -> Result<HashMap<String, String>, mimamori_st
         .collect())
 }
 
-/// The rows changed since a base snapshot was built.
+/// The rows changed since a base was built.
 #[derive(Debug)]
 struct Patch {
-    snapshot: IntelSnapshot,
+    indicators: Indicators,
     /// The changed rows that can match, by id: later changes are folded in
-    /// here and the snapshot rebuilt from them.
+    /// here and the patch rebuilt from them.
     rows: HashMap<String, ActiveIndicator>,
     /// Every row changed since the base, active or not: their versions in
     /// the base no longer count.
     superseded: HashSet<String>,
+    /// `(kind_key, value)` of every changed row.
+    changed_values: HashSet<(String, String)>,
 }
 
-/// What the matcher serves: a base snapshot and a patch (see the module
-/// documentation).
-#[derive(Debug, Default)]
+/// What the matcher serves: a base, a patch and how both are scoped (see
+/// the module documentation).
+#[derive(Debug, Clone, Default)]
 pub struct IntelView {
-    base: Arc<IntelSnapshot>,
-    patch: Option<Patch>,
+    base: Arc<Indicators>,
+    patch: Option<Arc<Patch>>,
+    scoping: Arc<Scoping>,
     /// The store's state this view reflects.
     pub version: SnapshotVersion,
+    /// The store's state the base was built from.
+    base_version: SnapshotVersion,
     /// When the base was built (ms since the epoch), for the age bound.
     base_built_ms: i64,
 }
@@ -432,7 +646,9 @@ impl IntelView {
     fn full(base: IntelSnapshot) -> IntelView {
         IntelView {
             version: base.version,
-            base: Arc::new(base),
+            base_version: base.version,
+            base: base.indicators,
+            scoping: base.scoping,
             patch: None,
             base_built_ms: mimamori_core::now_millis(),
         }
@@ -440,13 +656,13 @@ impl IntelView {
 
     /// The findings for one event.
     pub fn evaluate(&self, event: &Event, out: &mut Vec<Finding>) {
-        evaluate_layers(&self.base, self.patch.as_ref(), event, out);
+        evaluate_layers(&self.base, self.patch.as_deref(), &self.scoping, event, out);
     }
 
     /// Distinct indicator values held (a value in both the base and the
     /// patch counts twice).
     pub fn len(&self) -> usize {
-        self.base.len() + self.patch.as_ref().map_or(0, |p| p.snapshot.len())
+        self.base.len() + self.patch.as_ref().map_or(0, |p| p.indicators.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -456,6 +672,95 @@ impl IntelView {
     /// Rows changed since the base was built.
     pub fn patch_rows(&self) -> usize {
         self.patch.as_ref().map_or(0, |p| p.superseded.len())
+    }
+
+    /// Whether both views are over the same base (one intel generation).
+    pub fn same_base(&self, other: &IntelView) -> bool {
+        Arc::ptr_eq(&self.base, &other.base)
+    }
+
+    /// Whether both views are scoped alike (org tree and shares).
+    pub fn same_scoping(&self, other: &IntelView) -> bool {
+        Arc::ptr_eq(&self.scoping, &other.scoping)
+    }
+
+    /// Whether both views give the rows of their base the same shares as
+    /// read with the base (the org tree may differ). Rows changed since
+    /// the base carry their current shares in the patch, and a follower
+    /// deciding the changed values again from the view sees them.
+    pub fn same_shares(&self, other: &IntelView) -> bool {
+        let (a, b) = (&self.scoping, &other.scoping);
+        Arc::ptr_eq(&a.shares, &b.shares) || a.shares == b.shares
+    }
+
+    /// The org tree and shares this view is matched with.
+    pub fn scoping(&self) -> &Scoping {
+        &self.scoping
+    }
+
+    /// Every domain row in force at `now_ms`, once per whom it reaches:
+    /// `f(name, exact, reach)`. What the DNS policy builds its zones from.
+    pub fn for_each_domain(&self, now_ms: i64, mut f: impl FnMut(&str, bool, Reach<'_>)) {
+        let superseded = self.patch.as_ref().map(|p| &p.superseded);
+        let layers = std::iter::once(&*self.base).chain(self.patch.as_ref().map(|p| &p.indicators));
+        for (n, indicators) in layers.enumerate() {
+            for e in &indicators.entries {
+                if !matches!(e.kind, IndicatorKind::Domain { .. }) {
+                    continue;
+                }
+                for o in &e.owners {
+                    if (n == 0 && superseded.is_some_and(|s| s.contains(&*o.row_id)))
+                        || !o.active_at(now_ms)
+                    {
+                        continue;
+                    }
+                    self.scoping.reach(o, |r| f(&e.value, o.exact, r));
+                }
+            }
+        }
+    }
+
+    /// The domain rows in force for exactly `name` (not its parents), as
+    /// [`IntelView::for_each_domain`] gives them.
+    pub fn domain_rows(&self, name: &str, now_ms: i64, mut f: impl FnMut(bool, Reach<'_>)) {
+        let superseded = self.patch.as_ref().map(|p| &p.superseded);
+        let layers = std::iter::once(&*self.base).chain(self.patch.as_ref().map(|p| &p.indicators));
+        for (n, indicators) in layers.enumerate() {
+            let Some(e) = indicators.domain_entry(name) else {
+                continue;
+            };
+            for o in &e.owners {
+                if (n == 0 && superseded.is_some_and(|s| s.contains(&*o.row_id)))
+                    || !o.active_at(now_ms)
+                {
+                    continue;
+                }
+                self.scoping.reach(o, |r| f(o.exact, r));
+            }
+        }
+    }
+
+    /// The domains of every row changed since the base was built.
+    pub fn changed_domains(&self) -> Vec<&str> {
+        self.patch.as_ref().map_or(vec![], |p| {
+            p.changed_values
+                .iter()
+                .filter(|(k, _)| k == "domain")
+                .map(|(_, v)| v.as_str())
+                .collect()
+        })
+    }
+
+    /// The first time a row in force stops by time alone (its
+    /// `valid_until`, ms), after `now_ms`.
+    pub fn next_expiry(&self, now_ms: i64) -> Option<i64> {
+        let layers = std::iter::once(&*self.base).chain(self.patch.as_ref().map(|p| &p.indicators));
+        layers
+            .flat_map(|i| i.entries.iter())
+            .flat_map(|e| e.owners.iter())
+            .filter_map(|o| o.valid_until)
+            .filter(|&v| v > now_ms)
+            .min()
     }
 }
 
@@ -471,14 +776,23 @@ pub const PATCH_MAX_ROWS: usize = 200_000;
 pub const REBASE_AT_ROWS: usize = 20_000;
 pub const BASE_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
-/// The current view, shared by the detection engine and its reloader.
-#[derive(Clone, Default)]
+/// The current view, shared by the detection engine, the DNS policy and
+/// their reloader.
+#[derive(Clone)]
 pub struct IntelMatcher {
     current: Arc<ArcSwap<IntelView>>,
     /// One reload at a time (the watcher and the intel hub both reload).
     reloading: Arc<tokio::sync::Mutex<()>>,
     /// A background rebuild of the base is under way.
     rebasing: Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped on every view installed, for followers (the DNS policy).
+    installed: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for IntelMatcher {
+    fn default() -> Self {
+        IntelMatcher::new(IntelSnapshot::default())
+    }
 }
 
 impl IntelMatcher {
@@ -487,6 +801,7 @@ impl IntelMatcher {
             current: Arc::new(ArcSwap::from_pointee(IntelView::full(snapshot))),
             reloading: Default::default(),
             rebasing: Default::default(),
+            installed: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
@@ -495,14 +810,24 @@ impl IntelMatcher {
         self.current.load_full()
     }
 
+    /// Wakes when a new view is installed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.installed.subscribe()
+    }
+
+    fn install(&self, view: IntelView) {
+        self.current.store(Arc::new(view));
+        self.installed.send_modify(|n| *n += 1);
+    }
+
     /// The org tree's paths as of the current view.
     pub fn snapshot_org_paths(&self) -> HashMap<String, String> {
-        self.current.load().base.org_paths.clone()
+        (*self.current.load().scoping.org_paths).clone()
     }
 
     /// Serves `snapshot` from now on, with no patch.
     pub fn replace(&self, snapshot: IntelSnapshot) {
-        self.current.store(Arc::new(IntelView::full(snapshot)));
+        self.install(IntelView::full(snapshot));
     }
 
     /// The detection engine over this matcher's current view.
@@ -513,8 +838,8 @@ impl IntelMatcher {
     }
 
     /// Brings the view up to the store's state when it changed: a patch of
-    /// the changed rows when that suffices, otherwise a full reload.
-    /// Returns whether the view changed.
+    /// the changed rows and a re-scoping when that suffices, otherwise a
+    /// full reload. Returns whether the view changed.
     pub async fn reload_if_changed(
         &self,
         store: &Store,
@@ -530,13 +855,13 @@ impl IntelMatcher {
             let rows = view.patch_rows();
             let old =
                 mimamori_core::now_millis() - view.base_built_ms >= BASE_MAX_AGE.as_millis() as i64;
-            self.current.store(Arc::new(view));
+            self.install(view);
             tracing::debug!(
                 changed_rows = rows,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "indicator matcher patched"
             );
-            if rows > REBASE_AT_ROWS || old {
+            if rows > REBASE_AT_ROWS || (old && rows > 0) {
                 self.rebase_in_background(store.clone());
             }
             return Ok(true);
@@ -579,7 +904,7 @@ impl IntelMatcher {
                     // rebuilds in full.
                     let rows = view.as_ref().map(IntelView::patch_rows);
                     if let Some(view) = view {
-                        matcher.current.store(Arc::new(view));
+                        matcher.install(view);
                     }
                     Ok::<Option<usize>, mimamori_store::StoreError>(rows)
                 }
@@ -607,20 +932,40 @@ impl IntelMatcher {
     }
 }
 
-/// `current` brought to `version` by a patch of the rows changed since it,
-/// or `None` when a patch cannot do it: the org tree or a sharing group
-/// changed, rows disappeared, or more than [`PATCH_MAX_ROWS`] changed.
+/// `current` brought to `version`: re-scoped when the org tree or a
+/// sharing group changed (the tree's paths and every row's shares read
+/// again; the index kept), and patched with the rows changed since it; or
+/// `None` when a patch cannot do it: rows disappeared, or more than
+/// [`PATCH_MAX_ROWS`] changed.
 async fn patched(
     store: &Store,
     current: &IntelView,
     version: SnapshotVersion,
 ) -> Result<Option<IntelView>, mimamori_store::StoreError> {
-    let patchable = version.orgs == current.version.orgs
-        && version.groups == current.version.groups
-        // Rows are deleted only with their org, but be sure.
-        && version.indicators.0 >= current.base.version.indicators.0;
-    if !patchable {
+    // Rows are deleted only with their org: then reload in full.
+    if version.indicators.0 < current.base_version.indicators.0 {
         return Ok(None);
+    }
+    let mut scoping = current.scoping.clone();
+    if version.groups != current.version.groups {
+        // Group members count as shared-with orgs: every row's shares are
+        // read again (the share rows, not the indicators).
+        let (org_paths, shares) = (org_paths(store).await?, store.intel_shares().await?);
+        scoping = Arc::new(Scoping::new(org_paths, shares));
+    } else if version.orgs != current.version.orgs {
+        // The tree alone: the paths; shares do not depend on it (an org
+        // deleted takes its rows with it, which reloads in full above).
+        let mut s = Scoping::new(org_paths(store).await?, HashMap::new());
+        s.shares = scoping.shares.clone();
+        s.patched_shares = scoping.patched_shares.clone();
+        scoping = Arc::new(s);
+    }
+    if version.indicators == current.version.indicators {
+        return Ok(Some(IntelView {
+            scoping,
+            version,
+            ..current.clone()
+        }));
     }
     // Stamps strictly increase in commit order (store migration 0007):
     // what the view has seen ends at its version's newest stamp.
@@ -628,32 +973,54 @@ async fn patched(
     let Some(changes) = store.intel_changed_since(since, PATCH_MAX_ROWS).await? else {
         return Ok(None);
     };
-    let (mut rows, mut superseded) = match &current.patch {
-        Some(p) => (p.rows.clone(), p.superseded.clone()),
+    let (mut rows, mut superseded, mut changed_values) = match &current.patch {
+        Some(p) => (
+            p.rows.clone(),
+            p.superseded.clone(),
+            p.changed_values.clone(),
+        ),
         None => Default::default(),
     };
+    let mut patched_shares = scoping.patched_shares.clone();
     for id in changes.changed_ids {
         rows.remove(&id);
+        patched_shares.insert(id.clone(), vec![]);
         superseded.insert(id);
     }
+    changed_values.extend(changes.changed_values);
     for a in changes.active {
+        patched_shares.insert(a.id.clone(), a.shared_with.clone());
         rows.insert(a.id.clone(), a);
     }
     if superseded.len() > PATCH_MAX_ROWS {
         return Ok(None);
     }
-    let org_paths = current.base.org_paths.clone();
-    let patch = tokio::task::spawn_blocking(move || Patch {
-        snapshot: IntelSnapshot::build(rows.values().cloned().collect(), org_paths, version),
-        rows,
-        superseded,
+    let scoping = Arc::new(Scoping {
+        org_paths: scoping.org_paths.clone(),
+        root_id: scoping.root_id.clone(),
+        shares: scoping.shares.clone(),
+        patched_shares,
+    });
+    let patch = tokio::task::spawn_blocking(move || {
+        let mut b = Builder::default();
+        for a in rows.values() {
+            b.add(a.clone());
+        }
+        Patch {
+            indicators: b.finish().0,
+            rows,
+            superseded,
+            changed_values,
+        }
     })
     .await
     .map_err(build_failed)?;
     Ok(Some(IntelView {
         base: current.base.clone(),
-        patch: Some(patch),
+        patch: Some(Arc::new(patch)),
+        scoping,
         version,
+        base_version: current.base_version,
         base_built_ms: current.base_built_ms,
     }))
 }

@@ -1,7 +1,8 @@
 //! The indicator matcher follows the intel store: new indicators, sharing
 //! changes and expiry are enforced by a patch of the changed rows, a big
 //! change by a patch and then a new base built in the background, and an
-//! org-tree change by a full reload; on every backend.
+//! org-tree change by re-scoping the view over the same index; on every
+//! backend.
 
 use mimamori_core::org::OrgProfile;
 use mimamori_core::{NewOrg, Org, OrgKind, Validated};
@@ -144,13 +145,40 @@ async fn scenario(label: &str, url: &str) {
         "{label}: expired"
     );
 
-    // A new org changes the tree: a full reload, which keeps every change.
+    // A domain alone (exact) from one owner, with sub-domains from
+    // another: a sub-domain is credited to the second row only.
+    let mut alone = domain("alone.example", Tlp::Green);
+    alone.kind = IndicatorKind::Domain { exact: true };
+    store
+        .intel_upsert(&op, &a, &[alone], &[], "a")
+        .await
+        .unwrap();
+    store
+        .intel_upsert(&op, &b, &[domain("alone.example", Tlp::Red)], &[], "b")
+        .await
+        .unwrap();
+    assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
+    assert_eq!(matches(&m, &a, "alone.example").len(), 1, "{label}");
+    assert!(
+        matches(&m, &a, "x.alone.example").is_empty(),
+        "{label}: the exact row does not reach sub-domains, and b's RED row is not a's"
+    );
+    assert_eq!(matches(&m, &b, "x.alone.example").len(), 1, "{label}");
+
+    // A new org changes the tree: the view is re-scoped, not reloaded
+    // (the same index, the patch kept), and the new org is protected by
+    // its ancestors' intel at once.
+    let before = m.view();
     let c = store
         .org_create(&op, &root, "c", OrgKind::Member, &profile("C"))
         .await
         .unwrap();
     assert!(m.reload_if_changed(&store).await.unwrap(), "{label}");
-    assert_eq!(m.view().patch_rows(), 0, "{label}: reloaded in full");
+    assert!(
+        m.view().same_base(&before),
+        "{label}: re-scoped, not reloaded"
+    );
+    assert!(!m.view().same_scoping(&before), "{label}");
     assert_eq!(matches(&m, &c, "www.base-7.example").len(), 1, "{label}");
     assert!(matches(&m, &b, "x.new.example").len() == 1, "{label}");
     assert!(matches(&m, &a, "brief.example").is_empty(), "{label}");

@@ -644,22 +644,41 @@ impl Store {
     /// not expired), with owner and sharing: what the detection engine and
     /// Protective DNS load. Unscoped by design: they decide per event org.
     pub async fn intel_active(&self) -> Result<Vec<ActiveIndicator>> {
+        let mut out = Vec::new();
+        self.intel_active_each(|a| out.push(a)).await?;
+        Ok(out)
+    }
+
+    /// [`Store::intel_active`] one row at a time, streamed from the
+    /// database: what a matcher of millions of rows loads through, holding
+    /// one row and its parsed form at a time rather than every row's JSON
+    /// body and every parsed indicator at once (at 1M indicators that was
+    /// over a gigabyte, twice over when detection and Protective DNS loaded
+    /// together).
+    pub async fn intel_active_each(&self, mut f: impl FnMut(ActiveIndicator)) -> Result<()> {
+        use futures_util::TryStreamExt;
         let now = now_millis();
-        let rows = sqlx::query(
+        let mut by_ind = self.intel_shares().await?;
+        let mut rows = sqlx::query(
             "SELECT id, owner_org_id, owner_path, body FROM indicators WHERE detection = 1 AND revoked = 0 AND (valid_until IS NULL OR valid_until > $1) ORDER BY id",
         )
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            f(active_from_row(&row, &mut by_ind)?);
+        }
+        Ok(())
+    }
+
+    /// Every indicator row's shares, by indicator id: the orgs it is shared
+    /// with directly and through sharing groups (see
+    /// [`ActiveIndicator::shared_with`]). What a matcher re-reads when a
+    /// sharing group changes, instead of every indicator.
+    pub async fn intel_shares(&self) -> Result<HashMap<String, Vec<String>>> {
         let shares = sqlx::query(&shares_sql(|_| String::new()))
             .fetch_all(&self.pool)
             .await?;
-        let mut by_ind = shares_by_indicator(&shares)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(active_from_row(row, &mut by_ind)?);
-        }
-        Ok(out)
+        shares_by_indicator(&shares)
     }
 
     /// Indicators changed at or after `since_ms`: those still able to match
