@@ -178,18 +178,30 @@ pub struct Indicators {
 }
 
 /// Builds [`Indicators`] one row at a time (see [`Store::intel_active_each`]).
+// foldhash, not std's SipHash: a million keys of our own store's rows,
+// hashed once each at load (SipHash was a few % of a 1M load).
 #[derive(Default)]
 struct Builder {
     // One entry per (kind, value): the index keeps one id per value, and
     // several orgs may own the same indicator with different sharing.
-    slots: HashMap<(IndicatorKind, Box<str>), u32>,
+    slots: HashMap<(IndicatorKind, Box<str>), u32, foldhash::fast::RandomState>,
     entries: Vec<Entry>,
-    orgs: HashSet<Arc<str>>,
-    details: HashSet<Arc<Details>>,
+    orgs: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    details: HashSet<Arc<Details>, foldhash::fast::RandomState>,
     shares: HashMap<String, Vec<String>>,
 }
 
 impl Builder {
+    /// For about `rows` rows: sized once, not grown by doubling (each
+    /// doubling copies every entry and faults in fresh pages).
+    fn with_capacity(rows: usize) -> Builder {
+        Builder {
+            slots: HashMap::with_capacity_and_hasher(rows, Default::default()),
+            entries: Vec::with_capacity(rows),
+            ..Default::default()
+        }
+    }
+
     fn add(&mut self, a: ActiveIndicator) {
         let i = a.indicator;
         let owner_org_id = match self.orgs.get(a.owner_org_id.as_str()) {
@@ -426,7 +438,9 @@ impl IntelSnapshot {
     pub async fn load(store: &Store) -> Result<IntelSnapshot, mimamori_store::StoreError> {
         let version = SnapshotVersion::of(store).await?;
         let org_paths = org_paths(store).await?;
-        let mut b = Builder::default();
+        // Every row, active or not: an upper bound.
+        let rows = usize::try_from(version.indicators.0).unwrap_or(0);
+        let mut b = Builder::with_capacity(rows);
         store.intel_active_each(|a| b.add(a)).await?;
         tokio::task::spawn_blocking(move || {
             let (indicators, shares) = b.finish();
