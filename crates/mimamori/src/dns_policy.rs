@@ -447,8 +447,10 @@ pub struct PolicyState {
     unattributed: Unattributed,
     /// The first time a row in force stops by time alone (its
     /// `valid_until`, ms), when the intel zones must be rebuilt although
-    /// nothing changed.
+    /// nothing changed; `base_expiry` is that of `base_view`, so that a
+    /// patch looks only at its own rows.
     next_expiry: Option<i64>,
+    base_expiry: Option<i64>,
 }
 
 /// How the policy was brought up to date.
@@ -506,6 +508,7 @@ impl PolicyState {
         let files = files.to_vec();
         Ok(tokio::task::spawn_blocking(move || {
             let base = intel_zones(&view, &orgs, sinkhole.as_ref());
+            let expiry = view.next_expiry(mimamori_core::now_millis(), false);
             PolicyState {
                 files,
                 orgs,
@@ -514,7 +517,8 @@ impl PolicyState {
                 sinkhole,
                 intel: base.clone(),
                 base,
-                next_expiry: view.next_expiry(mimamori_core::now_millis()),
+                next_expiry: expiry,
+                base_expiry: expiry,
                 base_view: view.clone(),
                 view,
                 overlay_names: 0,
@@ -574,13 +578,19 @@ impl PolicyState {
         if intel_changed && rescoped_only {
             self.view = view;
         } else if intel_changed {
+            let changed = view.changed_domains();
             let overlay = !expired
                 && view.same_base(&self.base_view)
                 && view.same_shares(&self.base_view)
-                && view.changed_domains().len() <= PATCH_MAX_NAMES;
+                && changed.len() <= PATCH_MAX_NAMES;
             if overlay {
-                self.intel = self.overlaid(&view);
-                self.overlay_names = view.changed_domains().len();
+                self.intel = self.overlaid(&view, &changed);
+                self.overlay_names = changed.len();
+                self.next_expiry = self
+                    .base_expiry
+                    .into_iter()
+                    .chain(view.next_expiry(now_ms, true))
+                    .min();
                 how = Refresh::Patched(self.overlay_names);
             } else {
                 let (v, orgs, sinkhole) = (view.clone(), self.orgs.clone(), self.sinkhole.clone());
@@ -591,20 +601,21 @@ impl PolicyState {
                 self.base = base;
                 self.base_view = view.clone();
                 self.overlay_names = 0;
+                self.base_expiry = view.next_expiry(now_ms, false);
+                self.next_expiry = self.base_expiry;
                 how = Refresh::Rebuilt;
             }
-            self.next_expiry = view.next_expiry(now_ms);
             self.view = view;
         }
         Ok((how, Some(self.policy())))
     }
 
     /// The base intel zones with the overlay of `view` over them: each
-    /// domain changed since the base was built is decided again from the
-    /// view. Every zone that holds such a name in its base, or that the
+    /// domain changed since the base was built (`changed`) is decided
+    /// again from the view. Every zone that holds such a name in its base, or that the
     /// name now goes into, gets an entry for it; other zones are shared
     /// as they are.
-    fn overlaid(&self, view: &IntelView) -> IntelZones {
+    fn overlaid(&self, view: &IntelView, changed: &[&str]) -> IntelZones {
         let empty = mimamori_dns::table::Slot {
             exact: mimamori_dns::table::NONE,
             wild: mimamori_dns::table::NONE,
@@ -612,7 +623,7 @@ impl PolicyState {
         let now_ms = mimamori_core::now_millis();
         let mut tables: HashMap<ZoneKey, NameTable> = HashMap::new();
         let mut wire = Vec::with_capacity(256);
-        for name in view.changed_domains() {
+        for &name in changed {
             // A name that makes no DNS name was skipped by the base too.
             if mimamori_dns::policy::text_to_wire(name, &[0], &mut wire).is_none() {
                 continue;
@@ -627,20 +638,15 @@ impl PolicyState {
                 })
             });
             tables.entry(ZoneKey::Global).or_default().set(&wire, empty);
-            for (id, zone) in &self.base.subtree {
-                if zone.name_slot(&wire).is_some() {
-                    tables
-                        .entry(ZoneKey::Subtree(id.clone()))
-                        .or_default()
-                        .set(&wire, empty);
-                }
-            }
-            for (id, zone) in &self.base.shared {
-                if zone.name_slot(&wire).is_some() {
-                    tables
-                        .entry(ZoneKey::Shared(id.clone()))
-                        .or_default()
-                        .set(&wire, empty);
+            let subtree = ZoneKey::Subtree as fn(String) -> ZoneKey;
+            for (key, zones) in [
+                (subtree, &self.base.subtree),
+                (ZoneKey::Shared, &self.base.shared),
+            ] {
+                for (id, zone) in zones {
+                    if zone.name_slot(&wire).is_some() {
+                        tables.entry(key(id.clone())).or_default().set(&wire, empty);
+                    }
                 }
             }
             for (key, exact) in decided {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 /// An indicator's context for alerts: the same few lists recur across
 /// millions of rows (one feed's name, its tags), so each distinct set is
 /// kept once and shared.
-#[derive(Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 struct Details {
     attack: Vec<String>,
     related: Vec<String>,
@@ -154,11 +154,6 @@ impl Scoping {
             f(Reach::Shared(shares));
         }
     }
-
-    /// The org tree's paths, org id → path.
-    pub fn org_paths(&self) -> &HashMap<String, String> {
-        &self.org_paths
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -204,28 +199,14 @@ impl Builder {
 
     fn add(&mut self, a: ActiveIndicator) {
         let i = a.indicator;
-        let owner_org_id = match self.orgs.get(a.owner_org_id.as_str()) {
-            Some(o) => o.clone(),
-            None => {
-                let o: Arc<str> = Arc::from(a.owner_org_id.as_str());
-                self.orgs.insert(o.clone());
-                o
-            }
-        };
+        let owner_org_id = intern(&mut self.orgs, a.owner_org_id.as_str(), |o| Arc::from(o));
         let details = Details {
             attack: i.attack_techniques,
             related: i.related,
             tags: i.tags,
             sources: i.sources,
         };
-        let details = match self.details.get(&details) {
-            Some(d) => d.clone(),
-            None => {
-                let d = Arc::new(details);
-                self.details.insert(d.clone());
-                d
-            }
-        };
+        let details = intern(&mut self.details, &details, |_| Arc::new(details.clone()));
         if !a.shared_with.is_empty() {
             self.shares.insert(a.id.clone(), a.shared_with);
         }
@@ -246,10 +227,10 @@ impl Builder {
             IndicatorKind::Domain { .. } => IndicatorKind::Domain { exact: false },
             k => k,
         };
-        let value = i.value.into_boxed_str();
-        match self.slots.get(&(key_kind, value.clone())) {
-            Some(&s) => {
-                let e = &mut self.entries[s as usize];
+        use std::collections::hash_map::Entry as Slot;
+        match self.slots.entry((key_kind, i.value.into_boxed_str())) {
+            Slot::Occupied(s) => {
+                let e = &mut self.entries[*s.get() as usize];
                 if let (IndicatorKind::Domain { exact: a }, IndicatorKind::Domain { exact: b }) =
                     (e.kind, i.kind)
                 {
@@ -257,11 +238,12 @@ impl Builder {
                 }
                 e.owners.push(owner);
             }
-            None => {
+            Slot::Vacant(s) => {
                 let Ok(slot) = u32::try_from(self.entries.len()) else {
                     return;
                 };
-                self.slots.insert((key_kind, value.clone()), slot);
+                let value = s.key().1.clone();
+                s.insert(slot);
                 self.entries.push(Entry {
                     kind: i.kind,
                     value,
@@ -287,6 +269,20 @@ impl Builder {
         );
         (Indicators { index, entries }, self.shares)
     }
+}
+
+/// The one shared copy of `v` in `set`, made with `make` the first time.
+fn intern<T: ?Sized + Eq + std::hash::Hash>(
+    set: &mut HashSet<Arc<T>, foldhash::fast::RandomState>,
+    v: &T,
+    make: impl FnOnce(&T) -> Arc<T>,
+) -> Arc<T> {
+    if let Some(a) = set.get(v) {
+        return a.clone();
+    }
+    let a = make(v);
+    set.insert(a.clone());
+    a
 }
 
 impl Indicators {
@@ -707,27 +703,40 @@ impl IntelView {
         Arc::ptr_eq(&a.shares, &b.shares) || a.shares == b.shares
     }
 
-    /// The org tree and shares this view is matched with.
-    pub fn scoping(&self) -> &Scoping {
-        &self.scoping
+    /// The owners of `entry` (in the base when `in_base`, else in the
+    /// patch) that are in force at `now_ms`: not superseded by the patch,
+    /// not expired.
+    fn in_force<'v>(
+        &'v self,
+        entry: &'v Entry,
+        in_base: bool,
+        now_ms: i64,
+    ) -> impl Iterator<Item = &'v Owner> {
+        let superseded = self
+            .patch
+            .as_ref()
+            .filter(|_| in_base)
+            .map(|p| &p.superseded);
+        entry.owners.iter().filter(move |o| {
+            !superseded.is_some_and(|s| s.contains(&*o.row_id)) && o.active_at(now_ms)
+        })
+    }
+
+    /// The base, then the patch if any: `(indicators, in_base)`.
+    fn layers(&self) -> impl Iterator<Item = (&Indicators, bool)> {
+        std::iter::once((&*self.base, true))
+            .chain(self.patch.as_ref().map(|p| (&p.indicators, false)))
     }
 
     /// Every domain row in force at `now_ms`, once per whom it reaches:
     /// `f(name, exact, reach)`. What the DNS policy builds its zones from.
     pub fn for_each_domain(&self, now_ms: i64, mut f: impl FnMut(&str, bool, Reach<'_>)) {
-        let superseded = self.patch.as_ref().map(|p| &p.superseded);
-        let layers = std::iter::once(&*self.base).chain(self.patch.as_ref().map(|p| &p.indicators));
-        for (n, indicators) in layers.enumerate() {
+        for (indicators, in_base) in self.layers() {
             for e in &indicators.entries {
                 if !matches!(e.kind, IndicatorKind::Domain { .. }) {
                     continue;
                 }
-                for o in &e.owners {
-                    if (n == 0 && superseded.is_some_and(|s| s.contains(&*o.row_id)))
-                        || !o.active_at(now_ms)
-                    {
-                        continue;
-                    }
+                for o in self.in_force(e, in_base, now_ms) {
                     self.scoping.reach(o, |r| f(&e.value, o.exact, r));
                 }
             }
@@ -737,18 +746,11 @@ impl IntelView {
     /// The domain rows in force for exactly `name` (not its parents), as
     /// [`IntelView::for_each_domain`] gives them.
     pub fn domain_rows(&self, name: &str, now_ms: i64, mut f: impl FnMut(bool, Reach<'_>)) {
-        let superseded = self.patch.as_ref().map(|p| &p.superseded);
-        let layers = std::iter::once(&*self.base).chain(self.patch.as_ref().map(|p| &p.indicators));
-        for (n, indicators) in layers.enumerate() {
+        for (indicators, in_base) in self.layers() {
             let Some(e) = indicators.domain_entry(name) else {
                 continue;
             };
-            for o in &e.owners {
-                if (n == 0 && superseded.is_some_and(|s| s.contains(&*o.row_id)))
-                    || !o.active_at(now_ms)
-                {
-                    continue;
-                }
+            for o in self.in_force(e, in_base, now_ms) {
                 self.scoping.reach(o, |r| f(o.exact, r));
             }
         }
@@ -765,12 +767,14 @@ impl IntelView {
         })
     }
 
-    /// The first time a row in force stops by time alone (its
-    /// `valid_until`, ms), after `now_ms`.
-    pub fn next_expiry(&self, now_ms: i64) -> Option<i64> {
-        let layers = std::iter::once(&*self.base).chain(self.patch.as_ref().map(|p| &p.indicators));
-        layers
-            .flat_map(|i| i.entries.iter())
+    /// The first time a row stops by time alone (its `valid_until`, ms),
+    /// after `now_ms`: in the whole view, or (`patch_only`) among the rows
+    /// changed since the base, for a follower that already knows the
+    /// base's.
+    pub fn next_expiry(&self, now_ms: i64, patch_only: bool) -> Option<i64> {
+        self.layers()
+            .filter(|(_, in_base)| !(patch_only && *in_base))
+            .flat_map(|(i, _)| i.entries.iter())
             .flat_map(|e| e.owners.iter())
             .filter_map(|o| o.valid_until)
             .filter(|&v| v > now_ms)
