@@ -21,6 +21,32 @@ async fn query(s: &Server, token: &str, body: serde_json::Value) -> Resp {
         .await
 }
 
+/// A query and how long its answer took, as the client saw it.
+async fn timed(s: &Server, token: &str, body: serde_json::Value) -> (Resp, Duration) {
+    let started = Instant::now();
+    let r = query(s, token, body).await;
+    (r, started.elapsed())
+}
+
+/// A 504 came at the deadline: not before `timeout_secs` (the server
+/// cannot start its clock before the request arrives), and within a
+/// generous margin after it (the plan was stopped, not left to run; a
+/// correctness bound, not a speed goal).
+#[track_caller]
+fn stopped_at_deadline(r: &Resp, took: Duration, timeout_secs: u64) {
+    let d = problem(r, 504);
+    assert!(d.contains("stopped"), "{d}");
+    let timeout = Duration::from_secs(timeout_secs);
+    assert!(
+        took >= timeout,
+        "504 after {took:?}, before the {timeout:?} deadline"
+    );
+    assert!(
+        took <= timeout + Duration::from_secs(5),
+        "504 after {took:?}, long past the {timeout:?} deadline"
+    );
+}
+
 /// Runs for minutes unless stopped.
 const ENDLESS: &str = "SELECT sum(value % 7) AS s FROM range(100000000000)";
 
@@ -82,8 +108,8 @@ async fn deadlines_stop_the_plan_and_queries_are_limited_per_org_and_in_all() {
     // Two endless queries of a (its limit), each stopped at 3 s.
     let long = json!({"sql": ENDLESS, "timeout_secs": 3});
     let (r1, r2, busy, other) = tokio::join!(
-        query(&s, &a1, long.clone()),
-        query(&s, &a1, long.clone()),
+        timed(&s, &a1, long.clone()),
+        timed(&s, &a1, long.clone()),
         async {
             tokio::time::sleep(Duration::from_millis(800)).await;
             // A third from a: refused at once, with when to retry.
@@ -108,9 +134,8 @@ async fn deadlines_stop_the_plan_and_queries_are_limited_per_org_and_in_all() {
             query(&s, &b1, json!({"sql": "SELECT count(*) AS n FROM events"})).await
         },
     );
-    for r in [&r1, &r2] {
-        let d = problem(r, 504);
-        assert!(d.contains("stopped"), "{d}");
+    for (r, took) in [&r1, &r2] {
+        stopped_at_deadline(r, *took, 3);
     }
     let (busy, retry) = busy;
     let d = problem(&busy, 429);
@@ -139,17 +164,17 @@ async fn deadlines_stop_the_plan_and_queries_are_limited_per_org_and_in_all() {
     let c1 = s.token(&c, Role::OrgAnalyst).await;
     let short = json!({"sql": ENDLESS, "timeout_secs": 2});
     let (x1, x2, x3, x4, fifth) = tokio::join!(
-        query(&s, &a1, short.clone()),
-        query(&s, &a1, short.clone()),
-        query(&s, &b1, short.clone()),
-        query(&s, &b1, short.clone()),
+        timed(&s, &a1, short.clone()),
+        timed(&s, &a1, short.clone()),
+        timed(&s, &b1, short.clone()),
+        timed(&s, &b1, short.clone()),
         async {
             tokio::time::sleep(Duration::from_millis(600)).await;
             query(&s, &c1, json!({"sql": "SELECT 1 AS one"})).await
         },
     );
-    for r in [&x1, &x2, &x3, &x4] {
-        problem(r, 504);
+    for (r, took) in [&x1, &x2, &x3, &x4] {
+        stopped_at_deadline(r, *took, 2);
     }
     assert!(problem(&fifth, 429).contains("the server"));
 }
