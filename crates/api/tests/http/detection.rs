@@ -654,34 +654,47 @@ async fn feed_fetches_cannot_reach_internal_addresses() {
             allow.iter().map(|a: &&str| a.parse().unwrap()).collect(),
         );
         let s = Server::start_custom(None, |st| st.with_fetch_policy(policy)).await;
-        let admin = s.token(&s.root, Role::SocAdmin).await;
-        let r = s
-            .call(
-                Method::POST,
-                "/api/v1/intel/feeds",
-                Some(&admin),
-                Some(serde_json::json!({"org_id": s.root.id, "name": "f", "url": url, "format": "plain", "interval_secs": 3600, "tlp": "green"})),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{r:?}");
-        let id = r.body["id"].as_str().unwrap().to_string();
-        let r = s
-            .call(
-                Method::POST,
-                &format!("/api/v1/intel/feeds/{id}/poll"),
-                Some(&admin),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 200, "{r:?}");
-        if refused {
-            assert_eq!(r.body["last_status"], "error", "{url}: {r:?}");
-            let e = r.body["last_error"].as_str().unwrap();
-            assert!(e.contains("allow_fetch_networks"), "{url}: {e}");
-        } else {
-            assert_eq!(r.body["last_status"], "imported", "{url}: {r:?}");
+        // The central SOC's admin, and a member org's admin subscribing
+        // its own org: the same refusal.
+        let m = s.org(&s.root, "m", OrgKind::Member).await;
+        let callers = [
+            (
+                s.token(&s.root, Role::SocAdmin).await,
+                s.root.id.to_string(),
+            ),
+            (s.token(&m, Role::OrgAdmin).await, m.id.to_string()),
+        ];
+        for (admin, org) in &callers {
+            let r = s
+                .call(
+                    Method::POST,
+                    "/api/v1/intel/feeds",
+                    Some(admin),
+                    Some(serde_json::json!({"org_id": org, "name": "f", "url": url, "format": "plain", "interval_secs": 3600, "tlp": "green"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{r:?}");
+            assert_eq!(r.body["owner_org_id"], org.as_str(), "{r:?}");
+            let id = r.body["id"].as_str().unwrap().to_string();
+            let r = s
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/intel/feeds/{id}/poll"),
+                    Some(admin),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{r:?}");
+            if refused {
+                assert_eq!(r.body["last_status"], "error", "{url}: {r:?}");
+                let e = r.body["last_error"].as_str().unwrap();
+                assert!(e.contains("allow_fetch_networks"), "{url}: {e}");
+            } else {
+                assert_eq!(r.body["last_status"], "imported", "{url}: {r:?}");
+            }
         }
     }
-    // The loopback feed server was asked only when allowed.
-    assert_eq!(fs.state.lock().unwrap().3, 1);
+    // The loopback feed server was asked only when allowed (once per
+    // caller).
+    assert_eq!(fs.state.lock().unwrap().3, 2);
 }
