@@ -369,6 +369,169 @@ async fn a_taxii_write_cannot_claim_another_org_or_change_its_tlp() {
     }
 }
 
+const TLP_AMBER: &str = "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82";
+const TLP_RED: &str = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed";
+
+/// A member writing AMBER and RED objects over TAXII for a value another
+/// org holds as GREEN cannot raise that org's record: b's GREEN record
+/// stays as it was, still shared with everyone; what m wrote is m's.
+#[tokio::test]
+async fn a_taxii_write_cannot_raise_the_tlp_of_another_orgs_record() {
+    let s = Server::start().await;
+    let m = s.org(&s.root, "m", OrgKind::Member).await;
+    let b = s.org(&s.root, "b", OrgKind::Member).await;
+    let c = s.org(&s.root, "c", OrgKind::Member).await;
+    let m_t = s.token(&m, Role::OrgAdmin).await;
+    let b_t = s.token(&b, Role::OrgAdmin).await;
+    let c_t = s.token(&c, Role::OrgAnalyst).await;
+    let soc = s.token(&s.root, Role::SocAnalyst).await;
+    // b's GREEN indicator, imported over HTTP.
+    let r = s
+        .call_raw(
+            Method::POST,
+            "/api/v1/intel/import?format=plain&tlp=green&confidence=70&source=b-list&retro=false",
+            Some(&b_t),
+            b"b-green.example\n".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["inserted"], 1, "{r:?}");
+    let records = |token: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    Method::GET,
+                    "/api/v1/indicators?contains=b-green&limit=100",
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{r:?}");
+            r.body["items"].as_array().unwrap().clone()
+        }
+    };
+    let before = records(soc.clone()).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let b_id = before[0]["id"].as_str().unwrap().to_string();
+    let detail = |token: String| {
+        let s = &s;
+        let path = format!("/api/v1/indicators/{b_id}");
+        async move {
+            let r = s.call(Method::GET, &path, Some(&token), None).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            r.body
+        }
+    };
+    let b_before = detail(b_t.clone()).await;
+    assert_eq!(b_before["indicator"]["tlp"], "green", "{b_before}");
+    // m writes the same value as AMBER, then as RED, each claiming b's
+    // record (its owner, and a STIX id and author of b's).
+    for (n, marking) in [(1, TLP_AMBER), (2, TLP_RED)] {
+        let obj = json!({
+            "type": "indicator", "spec_version": "2.1",
+            "id": format!("indicator--0000000{n}-2222-4222-8222-222222222222"),
+            "created": "2026-11-01T00:00:00.000Z",
+            "modified": format!("2026-11-0{n}T00:00:00.000Z"),
+            "name": "b-green.example", "pattern": "[domain-name:value = 'b-green.example']",
+            "pattern_type": "stix", "valid_from": "2026-11-01T00:00:00Z",
+            "indicator_types": ["malicious-activity"], "confidence": 95,
+            "object_marking_refs": [marking],
+            "created_by_ref": format!("identity--{}", uuid_like(b.id.as_str())),
+            "x_mimamori_id": b_id,
+            "x_mimamori_owner_org_id": b.id,
+        });
+        let r = s
+            .client
+            .post(format!(
+                "{}/taxii2/api/collections/{}/objects/",
+                s.base,
+                mimamori_api::routes::taxii::INDICATORS
+            ))
+            .bearer_auth(&m_t)
+            .header("accept", "application/taxii+json;version=2.1")
+            .header("content-type", "application/taxii+json;version=2.1")
+            .body(json!({"objects": [obj]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["success_count"], 1, "{body}");
+    }
+    // b's record is as it was: GREEN, same confidence, same sources, not
+    // touched.
+    let b_after = detail(b_t.clone()).await;
+    for field in ["owner_org_id", "indicator", "updated_at", "shared_with"] {
+        assert_eq!(b_after[field], b_before[field], "{field}: {b_after}");
+    }
+    // m's write is a record of m's own, as strict as m said (RED: m's
+    // eyes only).
+    let seen_by_m = records(m_t.clone()).await;
+    let m_rec: Vec<&Value> = seen_by_m
+        .iter()
+        .filter(|i| i["owner_org_id"] == m.id.as_str())
+        .collect();
+    assert_eq!(m_rec.len(), 1, "{seen_by_m:?}");
+    assert_eq!(m_rec[0]["indicator"]["tlp"], "red", "{seen_by_m:?}");
+    assert_ne!(m_rec[0]["id"], b_id.as_str());
+    // The SOC sees b's record still as the only one it may read.
+    let seen_by_soc = records(soc.clone()).await;
+    assert_eq!(seen_by_soc.len(), 1, "{seen_by_soc:?}");
+    assert_eq!(seen_by_soc[0]["id"], b_id.as_str(), "{seen_by_soc:?}");
+    assert_eq!(seen_by_soc[0]["indicator"]["tlp"], "green");
+    // A third org still reads b's GREEN record, and nothing of m's RED.
+    let seen_by_c = records(c_t.clone()).await;
+    assert_eq!(seen_by_c.len(), 1, "{seen_by_c:?}");
+    assert_eq!(seen_by_c[0]["id"], b_id.as_str(), "{seen_by_c:?}");
+    assert_eq!(seen_by_c[0]["indicator"]["tlp"], "green", "{seen_by_c:?}");
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/indicators/{b_id}"),
+            Some(&c_t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // And over TAXII too: c's read of the collection has b's value as GREEN.
+    let r = s
+        .client
+        .get(format!(
+            "{}/taxii2/api/collections/{}/objects/",
+            s.base,
+            mimamori_api::routes::taxii::INDICATORS
+        ))
+        .bearer_auth(&c_t)
+        .header("accept", "application/taxii+json;version=2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let env: Value = r.json().await.unwrap();
+    let objs: Vec<&Value> = env["objects"]
+        .as_array()
+        .map(|o| {
+            o.iter()
+                .filter(|o| {
+                    o["pattern"]
+                        .as_str()
+                        .is_some_and(|p| p.contains("b-green.example"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(objs.len(), 1, "{env}");
+    // TLP:GREEN (the TLP 2.0 marking the export uses).
+    assert_eq!(
+        objs[0]["object_marking_refs"],
+        json!(["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]),
+        "{}",
+        objs[0]
+    );
+}
+
 /// A UUID-shaped string from an id (STIX identities need one).
 fn uuid_like(id: &str) -> String {
     let hex: String = id
