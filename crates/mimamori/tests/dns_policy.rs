@@ -300,6 +300,9 @@ async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
     // = "log"`), credited to no org.
     assert_eq!(ask("127.0.0.1", &dns, "soc-mandate.example"), NXDOMAIN);
     assert_eq!(ask("127.0.0.1", &dns, "a1-only.example"), NOERROR);
+    // An intel hit too: credited to the root, it would be the root's alert
+    // (checked at the end).
+    assert_eq!(ask("127.0.0.1", &dns, "www.intel-bad.example"), NXDOMAIN);
 
     // Removing entries applies as fast.
     let (status, _) = api
@@ -432,6 +435,80 @@ async fn per_org_lists_apply_down_the_tree_and_doh_tokens_select_the_org() {
         .await;
     assert_eq!(status, 204);
     until("127.0.0.2", &dns, "a1-only.example", NOERROR);
+
+    // The unattributed queries (UDP and DoH without a token, blocked and
+    // not, an intel hit among them) are credited to no org: after m1's
+    // query, asked last, is in the archive, no event and no alert is the
+    // root's (nor any org's but a1's and m1's, whose addresses asked).
+    assert_eq!(ask("127.0.0.3", &dns, "last.intel-bad.example"), NXDOMAIN);
+    let started = Instant::now();
+    let by_org = loop {
+        let (status, r) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/query",
+                &soc,
+                Some(json!({"sql": "SELECT org_id, count(*) AS n, \
+                    sum(CASE WHEN query.hostname = 'last.intel-bad.example' THEN 1 ELSE 0 END) AS last \
+                    FROM events GROUP BY org_id ORDER BY org_id"})),
+            )
+            .await;
+        assert!(status == 200 || status == 429, "{status} {r}");
+        let rows = r["rows"].as_array().cloned().unwrap_or_default();
+        if rows
+            .iter()
+            .any(|x| x["org_id"] == m1.as_str() && x["last"] == 1)
+        {
+            break rows;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "m1's last query not archived: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let orgs: Vec<&str> = by_org
+        .iter()
+        .map(|x| x["org_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !orgs.contains(&root.as_str()),
+        "root has events: {by_org:?}"
+    );
+    for o in &orgs {
+        assert!(*o == a1 || *o == m1, "{o} has events: {by_org:?}");
+    }
+    // m1's two intel hits raised m1's alert (once it counts the last one,
+    // detection has seen every query before it); the root has none.
+    let started = Instant::now();
+    loop {
+        let (status, a) = api
+            .call(
+                reqwest::Method::GET,
+                "/api/v1/alerts?kind=indicator&limit=500",
+                &soc,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{a}");
+        let items = a["items"].as_array().cloned().unwrap_or_default();
+        assert!(
+            !items.iter().any(|x| x["org_id"] == root.as_str()),
+            "an alert credited to the root: {a}"
+        );
+        if items.iter().any(|x| {
+            x["org_id"] == m1.as_str()
+                && x["rule_id"] == "domain:intel-bad.example"
+                && x["event_count"].as_i64() >= Some(2)
+        }) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no alert for m1: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -928,4 +1005,301 @@ async fn sub_domains_of_imported_intel_are_detected_retro_hunted_and_blocked() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The id of the indicator of `value` owned by `owner`, then its detail
+/// (`GET /api/v1/indicators/{id}`).
+async fn indicator_detail(api: &Api, token: &str, owner: &str, value: &str) -> Value {
+    let (status, list) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/indicators?contains={value}&limit=100"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let id = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["indicator"]["value"] == value && i["owner_org_id"] == owner)
+        .and_then(|i| i["id"].as_str())
+        .unwrap_or_else(|| panic!("no indicator {value} of {owner}: {list}"))
+        .to_string();
+    let (status, detail) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/indicators/{id}"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["id"], id.as_str(), "{detail}");
+    assert_eq!(detail["indicator"]["value"], value, "{detail}");
+    detail
+}
+
+/// Sub-domain coverage from every source, through the running server:
+/// MISP events (default, and `mimamori:subdomains="false"` on the event
+/// and on one attribute), a TAXII 2.1 write to the server's collection
+/// (default, and `x_mimamori_subdomains: false`), a STIX import with
+/// `x_mimamori_subdomains: false`, and `mimamori intel import --subdomains
+/// false` on the command line while the server runs. Each indicator's
+/// detail says what it covers, the resolver enforces just that, and a live
+/// event (not a retro-hunt) for a sub-domain of a covering indicator,
+/// ingested after the import, raises its alert while one for a sub-domain
+/// of an exact-only name raises none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_intel_source_says_whether_a_domain_covers_its_sub_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Tree { soc, root, .. } = tree(&data);
+    // An org with no network: only what its sensor sends is its telemetry
+    // (the DNS questions below come from m1's address).
+    let m2 = org_add(&data, "soc", "m2", "member", None);
+    let (up, _stop) = upstream();
+    let mut cmd = mimamori(&data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MIMAMORI_PDNS_LISTEN", "127.0.0.1:0")
+        .env("MIMAMORI_PDNS_UPSTREAMS", up.to_string());
+    let (_server, api, dns, _) = serve_until(&mut cmd, &[]);
+    let m1_host = "127.0.0.3";
+
+    // MISP: an event without the tag (one attribute tagged exact), and an
+    // event tagged exact for all its attributes. No retro-hunt: the alert
+    // below can only come from the live event.
+    let misp = |body: Value| {
+        let api = &api;
+        let soc = &soc;
+        async move {
+            let r = api
+                .client
+                .post(format!(
+                    "{}/api/v1/intel/import?format=misp&retro=false&source=misp",
+                    api.base
+                ))
+                .bearer_auth(soc)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let b: Value = r.json().await.unwrap();
+            assert_eq!(status, 200, "{b}");
+            assert_eq!(b["rejected"], 0, "{b}");
+            assert!(b["retro_hunt_id"].is_null(), "{b}");
+            b
+        }
+    };
+    let b = misp(json!({"Event": {
+        "uuid": "5f1e1c2a-0000-4000-8000-000000000101", "info": "c2 infrastructure",
+        "date": "2026-11-01", "timestamp": "1790000000", "distribution": "1",
+        "Tag": [{"name": "tlp:green"}],
+        "Attribute": [
+            {"type": "domain", "category": "Network activity", "to_ids": true,
+             "value": "misp-covered.example"},
+            {"type": "hostname", "category": "Network activity", "to_ids": true,
+             "value": "misp-attr-exact.example",
+             "Tag": [{"name": "mimamori:subdomains=\"false\""}]}
+        ]
+    }}))
+    .await;
+    assert_eq!(b["inserted"], 2, "{b}");
+    let b = misp(json!({"Event": {
+        "uuid": "5f1e1c2a-0000-4000-8000-000000000102", "info": "a shared host",
+        "date": "2026-11-01", "timestamp": "1790000000", "distribution": "1",
+        "Tag": [{"name": "tlp:green"}, {"name": "mimamori:subdomains=\"false\""}],
+        "Attribute": [
+            {"type": "domain", "category": "Network activity", "to_ids": true,
+             "value": "misp-exact.example"}
+        ]
+    }}))
+    .await;
+    assert_eq!(b["inserted"], 1, "{b}");
+
+    // TAXII 2.1: the collection as the server lists it, then an envelope.
+    let taxii = "application/taxii+json;version=2.1";
+    let r = api
+        .client
+        .get(format!("{}/taxii2/api/collections/", api.base))
+        .bearer_auth(&soc)
+        .header("accept", taxii)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cols: Value = r.json().await.unwrap();
+    let col = cols["collections"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["can_write"] == true))
+        .and_then(|c| c["id"].as_str())
+        .unwrap_or_else(|| panic!("no writable collection: {cols}"))
+        .to_string();
+    let green = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+    let stix_indicator = |id: &str, value: &str| {
+        json!({"type": "indicator", "spec_version": "2.1", "id": id,
+            "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+            "name": value, "indicator_types": ["malicious-activity"],
+            "pattern": format!("[domain-name:value = '{value}']"), "pattern_type": "stix",
+            "valid_from": "2026-11-01T00:00:00Z", "object_marking_refs": [green]})
+    };
+    let mut taxii_exact = stix_indicator(
+        "indicator--2b3c4d5e-0000-4000-8000-000000000202",
+        "taxii-exact.example",
+    );
+    taxii_exact["x_mimamori_subdomains"] = json!(false);
+    let envelope = json!({"objects": [
+        stix_indicator("indicator--2b3c4d5e-0000-4000-8000-000000000201", "taxii-covered.example"),
+        taxii_exact,
+    ]});
+    let r = api
+        .client
+        .post(format!(
+            "{}/taxii2/api/collections/{col}/objects/",
+            api.base
+        ))
+        .bearer_auth(&soc)
+        .header("accept", taxii)
+        .header("content-type", taxii)
+        .body(envelope.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(status, 202, "{b}");
+    assert_eq!(b["success_count"], 2, "{b}");
+    assert_eq!(b["failure_count"], 0, "{b}");
+
+    // STIX over the import endpoint, the indicator marked exact.
+    let mut stix_exact = stix_indicator(
+        "indicator--3c4d5e6f-0000-4000-8000-000000000301",
+        "stix-exact.example",
+    );
+    stix_exact["x_mimamori_subdomains"] = json!(false);
+    let bundle = json!({"type": "bundle", "id": "bundle--3c4d5e6f-0000-4000-8000-000000000300",
+        "objects": [stix_exact]});
+    let r = api
+        .client
+        .post(format!("{}/api/v1/intel/import?format=stix", api.base))
+        .bearer_auth(&soc)
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["inserted"], 1, "{b}");
+
+    // The command line, on the running server's data directory: a source
+    // of exact names.
+    let list = dir.path().join("exact-names.txt");
+    std::fs::write(&list, "# exact names\ncli-exact.example\n").unwrap();
+    run_ok(
+        mimamori(&data)
+            .args([
+                "intel",
+                "import",
+                "--format",
+                "plain",
+                "--tlp",
+                "green",
+                "--subdomains",
+                "false",
+            ])
+            .arg(&list),
+    );
+
+    // Each detail says what the source said; the resolver does just that.
+    for (value, covers) in [
+        ("misp-covered.example", true),
+        ("misp-attr-exact.example", false),
+        ("misp-exact.example", false),
+        ("taxii-covered.example", true),
+        ("taxii-exact.example", false),
+        ("stix-exact.example", false),
+        ("cli-exact.example", false),
+    ] {
+        let d = indicator_detail(&api, &soc, &root, value).await;
+        assert_eq!(d["subdomains"], covers, "{value}: {d}");
+        until(m1_host, &dns, value, NXDOMAIN);
+        let sub = format!("sub.{value}");
+        let want = if covers { NXDOMAIN } else { NOERROR };
+        assert_eq!(ask(m1_host, &dns, &sub), want, "{sub}");
+    }
+    // The sources are kept: MISP's and TAXII's writes say who wrote them.
+    let d = indicator_detail(&api, &soc, &root, "taxii-covered.example").await;
+    assert!(
+        d["indicator"]["sources"].to_string().contains("taxii:"),
+        "{d}"
+    );
+
+    // Live: m2's sensor reports hosts asking for sub-domains, after the
+    // import. The covering indicator alerts; the exact-only ones do not.
+    let (sensor, _) = api.token(&soc, &m2, "sensor").await;
+    // (The covering one last: once its alert is there, detection has seen
+    // the others.)
+    let body: String = [
+        "www.misp-exact.example",
+        "www.misp-attr-exact.example",
+        "www.taxii-exact.example",
+        "www.stix-exact.example",
+        "www.cli-exact.example",
+        "cdn.misp-covered.example",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(k, q)| zeek_dns(&format!("10.2.0.{}", 10 + k), q, 1) + "\n")
+    .collect();
+    let r = api
+        .client
+        .post(format!("{}/ingest/v1/events?format=zeek-json", api.base))
+        .bearer_auth(&sensor)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["rejected"], 0, "{b}");
+    let started = Instant::now();
+    let alerts = loop {
+        let (_, a) = api
+            .call(
+                reqwest::Method::GET,
+                "/api/v1/alerts?kind=indicator&limit=500",
+                &soc,
+                None,
+            )
+            .await;
+        let mine: Vec<Value> = a["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|x| x["org_id"] == m2.as_str())
+            .collect();
+        if mine
+            .iter()
+            .any(|x| x["rule_id"] == "domain:misp-covered.example")
+        {
+            break mine;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no live alert for m2: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(alerts.len(), 1, "only the covering indicator: {alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["retro"], false, "{alert}");
+    assert_eq!(
+        alert["context"]["observed"]["value"], "cdn.misp-covered.example",
+        "{alert}"
+    );
 }
