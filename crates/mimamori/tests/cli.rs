@@ -626,9 +626,12 @@ async fn fresh_init_and_serve_import_stix_and_answer_dns() {
         assert!(Instant::now() < deadline, "hugesoft.org is not blocked");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Other names go to the upstream of /etc/resolv.conf (whatever it
-    // answers, it is not a block).
-    if let Some(a) = ask("www.example.com") {
-        assert!(!blocked(&a), "{a:?}");
-    }
+    // Other names go to the upstream of /etc/resolv.conf. Whatever it
+    // answers (SERVFAIL when it cannot be reached), the resolver answers,
+    // and neither as a block nor as a refusal of the client.
+    let a = ask("www.example.com").expect("an answer for www.example.com");
+    assert_eq!(&a[..2], &[0, 7], "the answer to this query: {a:?}");
+    assert!(a[2] & 0x80 != 0, "a response: {a:?}");
+    assert!(!blocked(&a), "{a:?}");
+    assert_ne!(a[3] & 0x0f, 5, "refused: {a:?}");
 }
