@@ -1,7 +1,8 @@
 //! `Store::intel_upsert` on every backend: repeats inside one batch merge
 //! into one row, a re-import updates the changed rows (several per
 //! statement) and leaves the rest alone, AMBER shares are written for every
-//! new or changed row, and kinds that share a value stay apart.
+//! new or changed row, and kinds that share a value stay apart; the active
+//! rows are read back in pages, each once.
 
 use mimamori_core::org::OrgProfile;
 use mimamori_core::{NewOrg, OrgKind, Validated};
@@ -140,6 +141,28 @@ async fn scenario(label: &str, url: &str) {
     assert_eq!(dom.indicator.confidence, 90, "{label}: merge keeps the max");
     let (count, _) = store.intel_version().await.unwrap();
     assert_eq!(count, 1201, "{label}");
+
+    // The active rows are read in pages of 5,000, the next page fetched
+    // while the last is handed out: 11,201 rows (three pages, the last one
+    // short) come back each once, in id order.
+    let more: Vec<Indicator> = (0..10_000)
+        .map(|i| domain(&format!("p{i:05}.example"), t0, 50, "paged"))
+        .collect();
+    store
+        .intel_upsert(&op, &root, &more, &[], "paged")
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let active = store.intel_active().await.unwrap();
+    let domains = active
+        .iter()
+        .filter(|a| a.indicator.kind.name() == "domain")
+        .count();
+    assert_eq!(domains, 11_200, "{label}");
+    assert_eq!(active.len(), 11_201, "{label}");
+    assert!(
+        active.windows(2).all(|w| w[0].id < w[1].id),
+        "{label}: not each once in id order"
+    );
     store.close().await;
 }
 
