@@ -30,4 +30,7 @@ pub use report::{
     report_from_text, PdfError, PdfLimits, Proposal, Report, ReportError, MAX_REPORT_BYTES,
 };
 pub use score::{score, ScoreConfig};
-pub use stix::{export_stix, import_stix, StixError, StixExportOptions, StixOptions, StixSchemas};
+pub use stix::{
+    export_stix, import_stix, import_taxii_envelope, StixError, StixExportOptions, StixOptions,
+    StixSchemas, TaxiiPage,
+};

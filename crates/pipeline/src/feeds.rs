@@ -7,8 +7,8 @@
 use crate::hub::IntelHub;
 use mimamori_fetch::{FetchPolicy, Fetcher};
 use mimamori_intel::{
-    import_list, import_misp_event, import_stix, inflate, ImportBatch, InflateLimits, ListFormat,
-    ListOptions, MispOptions, Provenance, StixOptions, Tlp,
+    import_list, import_misp_event, import_stix, import_taxii_envelope, inflate, ImportBatch,
+    InflateLimits, ListFormat, ListOptions, MispOptions, Provenance, StixOptions, Tlp,
 };
 use mimamori_store::{AuditActor, Feed, FeedPoll};
 use std::time::Duration;
@@ -70,61 +70,54 @@ fn failed(e: impl std::fmt::Display) -> FeedPoll {
     }
 }
 
-/// One conditional GET and import.
+/// The media type of TAXII 2.1 requests and answers.
+const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
+
+/// Most pages one poll of a TAXII feed reads; the next poll goes on from
+/// where this one stopped (its cursor is saved with what was imported).
+pub const MAX_TAXII_PAGES: usize = 100;
+
+/// What a download brought.
+enum Download {
+    NotModified,
+    Fetched {
+        batch: ImportBatch,
+        etag: Option<String>,
+        /// `Last-Modified`, or a TAXII feed's added-after cursor.
+        last_modified: Option<String>,
+    },
+}
+
+/// One poll: a conditional GET (or the new pages of a TAXII collection)
+/// and the import.
 pub async fn poll(hub: &IntelHub, http: &Fetcher, feed: &Feed) -> FeedPoll {
-    let mut req = http.http().get(&feed.url);
-    if let Some(e) = &feed.etag {
-        req = req.header("if-none-match", e);
-    }
-    if let Some(m) = &feed.last_modified {
-        req = req.header("if-modified-since", m);
-    }
-    let resp = match http.send(req).await {
-        Ok(r) => r,
-        Err(e) => return failed(e),
+    let mut prov = Provenance::new(
+        format!("feed:{}", feed.name),
+        time::OffsetDateTime::now_utc(),
+    );
+    prov.tlp = Tlp::parse_label(&feed.tlp).unwrap_or_default();
+    prov.confidence = feed.confidence.clamp(0, 100) as u8;
+    prov.subdomains = feed.subdomains;
+    let download = if feed.format == "taxii" {
+        download_taxii(hub, http, feed, &prov).await
+    } else {
+        download_document(hub, http, feed, &prov).await
     };
-    if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
-        return FeedPoll {
-            status: "not-modified",
-            error: None,
-            etag: None,
-            last_modified: None,
-            count: None,
-        };
-    }
-    if !resp.status().is_success() {
-        return failed(format!("{} answered {}", feed.url, resp.status()));
-    }
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (etag, last_modified) = (header("etag"), header("last-modified"));
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_FEED_BYTES as u64)
-    {
-        return failed(format!("the feed is larger than {MAX_FEED_BYTES} bytes"));
-    }
-    let mut body = Vec::new();
-    let mut resp = resp;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if body.len() + c.len() > MAX_FEED_BYTES {
-                    return failed(format!("the feed is larger than {MAX_FEED_BYTES} bytes"));
-                }
-                body.extend_from_slice(&c);
+    let (total, etag, last_modified) = match download {
+        Ok(Download::NotModified) => {
+            return FeedPoll {
+                status: "not-modified",
+                error: None,
+                etag: None,
+                last_modified: None,
+                count: None,
             }
-            Ok(None) => break,
-            Err(e) => return failed(mimamori_fetch::describe(&e)),
         }
-    }
-    // gzip or zip payloads are inflated under ratio and size limits.
-    let docs = match inflate(&feed.name, &body, &InflateLimits::default()) {
-        Ok(d) => d,
+        Ok(Download::Fetched {
+            batch,
+            etag,
+            last_modified,
+        }) => (batch, etag, last_modified),
         Err(e) => return failed(e),
     };
     let owner = match hub
@@ -139,23 +132,6 @@ pub async fn poll(hub: &IntelHub, http: &Fetcher, feed: &Feed) -> FeedPoll {
         Ok(o) => o,
         Err(e) => return failed(e),
     };
-    let mut prov = Provenance::new(
-        format!("feed:{}", feed.name),
-        time::OffsetDateTime::now_utc(),
-    );
-    prov.tlp = Tlp::parse_label(&feed.tlp).unwrap_or_default();
-    prov.confidence = feed.confidence.clamp(0, 100) as u8;
-    prov.subdomains = feed.subdomains;
-    let mut total = ImportBatch::default();
-    for (_, doc) in &docs {
-        let batch = match parse(hub, &feed.format, prov.clone(), doc) {
-            Ok(b) => b,
-            Err(e) => return failed(e),
-        };
-        for i in batch.indicators {
-            total.push(i);
-        }
-    }
     let actor = AuditActor {
         actor: format!("feed:{}", feed.id),
         role: None,
@@ -182,6 +158,175 @@ pub async fn poll(hub: &IntelHub, http: &Fetcher, feed: &Feed) -> FeedPoll {
         },
         Err(e) => failed(e),
     }
+}
+
+/// Reads a response body, at most [`MAX_FEED_BYTES`] of it.
+async fn read_bounded(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_large = || format!("the feed is larger than {MAX_FEED_BYTES} bytes");
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_FEED_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > MAX_FEED_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(mimamori_fetch::describe(&e)),
+        }
+    }
+}
+
+fn header_of(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A feed that is one document: a conditional GET, inflated and parsed.
+async fn download_document(
+    hub: &IntelHub,
+    http: &Fetcher,
+    feed: &Feed,
+    prov: &Provenance,
+) -> Result<Download, String> {
+    let mut req = http.http().get(&feed.url);
+    if let Some(a) = &feed.auth_header {
+        req = req.header("authorization", a);
+    }
+    if let Some(e) = &feed.etag {
+        req = req.header("if-none-match", e);
+    }
+    if let Some(m) = &feed.last_modified {
+        req = req.header("if-modified-since", m);
+    }
+    let resp = http.send(req).await.map_err(|e| e.to_string())?;
+    if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(Download::NotModified);
+    }
+    if !resp.status().is_success() {
+        return Err(format!("{} answered {}", feed.url, resp.status()));
+    }
+    let (etag, last_modified) = (header_of(&resp, "etag"), header_of(&resp, "last-modified"));
+    let body = read_bounded(resp).await?;
+    // gzip or zip payloads are inflated under ratio and size limits.
+    let docs = inflate(&feed.name, &body, &InflateLimits::default()).map_err(|e| e.to_string())?;
+    let mut batch = ImportBatch::default();
+    for (_, doc) in &docs {
+        for i in parse(hub, &feed.format, prov.clone(), doc)?.indicators {
+            batch.push(i);
+        }
+    }
+    Ok(Download::Fetched {
+        batch,
+        etag,
+        last_modified,
+    })
+}
+
+/// The objects URL of a TAXII 2.1 collection given by its own URL
+/// (`…/collections/{id}/`) or by its objects URL.
+fn taxii_objects_url(url: &str) -> String {
+    let base = url.trim_end_matches('/');
+    if base.ends_with("/objects") {
+        format!("{base}/")
+    } else {
+        format!("{base}/objects/")
+    }
+}
+
+/// A TAXII 2.1 collection (TAXII 2.1 section 5.4): the objects added since
+/// the last poll (`added_after`, from the server's
+/// `X-TAXII-Date-Added-Last`), page by page (`next`, or `added_after`
+/// again where the server pages by date), each page an envelope imported
+/// like a STIX bundle.
+async fn download_taxii(
+    hub: &IntelHub,
+    http: &Fetcher,
+    feed: &Feed,
+    prov: &Provenance,
+) -> Result<Download, String> {
+    let schemas = hub
+        .schemas
+        .as_deref()
+        .ok_or("TAXII feeds need STIX schemas ([intel] stix_schemas)")?;
+    let url = taxii_objects_url(&feed.url);
+    let opts = StixOptions::new(prov.clone());
+    // `cursor`: the newest date added seen, saved for the next poll.
+    // `query_after`: the `added_after` of the current request, fixed while
+    // the server pages with `next` (which continues that same query).
+    let mut cursor = feed.last_modified.clone();
+    let mut query_after = cursor.clone();
+    let mut next: Option<String> = None;
+    let mut batch = ImportBatch::default();
+    for _ in 0..MAX_TAXII_PAGES {
+        let mut req = http.http().get(&url).header("accept", TAXII_MEDIA_TYPE);
+        if let Some(a) = &feed.auth_header {
+            req = req.header("authorization", a);
+        }
+        let mut query = vec![];
+        if let Some(a) = &query_after {
+            query.push(("added_after", a.as_str()));
+        }
+        if let Some(n) = &next {
+            query.push(("next", n.as_str()));
+        }
+        let resp = http
+            .send(req.query(&query))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("{url} answered {}", resp.status()));
+        }
+        // A login page or a proxy's error page is not an empty envelope.
+        let media = header_of(&resp, "content-type").unwrap_or_default();
+        if !(media.starts_with("application/taxii+json") || media.starts_with("application/json")) {
+            return Err(format!(
+                "{url} answered {media:?}, not a TAXII 2.1 envelope ({TAXII_MEDIA_TYPE})"
+            ));
+        }
+        let added_last = header_of(&resp, "x-taxii-date-added-last");
+        let body = read_bounded(resp).await?;
+        let page = import_taxii_envelope(&body, schemas, &opts)
+            .map_err(|e| format!("{url}: not a TAXII 2.1 envelope: {e}"))?;
+        for i in page.batch.indicators {
+            batch.push(i);
+        }
+        let moved = added_last.is_some() && added_last != cursor;
+        if moved {
+            cursor = added_last;
+        }
+        if !page.more {
+            break;
+        }
+        match page.next {
+            Some(n) => next = Some(n),
+            // Paged by date alone: the next page is what came after this
+            // page's last object.
+            None if moved => {
+                next = None;
+                query_after = cursor.clone();
+            }
+            None => {
+                return Err(format!(
+                    "{url} says it has more objects but gives neither `next` nor a new X-TAXII-Date-Added-Last"
+                ))
+            }
+        }
+    }
+    Ok(Download::Fetched {
+        batch,
+        etag: None,
+        last_modified: cursor,
+    })
 }
 
 fn parse(

@@ -39,7 +39,7 @@ pub use dns::{
 pub use identity::{AuthError, IssuedToken, NewToken, NewUser, TokenInfo, User};
 pub use intel::{
     protects, tlp_str, ActiveIndicator, Feed, FeedPoll, IndicatorFilter, IntelChanges, NewFeed,
-    StoredIndicator, UpsertReport, VerdictPolicy, MAX_IMPORT,
+    StoredIndicator, UpsertReport, VerdictPolicy, FEED_FORMATS, MAX_IMPORT,
 };
 pub use notify::{
     validate_target, ChannelKind, NewChannel, NotifyChannel, OutboxItem, MAX_ATTEMPTS,

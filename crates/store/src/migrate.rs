@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed_subdomains",
         include_str!("../migrations/0008_feed_subdomains.sql"),
     ),
+    (
+        9,
+        "feed_auth",
+        include_str!("../migrations/0009_feed_auth.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {

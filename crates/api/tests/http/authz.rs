@@ -485,6 +485,7 @@ impl Fixture {
             tlp: "amber".into(),
             confidence: 50,
             subdomains: true,
+            auth_header: None,
         };
         self.s
             .store

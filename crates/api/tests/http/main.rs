@@ -11,6 +11,7 @@ mod isolation;
 mod openapi;
 mod query_limits;
 mod taxii;
+mod taxii_feed;
 mod tenancy;
 
 use mimamori_core::org::OrgProfile;

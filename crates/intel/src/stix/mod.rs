@@ -119,6 +119,75 @@ pub fn import_stix(
             ))
         }
     };
+    import_objects(objects, base, schemas, opts)
+}
+
+/// One page of a TAXII 2.1 collection's objects (an envelope,
+/// `{"more", "next", "objects"}`, TAXII 2.1 section 3.7), imported like a
+/// bundle's objects.
+#[derive(Debug, Default)]
+pub struct TaxiiPage {
+    pub batch: ImportBatch,
+    /// The server has more objects after this page.
+    pub more: bool,
+    /// Where the next page starts (`next` query parameter), when the
+    /// server pages that way.
+    pub next: Option<String>,
+}
+
+/// Parses, validates and translates a TAXII 2.1 envelope (the answer of
+/// `GET …/collections/{id}/objects/`): its objects are checked and imported
+/// as [`import_stix`] does a bundle's, with JSON paths under `$.objects`.
+pub fn import_taxii_envelope(
+    json: &[u8],
+    schemas: &StixSchemas,
+    opts: &StixOptions,
+) -> Result<TaxiiPage, StixError> {
+    if json.len() > opts.max_bytes {
+        return Err(StixError::TooLarge {
+            size: json.len(),
+            limit: opts.max_bytes,
+        });
+    }
+    let Value::Object(mut env) = serde_json::from_slice(json)? else {
+        return Err(StixError::NotStix(
+            "a TAXII envelope is a JSON object".into(),
+        ));
+    };
+    let objects = match env.remove("objects") {
+        Some(Value::Array(a)) => a,
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => {
+            return Err(StixError::NotStix(
+                "envelope objects is not an array".into(),
+            ))
+        }
+    };
+    let more = match env.get("more") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(StixError::NotStix("envelope more is not a boolean".into())),
+    };
+    let next = match env.get("next") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(StixError::NotStix("envelope next is not a string".into())),
+    };
+    Ok(TaxiiPage {
+        batch: import_objects(objects, "$.objects", schemas, opts)?,
+        more,
+        next,
+    })
+}
+
+/// Checks and translates the objects of a bundle or envelope found at
+/// `base` (`$` for a single object).
+fn import_objects(
+    objects: Vec<Value>,
+    base: &str,
+    schemas: &StixSchemas,
+    opts: &StixOptions,
+) -> Result<ImportBatch, StixError> {
     if objects.len() > opts.max_objects {
         return Err(StixError::TooManyObjects {
             count: objects.len(),
