@@ -803,3 +803,256 @@ async fn the_demo_raises_alerts_and_a_campaign() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// An HTTP server on `addr` answering every request with `response`;
+/// counts the requests it read.
+async fn counting_server(
+    addr: &str,
+    response: String,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let a = l.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = l.accept().await {
+            let response = response.clone();
+            let n = n.clone();
+            tokio::spawn(async move {
+                // The head, then the body its content-length announces.
+                let mut req = vec![];
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(k) = sock.read(&mut buf).await else {
+                        return;
+                    };
+                    if k == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..k]);
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = sock.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (a, count)
+}
+
+/// Webhooks an org admin sets up over the API are delivered by `serve`
+/// only to addresses outside the SOC's own networks: loopback (by address
+/// and by name), the cloud metadata address, private ranges, and
+/// redirects to any of them from an allowed server are refused, each
+/// delivery failing with the reason; the one allowed range
+/// (`[security] allow_fetch_networks`) gets its test message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_set_up_by_an_org_admin_cannot_reach_internal_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report: Value =
+        serde_json::from_str(&run_ok(mimamori(&data).args(["init", "--json"]))).unwrap();
+    let soc = report["admin_token"].as_str().unwrap().to_string();
+    // The central SOC allows one address: its own webhook receiver.
+    let config = data.join("mimamori.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = "# allow_fetch_networks = []";
+    assert!(text.contains(line), "{text}");
+    std::fs::write(
+        &config,
+        text.replacen(line, "allow_fetch_networks = [\"127.0.0.2/32\"]", 1),
+    )
+    .unwrap();
+    let m1: Value = serde_json::from_str(&run_ok(mimamori(&data).args([
+        "org", "add", "--parent", "soc", "--slug", "m1", "--name", "m1", "--json",
+    ])))
+    .unwrap();
+    let m1 = m1["id"].as_str().unwrap().to_string();
+
+    let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string();
+    let redirect = |to: String| {
+        format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    };
+    // On loopback, outside the allowed address: must never be reached.
+    let (inside, inside_hits) = counting_server("127.0.0.1:0", ok.clone()).await;
+    let port = inside.port();
+    // On the allowed address: the receiver, and three that redirect inside.
+    let (receiver, received) = counting_server("127.0.0.2:0", ok.clone()).await;
+    let (hop_ip, hop_ip_hits) =
+        counting_server("127.0.0.2:0", redirect(format!("http://{inside}/hook"))).await;
+    let (hop_name, hop_name_hits) = counting_server(
+        "127.0.0.2:0",
+        redirect(format!("http://localhost:{port}/hook")),
+    )
+    .await;
+    let (hop_meta, hop_meta_hits) = counting_server(
+        "127.0.0.2:0",
+        redirect("http://169.254.169.254/latest/meta-data/".into()),
+    )
+    .await;
+
+    let (_server, lines, log) =
+        serve_logged(mimamori(&data).args(["serve", "--listen", "127.0.0.1:0"]));
+    let api = lines.split_whitespace().last().unwrap().to_string();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{api}/api/v1/tokens"))
+        .bearer_auth(&soc)
+        .json(&json!({"org_id": m1, "name": "m1 admin", "role": "org-admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let admin = r.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // m1's admin adds each webhook and asks for a test message.
+    let channel = |target: String| {
+        let (client, api, admin, m1) = (&client, &api, &admin, &m1);
+        async move {
+            let r = client
+                .post(format!("{api}/api/v1/notify/channels"))
+                .bearer_auth(admin)
+                .json(&json!({"org_id": m1, "kind": "webhook", "target": target,
+                    "secret": "a-webhook-secret-of-some-length", "min_severity": "low"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(status, 201, "{target}: {body}");
+            let id = body["id"].as_str().unwrap().to_string();
+            let r = client
+                .post(format!("{api}/api/v1/notify/channels/{id}/test"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202, "{target}");
+            id
+        }
+    };
+    let mut refused = vec![];
+    for target in [
+        format!("http://{inside}/hook"),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.1.2.3/hook".to_string(),
+        "http://172.16.5.4/hook".to_string(),
+        "http://192.168.1.1/hook".to_string(),
+        format!("http://{hop_ip}/hook"),
+        format!("http://{hop_name}/hook"),
+        format!("http://{hop_meta}/hook"),
+    ] {
+        let id = channel(target.clone()).await;
+        refused.push((target, id));
+    }
+    channel(format!("http://{receiver}/hook")).await;
+
+    // Every refused delivery fails with the reason; the receiver has its
+    // message.
+    let started = Instant::now();
+    loop {
+        let log = log.lock().unwrap().clone();
+        let missing: Vec<&(String, String)> = refused
+            .iter()
+            .filter(|(_, id)| {
+                !log.iter().any(|l| {
+                    l.contains(id.as_str())
+                        && l.contains("notification delivery failed")
+                        && l.contains("allow_fetch_networks")
+                })
+            })
+            .collect();
+        let delivered = received.load(std::sync::atomic::Ordering::SeqCst);
+        if missing.is_empty() && delivered >= 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "delivered {delivered}; no refusal logged for {missing:?}\nlog:\n{}",
+            log.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The redirecting servers were asked (they are allowed); where they
+    // pointed was not.
+    for (name, hits) in [
+        ("redirect by address", &hop_ip_hits),
+        ("redirect by name", &hop_name_hits),
+        ("redirect to the metadata address", &hop_meta_hits),
+    ] {
+        assert!(
+            hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "{name} never asked"
+        );
+    }
+    assert_eq!(
+        inside_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a webhook reached loopback"
+    );
+}
+
+/// Starts `serve`; returns it once its API listens, with that line and
+/// every line it logs (stderr) as it comes.
+fn serve_logged(
+    cmd: &mut Command,
+) -> (
+    common::Running,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = common::Running(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let stderr = child.0.stderr.take().unwrap();
+    let l = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("serve: {line}");
+            l.lock().unwrap().push(line);
+        }
+    });
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    loop {
+        let left = Duration::from_secs(60).saturating_sub(started.elapsed());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("serve did not say where its API listens"));
+        if line.contains("API listening") {
+            return (child, line, log);
+        }
+    }
+}
