@@ -81,7 +81,8 @@ pub const MAX_TAXII_PAGES: usize = 100;
 enum Download {
     NotModified,
     Fetched {
-        batch: ImportBatch,
+        /// Boxed: an import batch is large beside `NotModified`.
+        batch: Box<ImportBatch>,
         etag: Option<String>,
         /// `Last-Modified`, or a TAXII feed's added-after cursor.
         last_modified: Option<String>,
@@ -226,7 +227,7 @@ async fn download_document(
         }
     }
     Ok(Download::Fetched {
-        batch,
+        batch: Box::new(batch),
         etag,
         last_modified,
     })
@@ -323,7 +324,7 @@ async fn download_taxii(
         }
     }
     Ok(Download::Fetched {
-        batch,
+        batch: Box::new(batch),
         etag: None,
         last_modified: cursor,
     })
