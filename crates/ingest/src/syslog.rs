@@ -349,9 +349,11 @@ async fn read_stream<S: AsyncRead + Unpin>(
 /// Splits a byte stream into syslog frames (RFC 6587), across reads,
 /// without copying: [`Framer::frames`] hands out slices of the buffer it is
 /// given and says how much of it it used; the rest (a partial frame) must be
-/// given again, with more bytes after it, on the next call.
+/// given again, with more bytes after it, on the next call. Public for the
+/// fuzz target (`fuzz/fuzz_targets/syslog_framer.rs`), which checks that
+/// however a stream is cut into reads, the frames are the same.
 #[derive(Debug, Default)]
-struct Framer {
+pub struct Framer {
     /// `None` until the first byte: a digit means octet counting.
     octet_counting: Option<bool>,
     /// Bytes still to skip of an over-long octet-counted frame.
@@ -368,7 +370,7 @@ impl Framer {
     /// Calls `out` for every complete frame in `data` (`Err` for a skipped
     /// one, with the reason) and returns the number of bytes consumed. At
     /// `eof`, a final unterminated line counts as a frame.
-    fn frames<'a>(
+    pub fn frames<'a>(
         &mut self,
         data: &'a [u8],
         eof: bool,

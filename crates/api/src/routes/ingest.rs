@@ -274,8 +274,11 @@ fn hec_channel(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<Strin
         .or_else(|| q.get("channel").cloned())
 }
 
-/// Converts HEC event envelopes into event bodies.
-fn hec_events(
+/// Converts HEC event envelopes into event bodies. `Err` when the body is
+/// not JSON from its first envelope on; a later syntax error ends the
+/// stream with a reject. Public for the fuzz target
+/// (`fuzz/fuzz_targets/hec.rs`).
+pub fn hec_events(
     body: &[u8],
     default_sourcetype: Option<&str>,
 ) -> Result<(Vec<EventBody>, Vec<Reject>), String> {
@@ -524,11 +527,82 @@ pub async fn es_root() -> Json<Value> {
     }))
 }
 
-/// `POST /_bulk` and `POST /{index}/_bulk`: action/metadata lines, each
-/// `index`/`create` followed by its document. Answers per item like
-/// Elasticsearch, so shippers retry only what failed; each item's `_index`
-/// is the id of the org the event was stored under (the sensor's), not
-/// the index the client named.
+/// An Elasticsearch `_bulk` body, parsed: the answer's items (ids are
+/// filled in after the ack), the events to store and, for each event, the
+/// item it came from.
+#[derive(Debug, Default)]
+pub struct BulkBody {
+    pub items: Vec<Value>,
+    pub events: Vec<EventBody>,
+    /// `event_items[k]` is the index in `items` of `events[k]`.
+    pub event_items: Vec<usize>,
+    pub rejects: Vec<Reject>,
+}
+
+/// Parses a `_bulk` body: action/metadata lines, each `index`/`create`
+/// followed by its document. A bad document fails only its item; a line
+/// that is not a bulk action fails the request (`Err` names the line), as
+/// the stream can no longer be followed. Every item's `_index` is `dest`,
+/// the org the events are stored under, whatever index the client named.
+/// Public for the fuzz target (`fuzz/fuzz_targets/es_bulk.rs`).
+pub fn parse_bulk(body: &[u8], dest: &str) -> Result<BulkBody, String> {
+    let mut out = BulkBody::default();
+    let mut lines = body
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace));
+    let mut parser = LineParser::new(Format::Ndjson);
+    let index = json!(dest);
+    let append_only = "mimamori keeps telemetry append-only";
+    while let Some((i, action_line)) = lines.next() {
+        let record = i as u64 + 1;
+        let action: Value = serde_json::from_slice(action_line)
+            .map_err(|e| format!("line {record}: the bulk action is not JSON: {e}"))?;
+        let Some(op) = action.as_object().and_then(|o| o.keys().next()) else {
+            return Err(format!(
+                "line {record}: expected an action like {{\"index\":{{}}}}"
+            ));
+        };
+        match op.as_str() {
+            "index" | "create" => {
+                let Some((j, doc)) = lines.next() else {
+                    return Err(format!("line {record}: {op} action without a document"));
+                };
+                let item = match parser.push_line(doc) {
+                    Some(Ok(e)) => {
+                        out.event_items.push(out.items.len());
+                        out.events.push(e);
+                        json!({"_index": index, "status": 201, "result": "created"})
+                    }
+                    Some(Err(reason)) => {
+                        let item = json!({"_index": index, "status": 400, "error": {"type": "mapper_parsing_exception", "reason": reason}});
+                        out.rejects.push(Reject {
+                            record: j as u64 + 1,
+                            reason,
+                        });
+                        item
+                    }
+                    None => {
+                        json!({"_index": index, "status": 400, "error": {"type": "mapper_parsing_exception", "reason": "empty document"}})
+                    }
+                };
+                out.items.push(json!({op.clone(): item}));
+            }
+            "delete" => out.items.push(json!({"delete": {"_index": index, "status": 405, "error": {"type": "illegal_argument_exception", "reason": append_only}}})),
+            "update" => {
+                lines.next();
+                out.items.push(json!({"update": {"_index": index, "status": 405, "error": {"type": "illegal_argument_exception", "reason": append_only}}}));
+            }
+            other => return Err(format!("line {record}: unknown bulk action {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /_bulk` and `POST /{index}/_bulk` ([`parse_bulk`]). Answers per
+/// item like Elasticsearch, so shippers retry only what failed; each
+/// item's `_index` is the id of the org the event was stored under (the
+/// sensor's), not the index the client named.
 pub async fn es_bulk(
     State(state): State<AppState>,
     caller: Caller,
@@ -537,63 +611,12 @@ pub async fn es_bulk(
     caller.require(Action::Ingest)?;
     let ingest = ingest_of(&state)?;
     let started = std::time::Instant::now();
-    let mut items: Vec<Value> = vec![];
-    let mut events = vec![];
-    // Which item each event came from, to fill in ids after the ack.
-    let mut event_items: Vec<usize> = vec![];
-    let mut rejects = vec![];
-    let mut lines = body
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace));
-    let mut parser = LineParser::new(Format::Ndjson);
-    let dest = json!(caller.principal.org_id.as_str());
-    while let Some((i, action_line)) = lines.next() {
-        let record = i as u64 + 1;
-        let action: Value = match serde_json::from_slice(action_line) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "line {record}: the bulk action is not JSON: {e}"
-                )));
-            }
-        };
-        let Some(op) = action.as_object().and_then(|o| o.keys().next()) else {
-            return Err(ApiError::bad_request(format!(
-                "line {record}: expected an action like {{\"index\":{{}}}}"
-            )));
-        };
-        // Events go to the sensor's own org whatever index the client
-        // names (in the path or here): answer with where they really went.
-        let index = &dest;
-        match op.as_str() {
-            "index" | "create" => {
-                let Some((j, doc)) = lines.next() else {
-                    return Err(ApiError::bad_request(format!("line {record}: {op} action without a document")));
-                };
-                match parser.push_line(doc) {
-                    Some(Ok(e)) => {
-                        event_items.push(items.len());
-                        events.push(e);
-                        items.push(json!({op.clone(): {"_index": index, "status": 201, "result": "created"}}));
-                    }
-                    Some(Err(reason)) => {
-                        items.push(json!({op.clone(): {"_index": index, "status": 400, "error": {"type": "mapper_parsing_exception", "reason": reason}}}));
-                        rejects.push(Reject { record: j as u64 + 1, reason });
-                    }
-                    None => {
-                        items.push(json!({op.clone(): {"_index": index, "status": 400, "error": {"type": "mapper_parsing_exception", "reason": "empty document"}}}));
-                    }
-                }
-            }
-            "delete" => items.push(json!({"delete": {"_index": index, "status": 405, "error": {"type": "illegal_argument_exception", "reason": "mimamori keeps telemetry append-only"}}})),
-            "update" => {
-                lines.next();
-                items.push(json!({"update": {"_index": index, "status": 405, "error": {"type": "illegal_argument_exception", "reason": "mimamori keeps telemetry append-only"}}}));
-            }
-            other => return Err(ApiError::bad_request(format!("line {record}: unknown bulk action {other:?}"))),
-        }
-    }
+    let BulkBody {
+        mut items,
+        events,
+        event_items,
+        rejects,
+    } = parse_bulk(&body, caller.principal.org_id.as_str()).map_err(ApiError::bad_request)?;
     note_rejects(&state, &caller, "bulk", &rejects);
     let ids = if events.is_empty() {
         vec![]
