@@ -38,6 +38,27 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A clean stop: SIGTERM, then waits (up to a generous deadline) for
+    /// the exit, which must succeed. Returns the log.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        run_ok(std::process::Command::new("kill").args(["-TERM", &pid]));
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "serve did not stop within 120 s of SIGTERM:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status}:\n{}", self.stderr());
+        self.stderr()
+    }
+
     fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -225,12 +246,16 @@ fn record_spans(mut batches: Vec<Batch>, segs: &[(u64, PathBuf, u64)]) -> Vec<Ba
 
 /// After the fault: restart, and check that exactly the batches overlapping
 /// `destroyed` (global WAL byte ranges) are missing, and the loss is
-/// counted, logged and alerted. Returns the server.
+/// counted, logged and alerted. The ERROR must name `range`, the damaged
+/// stretch's global WAL positions (covering `destroyed` and no surviving
+/// record), and hold each of `names` (the segment and the byte range within
+/// it). Returns the server.
 async fn restart_and_verify(
     s: &mut Setup,
     batches: &[Batch],
     destroyed: &[(u64, u64)],
-    segment: &str,
+    range: (u64, u64),
+    names: &[String],
 ) -> Server {
     let lost: Vec<&Batch> = batches
         .iter()
@@ -275,7 +300,25 @@ async fn restart_and_verify(
         .lines()
         .find(|l| l.contains("ERROR") && l.contains("WAL damage"))
         .unwrap_or_else(|| panic!("no ERROR about WAL damage in:\n{log}"));
-    assert!(line.contains(segment), "{line}");
+    let (a, b) = range;
+    assert!(
+        destroyed.iter().all(|(x, y)| a <= *x && *y <= b),
+        "the expected range {a}..{b} must cover the destroyed bytes {destroyed:?}"
+    );
+    assert!(
+        batches
+            .iter()
+            .filter(|x| !lost.iter().any(|l| std::ptr::eq(*l, *x)))
+            .all(|x| x.end <= a || b <= x.start),
+        "the expected range {a}..{b} overlaps a surviving record"
+    );
+    assert!(
+        line.contains(&format!("{} bytes at WAL positions {a}..{b} (", b - a)),
+        "the ERROR does not name the damaged range {a}..{b}: {line}"
+    );
+    for n in names {
+        assert!(line.contains(n.as_str()), "no {n:?} in: {line}");
+    }
     assert!(
         line.contains(&format!("{lost_events} events lost")),
         "{line}"
@@ -332,14 +375,20 @@ async fn flipped_bytes_mid_segment_lose_only_that_record() {
         data[(at - start) as usize + i] ^= 0x5A;
     }
     std::fs::write(path, data).unwrap();
-    let srv = restart_and_verify(&mut s, &batches, &[(at, at + 4)], &name(path)).await;
+    let places = [format!(
+        "({} bytes {}..{})",
+        name(path),
+        b.start - start,
+        b.end - start
+    )];
+    let srv =
+        restart_and_verify(&mut s, &batches, &[(at, at + 4)], (b.start, b.end), &places).await;
     // Nothing set aside or renamed: every segment is still there.
     assert!(std::fs::read_dir(s.wal_dir()).unwrap().all(|e| !e
         .unwrap()
         .path()
         .to_string_lossy()
         .ends_with(".corrupt")));
-    // A clean stop removes every segment the checkpoint covers.
     drop(srv);
 }
 
@@ -354,7 +403,18 @@ async fn a_deleted_middle_segment_loses_only_its_records() {
     assert!(segs.len() >= 4, "{segs:?}");
     let (start, path, len) = segs[1].clone();
     std::fs::remove_file(&path).unwrap();
-    let srv = restart_and_verify(&mut s, &batches, &[(start, start + len)], &name(&path)).await;
+    let places = [
+        format!("{len} bytes missing between"),
+        format!("(no {})", name(&path)),
+    ];
+    let srv = restart_and_verify(
+        &mut s,
+        &batches,
+        &[(start, start + len)],
+        (start, start + len),
+        &places,
+    )
+    .await;
     drop(srv);
 }
 
@@ -378,7 +438,29 @@ async fn a_segment_truncated_mid_record_loses_only_the_cut_bytes() {
         .unwrap()
         .set_len(cut - start)
         .unwrap();
-    let srv = restart_and_verify(&mut s, &batches, &[(cut, start + len)], &name(&path)).await;
+    // The cut record's surviving head is damaged too, and the bytes cut
+    // off are missing before the next segment.
+    let places = [
+        format!(
+            "({} bytes {}..{};",
+            name(&path),
+            b.start - start,
+            cut - start
+        ),
+        format!(
+            "{} bytes missing between {}",
+            start + len - cut,
+            name(&path)
+        ),
+    ];
+    let srv = restart_and_verify(
+        &mut s,
+        &batches,
+        &[(cut, start + len)],
+        (b.start, start + len),
+        &places,
+    )
+    .await;
     // The next start does not raise it again.
     srv.kill_9();
     let srv = s.serve();
@@ -435,6 +517,81 @@ async fn the_last_segment_truncated_is_checked_salvaged_and_counted() {
     assert!(text.contains(&name(&path)), "{text}");
     run_ok(mimamori(&s.data).args(["wal", "salvage"]));
     assert!(path.with_extension("log.damaged").exists());
-    let srv = restart_and_verify(&mut s, &batches, &[(cut, start + len)], &name(&path)).await;
+    // Salvage cut the damaged tail off: what is missing is from the cut
+    // record's start to the WAL's mark.
+    let cut_record = in_last[1].start;
+    let places = [format!("bytes missing after the end of {}", name(&path))];
+    let srv = restart_and_verify(
+        &mut s,
+        &batches,
+        &[(cut, start + len)],
+        (cut_record, start + len),
+        &places,
+    )
+    .await;
     drop(srv);
+}
+
+/// A clean stop (SIGTERM, and the exit waited for) archives everything and
+/// deletes every WAL segment the checkpoints then cover; the data is still
+/// all there after the next start, and nothing is replayed or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_removes_the_covered_wal_segments() {
+    let mut s = setup();
+    let srv = s.serve();
+    let batches = ingest(&s, &srv, 60).await;
+    let before = s.segments();
+    assert!(before.len() >= 4, "{before:?}");
+    let batches = record_spans(batches, &before);
+    let end = batches.last().unwrap().end;
+    let log = srv.stop();
+    // Every segment whose bytes all lie before the last acknowledged
+    // record's end is gone; what may remain holds no record (a fresh
+    // segment's header after a roll).
+    let after = s.segments();
+    for (start, path, len) in &before {
+        if start + len <= end {
+            assert!(
+                !path.exists(),
+                "covered segment kept: {} (last record ends at {end}; before {before:?}, after {:?}):\n{log}",
+                path.display(),
+                s.segments()
+            );
+        }
+    }
+    assert!(
+        after.iter().all(|(_, _, len)| *len <= 36),
+        "segments with records remain after a clean stop: {after:?}"
+    );
+    let removed: u64 = before
+        .iter()
+        .filter(|(_, p, _)| !p.exists())
+        .map(|(_, _, len)| len)
+        .sum();
+    assert!(
+        log.lines().any(
+            |l| l.contains("removed the WAL segments the checkpoints cover")
+                && l.contains(&format!("bytes={removed}"))
+        ),
+        "no log line naming the {removed} bytes removed:\n{log}"
+    );
+    // The next start finds every acknowledged event, replays nothing and
+    // counts no loss.
+    let srv = s.serve();
+    let want: BTreeSet<String> = batches
+        .iter()
+        .flat_map(|b| b.markers.iter().cloned())
+        .collect();
+    assert_eq!(want.len(), 60 * PER_BATCH);
+    let found = s.archived();
+    let missing: Vec<_> = want.difference(&found).take(5).collect();
+    assert!(missing.is_empty(), "lost after a clean stop: {missing:?}");
+    assert_eq!(found.len(), want.len(), "duplicates or strangers");
+    assert_eq!(metric(&srv.url, "ingest_wal_lost_events").await, 0);
+    assert_eq!(metric(&srv.url, "ingest_wal_damaged_regions").await, 0);
+    assert!(
+        !srv.stderr().contains("replayed the WAL"),
+        "{}",
+        srv.stderr()
+    );
 }
