@@ -587,6 +587,13 @@ async fn a_clean_stop_removes_the_covered_wal_segments() {
     let missing: Vec<_> = want.difference(&found).take(5).collect();
     assert!(missing.is_empty(), "lost after a clean stop: {missing:?}");
     assert_eq!(found.len(), want.len(), "duplicates or strangers");
+    eprintln!(
+        "clean stop: {} of {} segments removed ({removed} bytes), left {after:?}; {} of {} events found after the restart",
+        before.len() - after.len(),
+        before.len(),
+        found.len(),
+        want.len()
+    );
     assert_eq!(metric(&srv.url, "ingest_wal_lost_events").await, 0);
     assert_eq!(metric(&srv.url, "ingest_wal_damaged_regions").await, 0);
     assert!(
