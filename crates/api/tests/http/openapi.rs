@@ -124,8 +124,12 @@ async fn every_operation_matches_the_router() {
     // the document. Read from the router's source (axum cannot list its
     // routes): each `.route("PATH", get(…).post(…))` of `router()`.
     let source = include_str!("../../src/lib.rs");
-    let body = &source[source.find("let api = Router::new()").expect("the api router")..];
-    let body = &body[..body.find("let ingest = Router::new()").expect("the ingest router")];
+    let body = &source[source
+        .find("let api = Router::new()")
+        .expect("the api router")..];
+    let body = &body[..body
+        .find("let ingest = Router::new()")
+        .expect("the ingest router")];
     let mut routed = 0;
     let mut rest = body;
     while let Some(at) = rest.find(".route(") {
@@ -170,5 +174,8 @@ async fn every_operation_matches_the_router() {
             }
         }
     }
-    assert!(routed > 50, "{routed} routed operations read from the router");
+    assert!(
+        routed > 50,
+        "{routed} routed operations read from the router"
+    );
 }
