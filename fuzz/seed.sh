@@ -66,6 +66,26 @@ for f in sorted(src.rglob("*.json")):
             (dst / f"p{n}").write_text(p); n += 1
 PY
 fi
+# HEC envelopes and _bulk bodies around the Zeek JSON and CloudTrail seeds
+# records, so that those targets start from real events.
+if command -v python3 >/dev/null; then
+    python3 - "$out" <<'PY' || true
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+for src, fmt in (("zeek_json", "zeek"), ("cloudtrail", "aws:cloudtrail")):
+    for n, f in enumerate(sorted((out / src).glob("*"))[:20]):
+        lines = [l for l in f.read_text(errors="replace").splitlines() if l.startswith("{")][:50]
+        if not lines:
+            continue
+        hec = "".join(json.dumps({"event": json.loads(l) if l.endswith("}") else l, "sourcetype": fmt})
+                      for l in lines if l.strip())
+        (out / "hec").mkdir(exist_ok=True)
+        (out / "hec" / f"{src}-{n}").write_bytes(b"\x00" + hec.encode())
+        bulk = "".join('{"index":{}}\n' + l + "\n" for l in lines)
+        (out / "es_bulk").mkdir(exist_ok=True)
+        (out / "es_bulk" / f"{src}-{n}").write_text(bulk)
+PY
+fi
 # Hand-written seeds (committed): DNS queries, DoH requests, lists, …
 for d in "$here"/seeds/*/; do
     t=$(basename "$d"); mkdir -p "$out/$t"; cp "$d"* "$out/$t/"
