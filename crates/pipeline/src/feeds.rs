@@ -92,6 +92,12 @@ enum Download {
 /// One poll: a conditional GET (or the new pages of a TAXII collection)
 /// and the import.
 pub async fn poll(hub: &IntelHub, http: &Fetcher, feed: &Feed) -> FeedPoll {
+    poll_pages(hub, http, feed, MAX_TAXII_PAGES).await
+}
+
+/// [`poll`], reading at most `max_pages` pages of a TAXII feed (the rest
+/// on the next poll).
+pub async fn poll_pages(hub: &IntelHub, http: &Fetcher, feed: &Feed, max_pages: usize) -> FeedPoll {
     let mut prov = Provenance::new(
         format!("feed:{}", feed.name),
         time::OffsetDateTime::now_utc(),
@@ -100,7 +106,7 @@ pub async fn poll(hub: &IntelHub, http: &Fetcher, feed: &Feed) -> FeedPoll {
     prov.confidence = feed.confidence.clamp(0, 100) as u8;
     prov.subdomains = feed.subdomains;
     let download = if feed.format == "taxii" {
-        download_taxii(hub, http, feed, &prov).await
+        download_taxii(hub, http, feed, &prov, max_pages).await
     } else {
         download_document(hub, http, feed, &prov).await
     };
@@ -249,11 +255,19 @@ fn taxii_objects_url(url: &str) -> String {
 /// `X-TAXII-Date-Added-Last`), page by page (`next`, or `added_after`
 /// again where the server pages by date), each page an envelope imported
 /// like a STIX bundle.
+///
+/// A poll that stops at `max_pages` while the server still pages with
+/// `next` keeps its query (`last_modified` stays that query's
+/// `added_after`) and saves the `next` token in the feed's `etag`, so the
+/// next poll resumes exactly there: many objects can share one date added
+/// (a bulk import), and asking `added_after` the newest date seen would
+/// skip the rest of them.
 async fn download_taxii(
     hub: &IntelHub,
     http: &Fetcher,
     feed: &Feed,
     prov: &Provenance,
+    max_pages: usize,
 ) -> Result<Download, String> {
     let schemas = hub
         .schemas
@@ -266,9 +280,22 @@ async fn download_taxii(
     // the server pages with `next` (which continues that same query).
     let mut cursor = feed.last_modified.clone();
     let mut query_after = cursor.clone();
-    let mut next: Option<String> = None;
+    // An unfinished poll's `next` (an empty etag: none).
+    let mut next: Option<String> = feed.etag.clone().filter(|n| !n.is_empty());
+    let mut resuming = next.is_some();
     let mut batch = ImportBatch::default();
-    for _ in 0..MAX_TAXII_PAGES {
+    let mut pages = 0;
+    loop {
+        if pages == max_pages.max(1) {
+            // Stopped early: resume this query next time, or (paging by
+            // date) from the newest date seen.
+            return Ok(Download::Fetched {
+                batch: Box::new(batch),
+                etag: Some(next.clone().unwrap_or_default()),
+                last_modified: if next.is_some() { query_after } else { cursor },
+            });
+        }
+        pages += 1;
         let mut req = http.http().get(&url).header("accept", TAXII_MEDIA_TYPE);
         if let Some(a) = &feed.auth_header {
             req = req.header("authorization", a);
@@ -284,6 +311,15 @@ async fn download_taxii(
             .send(req.query(&query))
             .await
             .map_err(|e| e.to_string())?;
+        if resuming && resp.status().is_client_error() {
+            // The saved `next` is no longer the server's (expired, or the
+            // server restarted): ask the same query again from its start.
+            tracing::info!(feed = %feed.name, status = %resp.status(), "TAXII feed: the saved page token was refused; restarting the query");
+            resuming = false;
+            next = None;
+            continue;
+        }
+        resuming = false;
         if !resp.status().is_success() {
             return Err(format!("{url} answered {}", resp.status()));
         }
@@ -325,7 +361,8 @@ async fn download_taxii(
     }
     Ok(Download::Fetched {
         batch: Box::new(batch),
-        etag: None,
+        // Done: no unfinished paging to resume.
+        etag: Some(String::new()),
         last_modified: cursor,
     })
 }

@@ -215,3 +215,55 @@ async fn a_taxii_feed_says_why_it_fails() {
     assert!(problem(&r, 422).contains("visible ASCII"), "{r:?}");
     assert_eq!(r.body["field"], "auth_header", "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taxii_poll_cut_short_resumes_where_it_stopped() {
+    // 2,500 objects from one import share their date added, three pages of
+    // the partner's 1,000: a poll that reads one page at a time must go on
+    // with the server's `next`, not skip what shares the newest date seen.
+    let partner = Server::start().await;
+    let partner_admin = partner.token(&partner.root, Role::SocAdmin).await;
+    let partner_reader = partner.token(&partner.root, Role::SocAnalyst).await;
+    import_domains(&partner, &partner_admin, "taxii-resume", 0..2500).await;
+    let s = Server::start().await;
+    let soc = s.token(&s.root, Role::SocAdmin).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/intel/feeds",
+            Some(&soc),
+            Some(
+                json!({"org_id": s.root.id, "name": "paged", "format": "taxii",
+                "url": format!("{}/taxii2/api/collections/{}/objects/", partner.base,
+                    mimamori_api::routes::taxii::INDICATORS),
+                "auth_header": format!("Bearer {partner_reader}")}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let http =
+        mimamori_pipeline::feeds::client(mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8"
+            .parse()
+            .unwrap()]))
+        .unwrap();
+    let scope = mimamori_core::Scope::Subtree(s.root.path.clone());
+    let mut counts = vec![];
+    for _ in 0..4 {
+        let feed = s.store.feed_get(&scope, &id).await.unwrap();
+        let outcome = mimamori_pipeline::feeds::poll_pages(&s.hub, &http, &feed, 1).await;
+        assert_eq!(outcome.error, None);
+        counts.push(outcome.count.unwrap());
+        s.store.feed_polled(&feed.id, &outcome).await.unwrap();
+    }
+    assert_eq!(counts, [1000, 1000, 500, 0]);
+    assert_eq!(count(&s, &soc, "taxii-resume").await, 2500);
+    // A saved page token the server no longer knows restarts the query.
+    let feed = s.store.feed_get(&scope, &id).await.unwrap();
+    let mut stale = feed.clone();
+    stale.etag = Some("garbage".into());
+    stale.last_modified = None;
+    let outcome = mimamori_pipeline::feeds::poll_pages(&s.hub, &http, &stale, 100).await;
+    assert_eq!(outcome.error, None, "{outcome:?}");
+    assert_eq!(outcome.count, Some(2500));
+}
