@@ -378,6 +378,24 @@ fn url_err(value: &str, reason: impl Into<String>) -> NormError {
 }
 
 fn url(s: &str) -> Result<(IndicatorKind, String), NormError> {
+    // The URL parser can write a defanged form the text did not have (it
+    // turns `\` into `/`, so `[\]` becomes `[/]`), which the next
+    // normalization would refang: parse again until the serialization is
+    // refanged already, so that the normal form is a fixed point. Each
+    // round that changes something removes a backslash or shortens the
+    // text, so a few rounds suffice.
+    let mut value = url_once(s)?;
+    for _ in 0..8 {
+        let again = refang(&value.1);
+        if again == value.1 {
+            return Ok(value);
+        }
+        value = url_once(&again)?;
+    }
+    Err(url_err(s, "its defanged forms do not settle"))
+}
+
+fn url_once(s: &str) -> Result<(IndicatorKind, String), NormError> {
     let with_scheme: Cow<'_, str> = if s.contains("://") {
         Cow::Borrowed(s)
     } else {

@@ -70,3 +70,17 @@ fn defanged_list_entries_import_in_normal_form() {
     let once = refang(text);
     assert_eq!(refang(&once), once);
 }
+
+/// A CSV list (first byte 2) whose URL path holds `\[\]\`: the URL parser
+/// turns each `\` into `/`, writing `[/]`, a defanged `/` the text did not
+/// have, so the next normalization changed the value. URLs are now parsed
+/// until their serialization is refanged already.
+#[test]
+fn a_url_the_parser_makes_look_defanged_is_still_in_normal_form() {
+    let data = input("lists-url-parser-makes-defang.txt");
+    let text = std::str::from_utf8(&data[1..]).expect("UTF-8");
+    let mut opts = ListOptions::new(provenance());
+    opts.provenance.subdomains = data[0] & 4 != 0;
+    let batch = import_list(text, ListFormat::Csv, &opts);
+    assert_normal_form(&batch);
+}
