@@ -143,7 +143,19 @@ async fn reconnecting_attackers_from_many_addresses_do_not_starve_a_client() {
     while opened.load(Ordering::Relaxed) < 500 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(h.tcp_stats().open >= 200, "{:?}", h.tcp_stats());
+    // The attack is on: 500 connections were accepted. How many are open
+    // at this instant depends on the machine: under load the shrunken
+    // timeouts close them as fast as they come (CI saw 172 open, 454 timed
+    // out), which is the defence working, not a weaker attack.
+    let stats = h.tcp_stats();
+    assert!(
+        opened.load(Ordering::Relaxed) >= 500 && stats.accepted >= 500,
+        "the attack did not get going: {stats:?}"
+    );
+    assert!(
+        stats.open >= 200 || stats.timed_out + stats.evicted_global > 0,
+        "the table never came under pressure: {stats:?}"
+    );
     let mut slowest = Duration::ZERO;
     for i in 0..10 {
         let started = Instant::now();
