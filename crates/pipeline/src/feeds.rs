@@ -269,10 +269,7 @@ async fn download_taxii(
     prov: &Provenance,
     max_pages: usize,
 ) -> Result<Download, String> {
-    let schemas = hub
-        .schemas
-        .as_deref()
-        .ok_or("TAXII feeds need STIX schemas ([intel] stix_schemas)")?;
+    let schemas = stix_schemas(hub)?;
     let url = taxii_objects_url(&feed.url);
     let opts = StixOptions::new(prov.clone());
     // `cursor`: the newest date added seen, saved for the next poll.
@@ -367,6 +364,13 @@ async fn download_taxii(
     })
 }
 
+/// The schemas STIX and TAXII feeds are validated with.
+fn stix_schemas(hub: &IntelHub) -> Result<&mimamori_intel::StixSchemas, String> {
+    hub.schemas
+        .as_deref()
+        .ok_or_else(|| "STIX and TAXII feeds need STIX schemas ([intel] stix_schemas)".into())
+}
+
 fn parse(
     hub: &IntelHub,
     format: &str,
@@ -375,11 +379,7 @@ fn parse(
 ) -> Result<ImportBatch, String> {
     match format {
         "stix" => {
-            let schemas = hub
-                .schemas
-                .as_deref()
-                .ok_or("STIX feeds need [intel] stix_schemas")?;
-            import_stix(doc, schemas, &StixOptions::new(prov)).map_err(|e| e.to_string())
+            import_stix(doc, stix_schemas(hub)?, &StixOptions::new(prov)).map_err(|e| e.to_string())
         }
         "misp" => import_misp_event(doc, &MispOptions::new(prov)).map_err(|e| e.to_string()),
         "plain" | "hosts" | "csv" => {

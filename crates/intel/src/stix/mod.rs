@@ -93,14 +93,7 @@ pub fn import_stix(
     schemas: &StixSchemas,
     opts: &StixOptions,
 ) -> Result<ImportBatch, StixError> {
-    if json.len() > opts.max_bytes {
-        return Err(StixError::TooLarge {
-            size: json.len(),
-            limit: opts.max_bytes,
-        });
-    }
-    let doc: Value = serde_json::from_slice(json)?;
-    let (objects, base): (Vec<Value>, &str) = match doc {
+    let (objects, base): (Vec<Value>, &str) = match parse_bounded(json, opts)? {
         Value::Object(mut m) if m.get("type").and_then(Value::as_str) == Some("bundle") => {
             match m.get("id").and_then(Value::as_str) {
                 Some(id) if id.starts_with("bundle--") => {}
@@ -143,13 +136,7 @@ pub fn import_taxii_envelope(
     schemas: &StixSchemas,
     opts: &StixOptions,
 ) -> Result<TaxiiPage, StixError> {
-    if json.len() > opts.max_bytes {
-        return Err(StixError::TooLarge {
-            size: json.len(),
-            limit: opts.max_bytes,
-        });
-    }
-    let Value::Object(mut env) = serde_json::from_slice(json)? else {
+    let Value::Object(mut env) = parse_bounded(json, opts)? else {
         return Err(StixError::NotStix(
             "a TAXII envelope is a JSON object".into(),
         ));
@@ -178,6 +165,17 @@ pub fn import_taxii_envelope(
         more,
         next,
     })
+}
+
+/// The JSON of a document no larger than `opts.max_bytes`.
+fn parse_bounded(json: &[u8], opts: &StixOptions) -> Result<Value, StixError> {
+    if json.len() > opts.max_bytes {
+        return Err(StixError::TooLarge {
+            size: json.len(),
+            limit: opts.max_bytes,
+        });
+    }
+    Ok(serde_json::from_slice(json)?)
 }
 
 /// Checks and translates the objects of a bundle or envelope found at
