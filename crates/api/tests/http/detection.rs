@@ -510,12 +510,7 @@ async fn feed_server(body: &str, etag: &str) -> FeedServer {
 async fn feeds_are_polled_conditionally_and_imported() {
     // The feed server is on loopback: allowed here, refused by default
     // (`feed_fetches_cannot_reach_internal_addresses`).
-    let s = Server::start_custom(None, |st| {
-        st.with_fetch_policy(mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8"
-            .parse()
-            .unwrap()]))
-    })
-    .await;
+    let s = Server::start_fetching_loopback().await;
     let soc = s.token(&s.root, Role::SocAnalyst).await;
     let fs = feed_server("# list\nfeed-one.example\nfeed-two.example\n", "\"v1\"").await;
     let r = s

@@ -158,6 +158,12 @@ impl Server {
         Self::start_with(None).await
     }
 
+    /// A server whose fetches (feeds, TAXII polls) may reach loopback,
+    /// where the tests' feed servers listen; refused by default.
+    pub async fn start_fetching_loopback() -> Server {
+        Self::start_custom(None, |st| st.with_fetch_policy(loopback_policy())).await
+    }
+
     pub async fn call(
         &self,
         method: Method,
@@ -270,6 +276,11 @@ impl Server {
 
 /// The shared test corpora (`$MIMAMORI_CORPORA`, else `shared/corpora`
 /// beside the repository), if present.
+/// A fetch policy that allows loopback (127.0.0.0/8).
+pub fn loopback_policy() -> mimamori_fetch::FetchPolicy {
+    mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8".parse().unwrap()])
+}
+
 pub fn corpora() -> Option<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("MIMAMORI_CORPORA") {
         return Some(p.into());

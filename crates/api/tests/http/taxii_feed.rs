@@ -2,7 +2,7 @@
 //! poll reads only what was added since the last one, page by page, with
 //! the subscription's `Authorization` header, which is never shown back.
 
-use super::{problem, Server};
+use super::{loopback_policy, problem, Server};
 use mimamori_core::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -20,6 +20,15 @@ async fn import_domains(s: &Server, token: &str, prefix: &str, range: std::ops::
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// The URL of `partner`'s TAXII collection.
+fn collection_url(partner: &Server) -> String {
+    format!(
+        "{}/taxii2/api/collections/{}/",
+        partner.base,
+        mimamori_api::routes::taxii::INDICATORS
+    )
 }
 
 /// How many indicators of `s` whose value contains `needle` the token sees.
@@ -51,18 +60,9 @@ async fn a_taxii_collection_is_polled_as_a_feed_for_what_is_new() {
     import_domains(&partner, &partner_admin, "taxii-feed-a", 0..1200).await;
 
     // Our server polls it (on loopback: allowed here, refused by default).
-    let s = Server::start_custom(None, |st| {
-        st.with_fetch_policy(mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8"
-            .parse()
-            .unwrap()]))
-    })
-    .await;
+    let s = Server::start_fetching_loopback().await;
     let soc = s.token(&s.root, Role::SocAdmin).await;
-    let collection = format!(
-        "{}/taxii2/api/collections/{}/",
-        partner.base,
-        mimamori_api::routes::taxii::INDICATORS
-    );
+    let collection = collection_url(&partner);
     let r = s
         .call(
             Method::POST,
@@ -143,18 +143,9 @@ async fn a_taxii_collection_is_polled_as_a_feed_for_what_is_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taxii_feed_says_why_it_fails() {
     let partner = Server::start().await;
-    let s = Server::start_custom(None, |st| {
-        st.with_fetch_policy(mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8"
-            .parse()
-            .unwrap()]))
-    })
-    .await;
+    let s = Server::start_fetching_loopback().await;
     let soc = s.token(&s.root, Role::SocAdmin).await;
-    let collection = format!(
-        "{}/taxii2/api/collections/{}/",
-        partner.base,
-        mimamori_api::routes::taxii::INDICATORS
-    );
+    let collection = collection_url(&partner);
     // A wrong token: the partner's 401 is the feed's error.
     let r = s
         .call(
@@ -234,19 +225,14 @@ async fn a_taxii_poll_cut_short_resumes_where_it_stopped() {
             Some(&soc),
             Some(
                 json!({"org_id": s.root.id, "name": "paged", "format": "taxii",
-                "url": format!("{}/taxii2/api/collections/{}/objects/", partner.base,
-                    mimamori_api::routes::taxii::INDICATORS),
+                "url": format!("{}objects/", collection_url(&partner)),
                 "auth_header": format!("Bearer {partner_reader}")}),
             ),
         )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
     let id = r.body["id"].as_str().unwrap().to_string();
-    let http =
-        mimamori_pipeline::feeds::client(mimamori_fetch::FetchPolicy::new(vec!["127.0.0.0/8"
-            .parse()
-            .unwrap()]))
-        .unwrap();
+    let http = mimamori_pipeline::feeds::client(loopback_policy()).unwrap();
     let scope = mimamori_core::Scope::Subtree(s.root.path.clone());
     let mut counts = vec![];
     for _ in 0..4 {
