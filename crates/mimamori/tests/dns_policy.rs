@@ -531,6 +531,23 @@ async fn import(api: &Api, token: &str, org: &str, params: &str, body: &str) {
 }
 
 /// The value of one counter on `/metrics`.
+/// Zeek JSON DNS lines sent by a sensor over the HTTP ingest: all
+/// accepted, none rejected.
+async fn ingest_zeek(api: &Api, sensor: &str, body: String) {
+    let r = api
+        .client
+        .post(format!("{}/ingest/v1/events?format=zeek-json", api.base))
+        .bearer_auth(sensor)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["rejected"], 0, "{b}");
+}
+
 async fn metric(api: &Api, name: &str) -> u64 {
     let text = api
         .client
@@ -843,18 +860,7 @@ async fn sub_domains_of_imported_intel_are_detected_retro_hunted_and_blocked() {
             body.push('\n');
             total += 1;
         }
-        let r = api
-            .client
-            .post(format!("{}/ingest/v1/events?format=zeek-json", api.base))
-            .bearer_auth(&sensor)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let b: Value = r.json().await.unwrap();
-        assert_eq!(status, 200, "{b}");
-        assert_eq!(b["rejected"], 0, "{b}");
+        ingest_zeek(&api, &sensor, body).await;
     }
     // The retro-hunt reads the archive: wait until every event is in it.
     let started = Instant::now();
@@ -1254,18 +1260,7 @@ async fn every_intel_source_says_whether_a_domain_covers_its_sub_domains() {
     .enumerate()
     .map(|(k, q)| zeek_dns(&format!("10.2.0.{}", 10 + k), q, 1) + "\n")
     .collect();
-    let r = api
-        .client
-        .post(format!("{}/ingest/v1/events?format=zeek-json", api.base))
-        .bearer_auth(&sensor)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let b: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{b}");
-    assert_eq!(b["rejected"], 0, "{b}");
+    ingest_zeek(&api, &sensor, body).await;
     let started = Instant::now();
     let alerts = loop {
         let (_, a) = api

@@ -317,23 +317,7 @@ async fn a_taxii_write_cannot_claim_another_org_or_change_its_tlp() {
         "x_mimamori_org_id": s.root.id,
         "x_mimamori_owner_org_id": s.root.id,
     });
-    let r = s
-        .client
-        .post(format!(
-            "{}/taxii2/api/collections/{}/objects/",
-            s.base,
-            mimamori_api::routes::taxii::INDICATORS
-        ))
-        .bearer_auth(&m_t)
-        .header("accept", "application/taxii+json;version=2.1")
-        .header("content-type", "application/taxii+json;version=2.1")
-        .body(json!({"objects": [obj]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 202, "{body}");
+    taxii_add(&s, &m_t, obj).await;
     // The SOC still owns one RED record of it, unchanged.
     let of = |token: String| {
         let s = &s;
@@ -441,23 +425,7 @@ async fn a_taxii_write_cannot_raise_the_tlp_of_another_orgs_record() {
             "x_mimamori_id": b_id,
             "x_mimamori_owner_org_id": b.id,
         });
-        let r = s
-            .client
-            .post(format!(
-                "{}/taxii2/api/collections/{}/objects/",
-                s.base,
-                mimamori_api::routes::taxii::INDICATORS
-            ))
-            .bearer_auth(&m_t)
-            .header("accept", "application/taxii+json;version=2.1")
-            .header("content-type", "application/taxii+json;version=2.1")
-            .body(json!({"objects": [obj]}).to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(status, 202, "{body}");
+        let body = taxii_add(&s, &m_t, obj).await;
         assert_eq!(body["success_count"], 1, "{body}");
     }
     // b's record is as it was: GREEN, same confidence, same sources, not
@@ -533,6 +501,29 @@ async fn a_taxii_write_cannot_raise_the_tlp_of_another_orgs_record() {
 }
 
 /// A UUID-shaped string from an id (STIX identities need one).
+/// POSTs `obj` to the TAXII collection as `token`: accepted (202); the
+/// status resource.
+async fn taxii_add(s: &Server, token: &str, obj: Value) -> Value {
+    let r = s
+        .client
+        .post(format!(
+            "{}/taxii2/api/collections/{}/objects/",
+            s.base,
+            mimamori_api::routes::taxii::INDICATORS
+        ))
+        .bearer_auth(token)
+        .header("accept", "application/taxii+json;version=2.1")
+        .header("content-type", "application/taxii+json;version=2.1")
+        .body(json!({"objects": [obj]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
 fn uuid_like(id: &str) -> String {
     let hex: String = id
         .bytes()
