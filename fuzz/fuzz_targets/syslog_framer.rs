@@ -8,35 +8,11 @@
 use libfuzzer_sys::fuzz_target;
 use mimamori_ingest::syslog::{Framer, MAX_MESSAGE};
 
-type Frames = Vec<Result<Vec<u8>, String>>;
-
-/// Feeds `input` in reads of `chunk` bytes, unconsumed bytes coming again
-/// before the next read's, as `read_stream` does.
-fn frames_in_reads(input: &[u8], chunk: usize) -> Frames {
-    let mut framer = Framer::default();
-    let mut out = vec![];
-    let mut buf: Vec<u8> = vec![];
-    let mut fed = 0;
-    loop {
-        let take = chunk.min(input.len() - fed);
-        buf.extend_from_slice(&input[fed..fed + take]);
-        fed += take;
-        let eof = take == 0;
-        let used = framer.frames(&buf, eof, |f| out.push(f.map(<[u8]>::to_vec)));
-        assert!(used <= buf.len(), "consumed {used} of {} bytes", buf.len());
-        buf.drain(..used);
-        if eof {
-            assert!(buf.is_empty(), "{} bytes left at end of stream", buf.len());
-            return out;
-        }
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, stream)) = data.split_first() else {
         return;
     };
-    let whole = frames_in_reads(stream, stream.len().max(1));
+    let whole = Framer::frames_in_reads(stream, stream.len().max(1));
     for f in &whole {
         match f {
             Ok(m) => assert!(m.len() <= MAX_MESSAGE, "frame of {} bytes", m.len()),
@@ -44,5 +20,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let chunk = usize::from(cut) % 64 + 1;
-    assert_eq!(frames_in_reads(stream, chunk), whole, "reads of {chunk} bytes");
+    assert_eq!(
+        Framer::frames_in_reads(stream, chunk),
+        whole,
+        "reads of {chunk} bytes"
+    );
 });

@@ -367,6 +367,31 @@ pub struct Framer {
 const MAX_LEN_DIGITS: usize = 7;
 
 impl Framer {
+    /// The frames of a whole stream `input` delivered in reads of
+    /// `read_size` bytes, as `read_stream` feeds them (unconsumed bytes
+    /// come again before the next read's): what the tests and the fuzz
+    /// target compare across read sizes. Panics if the framer consumes
+    /// more than it was given or leaves bytes at the end of the stream.
+    pub fn frames_in_reads(input: &[u8], read_size: usize) -> Vec<Result<Vec<u8>, String>> {
+        let mut framer = Framer::default();
+        let mut out = vec![];
+        let mut buf: Vec<u8> = vec![];
+        let mut fed = 0;
+        loop {
+            let take = read_size.max(1).min(input.len() - fed);
+            buf.extend_from_slice(&input[fed..fed + take]);
+            fed += take;
+            let eof = take == 0;
+            let used = framer.frames(&buf, eof, |f| out.push(f.map(<[u8]>::to_vec)));
+            assert!(used <= buf.len(), "consumed {used} of {} bytes", buf.len());
+            buf.drain(..used);
+            if eof {
+                assert!(buf.is_empty(), "{} bytes left at end of stream", buf.len());
+                return out;
+            }
+        }
+    }
+
     /// Calls `out` for every complete frame in `data` (`Err` for a skipped
     /// one, with the reason) and returns the number of bytes consumed. At
     /// `eof`, a final unterminated line counts as a frame.
@@ -482,37 +507,15 @@ impl Framer {
 mod tests {
     use super::*;
 
-    /// The frames of `input`, fed to a [`Framer`] in reads of `chunk`
-    /// bytes the way `read_stream` does: unconsumed bytes come again with
-    /// the next read.
-    fn frames_in_chunks(input: &[u8], chunk: usize) -> Vec<Result<Vec<u8>, String>> {
-        let mut framer = Framer::default();
-        let mut out = vec![];
-        let mut buf: Vec<u8> = vec![];
-        let mut fed = 0;
-        loop {
-            let take = chunk.min(input.len() - fed);
-            buf.extend_from_slice(&input[fed..fed + take]);
-            fed += take;
-            let eof = take == 0;
-            let used = framer.frames(&buf, eof, |f| out.push(f.map(<[u8]>::to_vec)));
-            buf.drain(..used);
-            if eof {
-                assert!(buf.is_empty(), "bytes left at end of stream");
-                return out;
-            }
-        }
-    }
-
     async fn frames(input: &[u8], octet: bool) -> Vec<Result<Vec<u8>, String>> {
-        let whole = frames_in_chunks(input, input.len().max(1));
+        let whole = Framer::frames_in_reads(input, input.len().max(1));
         if let Some(first) = input.iter().find(|b| **b != b'\n' && **b != b'\r') {
             assert_eq!(first.is_ascii_digit(), octet);
         }
         // However the stream is cut into reads, the frames are the same.
         for chunk in [1, 2, 7, 100, 4096] {
             assert_eq!(
-                frames_in_chunks(input, chunk),
+                Framer::frames_in_reads(input, chunk),
                 whole,
                 "reads of {chunk} bytes"
             );
