@@ -18,7 +18,9 @@
 # default 20), CLIENTS (dnsperf -c, default 8), THREADS (`--threads`, default: one per core),
 # COALESCE (`--coalesce-us`, default the binary's own, 300; 0: off), ROUNDS (measure both
 # servers this many times in turn and print the median ratios, default 1), CARGO_TARGET_DIR
-# (default target), MIMAMORI_BIN (skip the build and time this binary).
+# (default target), MIMAMORI_BIN (skip the build and time this binary), MODE (pdns, the
+# default: the `pdns` subcommand; serve: the resolver of `mimamori serve` on a fresh data
+# directory, the zone in its [pdns] rpz; APORT, default 18080, is that server's API port).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # ../shared beside the repo; for a worktree one level deeper (wt/NAME), ../../shared.
@@ -80,14 +82,31 @@ wait_ready() { # port -> seconds until an allowed name answers and a blocked one
   echo "not ready" >&2; return 1
 }
 
-echo "== starting mimamori pdns on :$MPORT"
-start=$(date +%s.%N)
-"$MIMAMORI" pdns --listen 127.0.0.1:$MPORT --upstream 127.0.0.1:$UPORT --rpz "$DIR/rpz.zone=rpz.bench." \
-  ${THREADS:+--threads $THREADS} ${COALESCE:+--coalesce-us $COALESCE} > /dev/null 2> "$DIR/mimamori.log" &
+MODE=${MODE:-pdns}
+if [ "$MODE" = serve ]; then
+  # The resolver inside `mimamori serve` (issue 21's wording): a fresh data
+  # directory from `mimamori init`, the zone in [pdns] rpz, clients on
+  # loopback answered with the root's policy (`unattributed = "log"`).
+  SERVE_DIR=$DIR/serve-data; rm -rf "$SERVE_DIR"
+  "$MIMAMORI" --data-dir "$SERVE_DIR" init > "$DIR/init.log" 2>&1 || { cat "$DIR/init.log" >&2; exit 1; }
+  sed -i "s|^# rpz = \[\].*|rpz = [\"$DIR/rpz.zone=rpz.bench.\"]|" "$SERVE_DIR/mimamori.toml"
+  grep -q "^rpz = " "$SERVE_DIR/mimamori.toml" || { echo "could not set [pdns] rpz in $SERVE_DIR/mimamori.toml" >&2; exit 1; }
+  [ -n "${THREADS:-}${COALESCE:-}" ] && echo "THREADS and COALESCE apply to MODE=pdns only" >&2
+  echo "== starting mimamori serve (resolver on :$MPORT, API on 127.0.0.1:${APORT:-18080})"
+  start=$(date +%s.%N)
+  MIMAMORI_API_LISTEN=127.0.0.1:${APORT:-18080} MIMAMORI_PDNS_LISTEN=127.0.0.1:$MPORT \
+    MIMAMORI_PDNS_UPSTREAMS=127.0.0.1:$UPORT MIMAMORI_PDNS_UNATTRIBUTED=log \
+    "$MIMAMORI" --data-dir "$SERVE_DIR" serve > /dev/null 2> "$DIR/mimamori.log" &
+else
+  echo "== starting mimamori pdns on :$MPORT"
+  start=$(date +%s.%N)
+  "$MIMAMORI" pdns --listen 127.0.0.1:$MPORT --upstream 127.0.0.1:$UPORT --rpz "$DIR/rpz.zone=rpz.bench." \
+    ${THREADS:+--threads $THREADS} ${COALESCE:+--coalesce-us $COALESCE} > /dev/null 2> "$DIR/mimamori.log" &
+fi
 M_PID=$!; pids+=("$M_PID")
 wait_ready $MPORT >/dev/null || { echo "mimamori pdns did not answer correctly:" >&2; cat "$DIR/mimamori.log" >&2; exit 1; }
 m_ready=$(echo "$(date +%s.%N) - $start" | bc)
-echo "mimamori: ready after $m_ready s ($(grep -m1 'loaded' "$DIR/mimamori.log" || true))"
+echo "mimamori ($MODE): ready after $m_ready s ($(grep -m1 'loaded' "$DIR/mimamori.log" | sed 's/\x1b\[[0-9;]*m//g' || true))"
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
