@@ -21,6 +21,7 @@ const DEFAULT_LOG_FILTER: &str = "warn,mimamori=info,mimamori_api=info,mimamori_
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
+mod allocator;
 mod config;
 mod demo;
 mod demo_feed;
@@ -110,35 +111,9 @@ enum RulesCommand {
     Check(mimamori_detect::cli::RulesCheckArgs),
 }
 
-/// Allocator settings for the short batch commands (`hunt`, `rules
-/// check`), which build a large rule index once and exit within a second.
-/// Measured on the attack samples with all SigmaHQ rules (BENCHMARKS.md):
-/// with mimalloc's defaults peak RSS was 310 MB against 206 MB under the
-/// system allocator. Two causes: mimalloc marks its arenas for transparent
-/// huge pages (the kernel here honours `madvise`), so every touched 2 MiB
-/// region is resident whole; and it returns freed pages only after a purge
-/// delay of 1 s, longer than the whole hunt. Without THP and with immediate
-/// purging the peak is 222 MB and the wall time drops too (fewer huge-page
-/// faults to zero). The server keeps the defaults: its long-lived heaps are
-/// what mimalloc's archive-path throughput was measured with.
-fn tune_allocator_for_batch() {
-    // mimalloc v3's `mi_option_purge_delay` (libmimalloc-sys 0.1.49 bundles
-    // mimalloc 3.3; its Rust constants stop at older options).
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: mi_option_set only stores an integer option; mimalloc reads
-    // it on its next purge decision.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    // No transparent huge pages for this process from now on (what
-    // mimalloc's own `allow_thp=0` does at start-up; too late to set that
-    // option here, since mimalloc initialised before main). Best effort: a
-    // kernel without the call only costs memory.
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory.
-    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-}
-
 /// `mimamori hunt`: detections on stdout, the summary on stderr.
 fn hunt(args: mimamori_detect::cli::HuntArgs) -> anyhow::Result<()> {
-    tune_allocator_for_batch();
+    allocator::tune_for_batch();
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     mimamori_detect::cli::run_hunt(args, &mut out, &mut err)?;
     Ok(())
@@ -146,7 +121,7 @@ fn hunt(args: mimamori_detect::cli::HuntArgs) -> anyhow::Result<()> {
 
 /// `mimamori rules check`.
 fn rules_check(args: mimamori_detect::cli::RulesCheckArgs) -> anyhow::Result<()> {
-    tune_allocator_for_batch();
+    allocator::tune_for_batch();
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     mimamori_detect::cli::run_rules_check(args, &mut out, &mut err)?;
     Ok(())

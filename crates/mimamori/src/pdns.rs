@@ -502,6 +502,7 @@ impl ZoneSources {
 /// Runs the standalone resolver until Ctrl-C.
 pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let bulk = crate::allocator::bulk_load();
     let sources = ZoneSources::load(
         &args.rpz,
         &args.rpz_primary,
@@ -511,6 +512,7 @@ pub async fn run_standalone(args: PdnsArgs) -> anyhow::Result<()> {
     )?;
     sources.first_transfers().await;
     let zones = sources.zones();
+    drop(bulk);
     eprintln!(
         "policy: {} zone(s) loaded in {:.2} s",
         zones.len(),
@@ -858,6 +860,7 @@ pub async fn start_in_serve(
     };
     let (upstream_specs, recursion) = resolution(section)?;
     let sinkhole = sinkhole(section.sinkhole_v4, section.sinkhole_v6);
+    let bulk = crate::allocator::bulk_load();
     let sources = ZoneSources::load(
         &section.rpz,
         &section.rpz_primaries,
@@ -875,6 +878,7 @@ pub async fn start_in_serve(
         section.unattributed,
     )
     .await?;
+    drop(bulk);
     let policy = PolicyHandle::new(state.policy());
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
