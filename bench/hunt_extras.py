@@ -123,7 +123,8 @@ def main():
     classes = collections.defaultdict(list)
     for h in hc.read_json_values(a.mimamori):
         f, rid = h["source"], h["record_id"]
-        if (h["rule_id"], hc.norm_path(f, None), rid) in cs or (h["rule_title"], hc.norm_path(f, None), rid) in cs_titles:
+        key_path = hc.norm_path(f, None)
+        if (h["rule_id"], key_path, rid) in cs or (h["rule_title"], key_path, rid) in cs_titles:
             continue
         rel, rule = rules.get(h["rule_id"], (None, None))
         if rule is None:
@@ -145,8 +146,8 @@ def main():
                 if dim in ls and (f"logsource.{dim}", ls[dim]) in providers:
                     need = providers[(f"logsource.{dim}", ls[dim])]
             data = ev.get("EventData") or {}
-            typed = any(isinstance(data.get(m["field"]), bool) for m in h.get("matched", [])
-                        if isinstance(data, dict))
+            typed = isinstance(data, dict) and any(
+                isinstance(data.get(m["field"]), bool) for m in h.get("matched", []))
             if need and provider not in need:
                 cls = "precondition"
             elif detection_fields(det) - mapped:

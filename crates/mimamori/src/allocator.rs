@@ -46,14 +46,14 @@ pub struct BulkLoad {
     thp_disabled_before: bool,
 }
 
-/// Start a bulk load (see [`BulkLoad`]).
+/// Start a bulk load (see [`BulkLoad`]): the batch settings
+/// ([`tune_for_batch`]) until the guard drops.
 pub fn bulk_load() -> BulkLoad {
     // SAFETY: mi_option_get/set read and store an integer option.
     let purge_delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    // SAFETY: PR_GET/SET_THP_DISABLE take plain integers and touch no memory.
+    // SAFETY: PR_GET_THP_DISABLE takes plain integers and touches no memory.
     let thp_disabled_before = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } == 1;
-    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    tune_for_batch();
     BulkLoad {
         purge_delay,
         thp_disabled_before,
@@ -62,9 +62,10 @@ pub fn bulk_load() -> BulkLoad {
 
 impl Drop for BulkLoad {
     fn drop(&mut self) {
-        // SAFETY: as in `bulk_load`.
+        // SAFETY: as in `tune_for_batch`.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, self.purge_delay) };
         if !self.thp_disabled_before {
+            // SAFETY: as in `tune_for_batch`.
             unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
         }
     }
