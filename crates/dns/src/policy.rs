@@ -233,6 +233,22 @@ impl Hit<'_> {
     }
 }
 
+/// The index of `action` in a zone's action list: the fixed actions have
+/// fixed indexes, local data is appended.
+fn push_action(actions: &mut Vec<Action>, action: Action) -> u32 {
+    match action {
+        Action::NxDomain => ACT_NXDOMAIN,
+        Action::NoData => ACT_NODATA,
+        Action::Passthru => ACT_PASSTHRU,
+        Action::Drop => ACT_DROP,
+        Action::TcpOnly => ACT_TCPONLY,
+        local => {
+            actions.push(local);
+            (actions.len() - 1) as u32
+        }
+    }
+}
+
 impl Zone {
     /// An empty zone to fill with [`Zone::add_qname`] and friends.
     pub fn new(name: &str) -> Self {
@@ -361,17 +377,13 @@ impl Zone {
     }
 
     fn action_index(&mut self, action: Action) -> u32 {
-        match action {
-            Action::NxDomain => ACT_NXDOMAIN,
-            Action::NoData => ACT_NODATA,
-            Action::Passthru => ACT_PASSTHRU,
-            Action::Drop => ACT_DROP,
-            Action::TcpOnly => ACT_TCPONLY,
-            local => {
-                self.actions.push(local);
-                (self.actions.len() - 1) as u32
-            }
-        }
+        push_action(&mut self.actions, action)
+    }
+
+    /// Room for about `names` more QNAME triggers of `bytes` wire bytes
+    /// (a parser's estimate from the zone's size).
+    pub(crate) fn reserve_names(&mut self, names: usize, bytes: usize) {
+        Arc::make_mut(&mut self.names).reserve(names, bytes);
     }
 
     /// Adds a trigger for `name` (text, e.g. `evil.example` or
@@ -393,17 +405,19 @@ impl Zone {
     }
 
     fn add_wire(&mut self, name: &[u8], wild: bool, action: Action) {
-        let existing = self
-            .names
-            .get(name)
-            .map(|s| if wild { s.wild } else { s.exact })
-            .filter(|&v| v != NONE);
-        if let Some(existing) = existing {
-            self.merge_local(existing, action);
+        let mut action = Some(action);
+        let actions = &mut self.actions;
+        let stored = Arc::make_mut(&mut self.names).get_or_insert_with(name, wild, || {
+            action
+                .take()
+                .map_or(ACT_NXDOMAIN, |a| push_action(actions, a))
+        });
+        if let Ok(existing) = stored {
+            if let Some(a) = action {
+                self.merge_local(existing, a);
+            }
             return;
         }
-        let idx = self.action_index(action);
-        Arc::make_mut(&mut self.names).insert_if_absent(name, wild, idx);
         if wild {
             self.stats.wildcard_triggers += 1;
         } else {

@@ -86,6 +86,30 @@ pub(crate) fn parse_ttl(t: &str) -> Option<u32> {
     hickory_proto::serialize::txt::parse_ttl(t).ok()
 }
 
+/// About how many distinct names, and wire bytes of names, a zone's name
+/// table will hold: the lines, less the share of `*.` owners in a sample of
+/// the first lines (a wildcard usually shares its entry with the name
+/// itself, `x CNAME .` beside `*.x CNAME .`). Too low costs a rehash, too
+/// high a rehash when the table is shrunk; either way the zone is the same.
+fn estimate_names(text: &str) -> (usize, usize) {
+    const SAMPLE: usize = 4096;
+    let lines = memchr::memchr_iter(b'\n', text.as_bytes()).count() + 1;
+    let (mut sampled, mut wild) = (0usize, 0usize);
+    for line in text.lines().take(SAMPLE) {
+        sampled += 1;
+        if line.starts_with("*.") {
+            wild += 1;
+        }
+    }
+    if sampled == 0 {
+        return (0, 0);
+    }
+    let names = lines.saturating_sub(lines * wild / sampled);
+    // A name's wire form is as long as its text plus 2; its line is longer.
+    let bytes = text.len() / sampled * (sampled - wild);
+    (names, bytes)
+}
+
 /// Parses RPZ zone text with initial origin `origin`.
 pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
     let mut origin_w = Vec::with_capacity(64);
@@ -111,6 +135,9 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
         line,
         reason,
     };
+
+    let (names, bytes) = estimate_names(text);
+    zone.reserve_names(names, bytes);
 
     for (lineno, line) in text.lines().enumerate() {
         let lineno = lineno + 1;
@@ -165,9 +192,8 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
         let Some((&rtype, rdata)) = rest.split_first() else {
             return Err(err(lineno, "record without a type".into()));
         };
-        let rtype = rtype.to_ascii_uppercase();
         zone.stats_mut().records += 1;
-        if rtype == "SOA" {
+        if rtype.eq_ignore_ascii_case("SOA") {
             if apex.is_none() {
                 apex = Some(owner.clone());
                 zone.set_name(&crate::wire::name_to_string(&owner));
@@ -192,15 +218,18 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
             continue;
         }
         let ttl = ttl.unwrap_or(default_ttl);
-        let action = match rtype.as_str() {
-            "CNAME" => {
+        // Compared without upper-casing the type into a new string: this
+        // runs once per record, millions of times for a large zone.
+        let is = |want: &str| rtype.eq_ignore_ascii_case(want);
+        let action = match rtype {
+            _ if is("CNAME") => {
                 let target = rdata
                     .first()
                     .ok_or_else(|| err(lineno, "CNAME without target".into()))?;
                 cname_action(target, &origin_w, ttl)
                     .ok_or_else(|| err(lineno, format!("bad CNAME target {target:?}")))?
             }
-            "A" => {
+            _ if is("A") => {
                 let a = rdata
                     .first()
                     .and_then(|t| Ipv4Addr::from_str(t).ok())
@@ -211,7 +240,7 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
                     ..LocalData::default()
                 }))
             }
-            "AAAA" => {
+            _ if is("AAAA") => {
                 let a = rdata
                     .first()
                     .and_then(|t| Ipv6Addr::from_str(t).ok())
@@ -223,8 +252,15 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Zone, PolicyError> {
                 }))
             }
             // DNSSEC records of a signed policy zone are not policy.
-            "RRSIG" | "NSEC" | "NSEC3" | "NSEC3PARAM" | "DNSKEY" | "DS" => continue,
+            _ if ["RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "DS"]
+                .iter()
+                .any(|t| is(t)) =>
+            {
+                continue
+            }
             other => {
+                let other = other.to_ascii_uppercase();
+                let other = other.as_str();
                 let rt = RecordType::from_str(other)
                     .map_err(|_| err(lineno, format!("unknown type {other}")))?;
                 let joined = rdata.join(" ");
@@ -339,25 +375,45 @@ fn labels(rel: &[u8]) -> Vec<&[u8]> {
     v
 }
 
+/// The last label of a relative wire name.
+fn last_label(rel: &[u8]) -> &[u8] {
+    let mut at = 0;
+    let mut last: &[u8] = &[];
+    while let Some(&len) = rel.get(at) {
+        let end = (at + 1 + len as usize).min(rel.len());
+        last = &rel[at + 1..end];
+        at = end;
+    }
+    last
+}
+
 fn add_trigger(zone: &mut Zone, rel: &[u8], action: Action, scratch: &mut Vec<u8>) {
+    // The common case, a QNAME trigger, needs only the first and last
+    // labels; the label list (an allocation) only for the special suffixes.
+    let last = last_label(rel);
+    let wild = rel.starts_with(b"\x01*");
+    if !matches!(
+        last,
+        b"rpz-client-ip" | b"rpz-ip" | b"rpz-nsip" | b"rpz-nsdname"
+    ) {
+        scratch.clear();
+        let start = if wild { 2 } else { 0 };
+        scratch.extend_from_slice(&rel[start..]);
+        scratch.push(0);
+        zone.add_trigger_wire(scratch, wild, action);
+        return;
+    }
     let ls = labels(rel);
-    let last = ls.last().copied().unwrap_or_default();
     match last {
-        b"rpz-client-ip" | b"rpz-ip" => {
-            match ip_trigger(&ls[..ls.len() - 1]) {
-                Some(net) if last == b"rpz-client-ip" => zone.add_client_ip(net, action),
-                Some(net) => zone.add_response_ip(net, action),
-                None => zone.stats_mut().skipped += 1,
-            }
-            return;
-        }
-        b"rpz-nsip" => {
-            match ip_trigger(&ls[..ls.len() - 1]) {
-                Some(net) => zone.add_nsip(net, action),
-                None => zone.stats_mut().skipped += 1,
-            }
-            return;
-        }
+        b"rpz-client-ip" | b"rpz-ip" => match ip_trigger(&ls[..ls.len() - 1]) {
+            Some(net) if last == b"rpz-client-ip" => zone.add_client_ip(net, action),
+            Some(net) => zone.add_response_ip(net, action),
+            None => zone.stats_mut().skipped += 1,
+        },
+        b"rpz-nsip" => match ip_trigger(&ls[..ls.len() - 1]) {
+            Some(net) => zone.add_nsip(net, action),
+            None => zone.stats_mut().skipped += 1,
+        },
         b"rpz-nsdname" => {
             // The name server's name: the owner without the trailing
             // `rpz-nsdname` label, `*.` marking a wildcard trigger.
@@ -372,16 +428,9 @@ fn add_trigger(zone: &mut Zone, rel: &[u8], action: Action, scratch: &mut Vec<u8
             scratch.extend_from_slice(&rel[start..cut]);
             scratch.push(0);
             zone.add_nsdname_wire(scratch, wild, action);
-            return;
         }
         _ => {}
     }
-    scratch.clear();
-    let wild = ls.first() == Some(&&b"*"[..]);
-    let start = if wild { 2 } else { 0 };
-    scratch.extend_from_slice(&rel[start..]);
-    scratch.push(0);
-    zone.add_trigger_wire(scratch, wild, action);
 }
 
 /// SOA RDATA: MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM, the names
@@ -442,6 +491,19 @@ fn ip_trigger(ls: &[&[u8]]) -> Option<IpNet> {
 }
 
 fn cname_action(target: &str, origin: &[u8], ttl: u32) -> Option<Action> {
+    // The usual targets without lower-casing into a new string (once per
+    // record of a zone of millions).
+    for (t, a) in [
+        (".", Action::NxDomain),
+        ("*.", Action::NoData),
+        ("rpz-passthru.", Action::Passthru),
+        ("rpz-drop.", Action::Drop),
+        ("rpz-tcp-only.", Action::TcpOnly),
+    ] {
+        if target.eq_ignore_ascii_case(t) {
+            return Some(a);
+        }
+    }
     let lower = target.to_ascii_lowercase();
     Some(match lower.as_str() {
         "." => Action::NxDomain,
@@ -545,6 +607,52 @@ ns.example.rpz-nsdname CNAME .
         assert_eq!(t("128.1.zz.db8.2001").as_deref(), Some("2001:db8::1/128"));
         assert_eq!(t("48.zz.db8.2001").as_deref(), Some("2001:db8::/48"));
         assert_eq!(t("33.0.2.0.192"), None);
+    }
+
+    #[test]
+    fn types_and_special_targets_in_any_case() {
+        let z = parse(
+            "rpz.test.",
+            "@ soa ns. h. 1 1 1 1 1\n\
+             a cname .\n\
+             *.a CNAME .\n\
+             b Cname RPZ-PASSTHRU.\n\
+             c in a 192.0.2.7\n\
+             d TxT \"x\"\n",
+        )
+        .expect("parses");
+        let s = z.stats().clone();
+        assert_eq!((s.qname_triggers, s.wildcard_triggers), (4, 1), "{s:?}");
+        let p = Policy::new(vec![Arc::new(z)]);
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert_eq!(
+            p.check_query(None, ip, &w("x.a")).expect("x.a").action,
+            &Action::NxDomain
+        );
+        assert_eq!(
+            p.check_query(None, ip, &w("b")).expect("b").action,
+            &Action::Passthru
+        );
+        assert!(
+            matches!(p.check_query(None, ip, &w("c")).expect("c").action,
+            Action::Local(l) if l.a.len() == 1)
+        );
+        assert!(
+            matches!(p.check_query(None, ip, &w("d")).expect("d").action,
+            Action::Local(l) if l.has_type(16))
+        );
+    }
+
+    #[test]
+    fn name_estimate_follows_the_share_of_wildcards() {
+        let mut zone = String::from("$TTL 300\n");
+        for i in 0..1000 {
+            zone.push_str(&format!("n{i}.test CNAME .\n*.n{i}.test CNAME .\n"));
+        }
+        let (names, bytes) = estimate_names(&zone);
+        assert!((990..=1010).contains(&names), "{names}");
+        assert!(bytes <= zone.len() && bytes >= zone.len() / 3, "{bytes}");
+        assert_eq!(estimate_names(""), (0, 0));
     }
 
     #[test]
