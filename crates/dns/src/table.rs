@@ -109,14 +109,10 @@ impl NameTable {
             if *field != NONE {
                 return Ok(*field);
             }
-            let v = value();
-            *field = v;
-            return Err(v);
+            *field = value();
+            return Err(*field);
         }
         let v = value();
-        let off = self.arena.len() as u32;
-        self.arena.push(name.len() as u8);
-        self.arena.extend_from_slice(name);
         let slot = if wild {
             Slot {
                 exact: NONE,
@@ -128,52 +124,16 @@ impl NameTable {
                 wild: NONE,
             }
         };
-        let (arena, hasher) = (&self.arena, &self.hasher);
-        self.table.insert_unique(h, (off, slot), |&(o, _)| {
-            hasher.hash_one(Self::key(arena, o))
-        });
+        self.push_new(h, name, slot);
         Err(v)
     }
 
     /// Sets the exact (or wildcard) value of `name` unless already set;
     /// returns the value now stored.
     pub fn insert_if_absent(&mut self, name: &[u8], wild: bool, value: u32) -> u32 {
-        debug_assert!(name.len() <= crate::wire::MAX_NAME);
-        let h = self.hasher.hash_one(name);
-        let arena = &self.arena;
-        if let Some((_, slot)) = self
-            .table
-            .find_mut(h, |&(off, _)| Self::key(arena, off) == name)
-        {
-            let field = if wild {
-                &mut slot.wild
-            } else {
-                &mut slot.exact
-            };
-            if *field == NONE {
-                *field = value;
-            }
-            return *field;
+        match self.get_or_insert_with(name, wild, || value) {
+            Ok(v) | Err(v) => v,
         }
-        let off = self.arena.len() as u32;
-        self.arena.push(name.len() as u8);
-        self.arena.extend_from_slice(name);
-        let slot = if wild {
-            Slot {
-                exact: NONE,
-                wild: value,
-            }
-        } else {
-            Slot {
-                exact: value,
-                wild: NONE,
-            }
-        };
-        let (arena, hasher) = (&self.arena, &self.hasher);
-        self.table.insert_unique(h, (off, slot), |&(o, _)| {
-            hasher.hash_one(Self::key(arena, o))
-        });
-        value
     }
 
     /// Stores `slot` for `name`, replacing what was there. An overlay table
@@ -190,6 +150,11 @@ impl NameTable {
             *s = slot;
             return;
         }
+        self.push_new(h, name, slot);
+    }
+
+    /// Appends `name` (hash `h`, known absent) to the arena and the table.
+    fn push_new(&mut self, h: u64, name: &[u8], slot: Slot) {
         let off = self.arena.len() as u32;
         self.arena.push(name.len() as u8);
         self.arena.extend_from_slice(name);
