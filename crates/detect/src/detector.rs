@@ -13,7 +13,7 @@
 use crate::event::{RawEvent, PARTITION_FIELD};
 use crate::routing::{route_with_aliases, Route};
 use crate::rules::RuleSet;
-use crate::shards::Shards;
+use crate::shards::{LogsourceCheck, Shards};
 use mimamori_event::EventBody;
 use rsigma_eval::result::{EvaluationResult, ResultBody};
 use rsigma_eval::{CorrelationConfig, CorrelationEngine, TimestampFallback};
@@ -270,7 +270,7 @@ impl Detector {
                 let ls = ls.to_rsigma();
                 self.shards
                     .all()
-                    .flat_map(|e| e.evaluate_pruned(&ev, &ls))
+                    .flat_map(|i| self.shards.evaluate(i, &ev, &ls, LogsourceCheck::Loose))
                     .collect()
             }
             Route::Strict(alts) => {
@@ -281,7 +281,7 @@ impl Detector {
                         .shards
                         .for_event(alt.product.as_deref(), alt.category.as_deref());
                     for e in engines {
-                        for r in e.evaluate_with_logsource(&ev, &ls) {
+                        for r in self.shards.evaluate(e, &ev, &ls, LogsourceCheck::Strict) {
                             // A rule that names no category matches every
                             // alternative: report it once.
                             let dup = i > 0
