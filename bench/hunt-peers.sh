@@ -64,8 +64,17 @@ measure() {
 count_lines() { wc -l < "$1"; }
 count_json_array() { python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$1"; }
 
+# Two ways: `mimamori-cold` parses every rule file (--no-rule-cache), as a
+# first hunt over a rule set does; `mimamori` reads the rule cache, as every
+# later hunt over unchanged rules does (the cache is primed by one untimed
+# run, in a directory of its own). Ratios are against the warm figure.
+"$BIN" hunt --rule-cache "$OUT/rule-cache" --rules "$RULES" --format jsonl "$INPUT" > /dev/null 2>&1
+measure mimamori-cold "$OUT/mimamori-cold.jsonl" count_lines -- \
+  "$BIN" hunt --no-rule-cache --rules "$RULES" --format jsonl "$INPUT"
 measure mimamori "$OUT/mimamori.jsonl" count_lines -- \
-  "$BIN" hunt --rules "$RULES" --format jsonl "$INPUT"
+  "$BIN" hunt --rule-cache "$OUT/rule-cache" --rules "$RULES" --format jsonl "$INPUT"
+cmp -s "$OUT/mimamori.jsonl" "$OUT/mimamori-cold.jsonl" ||
+  echo "WARNING: the warm and cold hunts' detections differ" >&2
 echo "mimamori's stderr ($(wc -l < "$OUT/mimamori.err") lines):"
 sed 's/^/  /' "$OUT/mimamori.err"
 
@@ -91,13 +100,13 @@ fi
 
 echo "load average during the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 read -r mm_min mm_med mm_rss mm_n < "$OUT/mimamori.res"
-printf '%-9s %10s %12s %10s %11s %22s\n' tool "wall min" "wall median" "peak RSS" detections "ratio (peer/mimamori)"
-for t in mimamori chainsaw hayabusa; do
+printf '%-13s %10s %12s %10s %11s %22s\n' tool "wall min" "wall median" "peak RSS" detections "ratio (peer/mimamori)"
+for t in mimamori mimamori-cold chainsaw hayabusa; do
   [ -f "$OUT/$t.res" ] || continue
   read -r min med rss n < "$OUT/$t.res"
   ratio=$(awk -v a="$min" -v b="$mm_min" 'BEGIN {printf "%.2fx", a / b}')
   [ "$t" = mimamori ] && ratio=-
-  printf '%-9s %8s s %10s s %7s MB %11s %22s\n' "$t" "$min" "$med" "$rss" "$n" "$ratio"
+  printf '%-13s %8s s %10s s %7s MB %11s %22s\n' "$t" "$min" "$med" "$rss" "$n" "$ratio"
 done
 if [ -f "$OUT/chainsaw.json" ]; then
   python3 bench/hunt_compare.py --show 50 "$OUT/chainsaw.json" "$OUT/mimamori.jsonl" || true

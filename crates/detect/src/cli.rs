@@ -36,6 +36,15 @@ pub struct HuntArgs {
     /// No progress lines on standard error.
     #[arg(long)]
     pub quiet: bool,
+    /// Parse every rule file instead of reading the rule cache (kept in
+    /// `$MIMAMORI_CACHE_DIR`, else `$XDG_CACHE_HOME/mimamori`, else
+    /// `~/.cache/mimamori`; keyed by each rule file's path, size and
+    /// modification time).
+    #[arg(long, conflicts_with = "rule_cache")]
+    pub no_rule_cache: bool,
+    /// Keep the rule cache in this directory rather than the default one.
+    #[arg(long, value_name = "DIR")]
+    pub rule_cache: Option<PathBuf>,
     /// Log files or directories (read recursively) to hunt through.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
@@ -109,7 +118,14 @@ pub fn run_hunt(
         None => None,
         Some(f) => Some(Format::parse(f).ok_or_else(|| CliError::InputFormat(f.clone()))?),
     };
-    let (rules, report) = RuleSet::load(&args.rules)?;
+    let cache = if args.no_rule_cache {
+        None
+    } else {
+        args.rule_cache
+            .clone()
+            .or_else(crate::rule_cache::default_dir)
+    };
+    let (rules, report) = RuleSet::load_cached(&args.rules, cache.as_deref())?;
     if report.rules + report.correlations == 0 {
         return Err(CliError::NoRules {
             dirs: show_dirs(&args.rules),
@@ -182,7 +198,7 @@ fn write_summary(err: &mut dyn Write, s: &Summary, r: &LoadReport) -> io::Result
         .join(", ");
     writeln!(
         err,
-        "hunt: {} files, {} records, {} detections ({} correlations; {levels}), {} rejected records, {} files skipped, in {:.2} s; {} rules and {} correlations loaded in {:.2} s",
+        "hunt: {} files, {} records, {} detections ({} correlations; {levels}), {} rejected records, {} files skipped, in {:.2} s; {} rules and {} correlations loaded in {:.2} s{}",
         s.files,
         s.records,
         s.detections,
@@ -192,7 +208,12 @@ fn write_summary(err: &mut dyn Write, s: &Summary, r: &LoadReport) -> io::Result
         s.elapsed.as_secs_f64(),
         r.rules,
         r.correlations,
-        r.elapsed.as_secs_f64()
+        r.elapsed.as_secs_f64(),
+        if r.from_cache {
+            " (from the rule cache)"
+        } else {
+            ""
+        }
     )?;
     for p in s.skipped.iter().take(5) {
         writeln!(err, "  skipped {}: {}", p.path.display(), p.reason)?;

@@ -19,6 +19,7 @@ mod detector;
 mod event;
 pub mod hunt;
 pub mod routing;
+pub mod rule_cache;
 mod rules;
 mod shards;
 

@@ -5,8 +5,9 @@
 //! file and the reason, and the rest are used. Only a rules path that cannot
 //! be read at all is an error.
 
+use crate::rule_cache;
 use crate::shards::Shards;
-use rsigma_eval::{compile_rule, CompiledRule};
+use rsigma_eval::{compile_to_compiled, CompiledRule};
 use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, SigmaRule};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,8 @@ pub struct LoadReport {
     pub warnings: Vec<RuleFailure>,
     /// Wall time of the load.
     pub elapsed: Duration,
+    /// Whether the rules came from the rule cache rather than parsed.
+    pub from_cache: bool,
 }
 
 /// A compiled set of Sigma rules, ready for a [`crate::Detector`].
@@ -82,22 +85,46 @@ impl std::fmt::Debug for RuleSet {
     }
 }
 
-/// One file, parsed and its detection rules compiled (on a worker thread).
-#[derive(Default)]
-struct FileOutcome {
-    rules: Vec<(SigmaRule, rsigma_eval::Result<CompiledRule>)>,
-    /// The file's size in bytes: a rough measure of the index work its
-    /// rules make (a rule listing 2,000 driver hashes is a big file).
-    bytes: usize,
-    correlations: Vec<CorrelationRule>,
-    filters: Vec<FilterRule>,
-    /// Parser errors and warnings for the file (RSigma does not tell them
-    /// apart; they are failures when nothing in the file parsed).
-    errors: Vec<String>,
-    read_error: Option<String>,
+/// One detection rule of a file, compiled (or why not).
+pub(crate) struct LoadedRule {
+    pub(crate) title: String,
+    pub(crate) id: Option<String>,
+    pub(crate) name: Option<String>,
+    /// The parsed rule, when it came from YAML rather than the rule cache:
+    /// the correlation engine needs the rules correlations refer to.
+    pub(crate) ast: Option<SigmaRule>,
+    pub(crate) compiled: Result<CompiledRule, String>,
 }
 
-fn parse_one(path: &Path) -> FileOutcome {
+impl LoadedRule {
+    fn label(&self) -> String {
+        if self.title.is_empty() {
+            self.id.clone().unwrap_or_default()
+        } else {
+            self.title.clone()
+        }
+    }
+}
+
+/// One file, parsed and its detection rules compiled (on a worker thread).
+#[derive(Default)]
+pub(crate) struct FileOutcome {
+    pub(crate) rules: Vec<LoadedRule>,
+    /// The rules' lowered form (RSigma's IR), kept only to write the rule
+    /// cache, one per entry of `rules`.
+    pub(crate) ir: Vec<Result<rsigma_ir::IrRule, String>>,
+    /// The file's size in bytes: a rough measure of the index work its
+    /// rules make (a rule listing 2,000 driver hashes is a big file).
+    pub(crate) bytes: usize,
+    pub(crate) correlations: Vec<CorrelationRule>,
+    pub(crate) filters: Vec<FilterRule>,
+    /// Parser errors and warnings for the file (RSigma does not tell them
+    /// apart; they are failures when nothing in the file parsed).
+    pub(crate) errors: Vec<String>,
+    pub(crate) read_error: Option<String>,
+}
+
+fn parse_one(path: &Path, keep_ir: bool) -> FileOutcome {
     let mut out = FileOutcome::default();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -106,23 +133,35 @@ fn parse_one(path: &Path) -> FileOutcome {
             return out;
         }
     };
-    parse_text(&text, &mut out);
+    parse_text(&text, &mut out, keep_ir);
     out
 }
 
-/// Parse YAML text and compile its detection rules into `out`.
-fn parse_text(text: &str, out: &mut FileOutcome) {
+/// Parse YAML text and compile its detection rules into `out` (what
+/// `rsigma_eval::compile_rule` does, in its two steps, so that the lowered
+/// rule can be kept for the cache).
+fn parse_text(text: &str, out: &mut FileOutcome, keep_ir: bool) {
     out.bytes = text.len();
     match parse_sigma_yaml(text) {
         Ok(c) => {
-            out.rules = c
-                .rules
-                .into_iter()
-                .map(|r| {
-                    let compiled = compile_rule(&r);
-                    (r, compiled)
-                })
-                .collect();
+            for r in c.rules {
+                let ir = rsigma_ir::lower_rule(&r, &rsigma_ir::LowerOptions::default())
+                    .map_err(|e| rsigma_eval::EvalError::from(e).to_string());
+                let compiled = match &ir {
+                    Ok(ir) => compile_to_compiled(ir).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                };
+                out.rules.push(LoadedRule {
+                    title: r.title.clone(),
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    ast: Some(r),
+                    compiled,
+                });
+                if keep_ir {
+                    out.ir.push(ir);
+                }
+            }
             out.correlations = c.correlations;
             out.filters = c.filters;
             out.errors = c.errors;
@@ -167,40 +206,65 @@ fn workers() -> usize {
         .clamp(1, 4)
 }
 
-fn label(r: &SigmaRule) -> String {
-    if r.title.is_empty() {
-        r.id.clone().unwrap_or_default()
-    } else {
-        r.title.clone()
-    }
-}
-
 impl RuleSet {
     /// Load every `.yml`/`.yaml` file under `dirs` (each a directory, read
     /// recursively, or a single file). Parsing and compiling run on up to 4
     /// threads. Rules that do not parse or compile are listed in the report
     /// and skipped; the error is only for a path that cannot be read.
     pub fn load(dirs: &[PathBuf]) -> Result<(RuleSet, LoadReport), LoadError> {
+        Self::load_cached(dirs, None)
+    }
+
+    /// [`RuleSet::load`], through the rule cache in `cache` (see
+    /// [`crate::rule_cache`]): when the same files were loaded before, their
+    /// lowered rules are read from there instead of parsed, and otherwise
+    /// written there for next time. The rules, the report and so every
+    /// detection are the same either way; [`LoadReport::from_cache`] says
+    /// which way it went.
+    pub fn load_cached(
+        dirs: &[PathBuf],
+        cache: Option<&Path>,
+    ) -> Result<(RuleSet, LoadReport), LoadError> {
         let start = Instant::now();
         let mut files = Vec::new();
         for d in dirs {
             rule_files(d, &mut files)?;
         }
         let n = workers().min(files.len().max(1));
+        let key = cache.and_then(|dir| Some((dir, rule_cache::key(&files)?)));
+        if let Some((dir, key)) = &key {
+            match rule_cache::read(dir, key, files.len(), n) {
+                Ok(outcomes) => {
+                    let outcomes = outcomes.into_iter().map(Some).collect();
+                    let (set, mut report) = Self::assemble(files, outcomes, start);
+                    report.from_cache = true;
+                    return Ok((set, report));
+                }
+                Err(rule_cache::ReadError::Absent) => {}
+                Err(e) => tracing::warn!(error = %e, "rule cache not used; parsing the rules"),
+            }
+        }
+        let keep_ir = key.is_some();
         let mut outcomes: Vec<Option<FileOutcome>> =
             std::iter::repeat_with(|| None).take(files.len()).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
+            // Files are taken one at a time from a shared counter rather
+            // than dealt out in advance: their cost varies a hundredfold
+            // (a rule listing thousands of driver hashes against a
+            // one-line selection), so a fixed share leaves a thread idle.
+            let next = &next;
             let handles: Vec<_> = (0..n)
-                .map(|w| {
+                .map(|_| {
                     let files = &files;
                     s.spawn(move || {
-                        files
-                            .iter()
-                            .enumerate()
-                            .skip(w)
-                            .step_by(n)
-                            .map(|(i, p)| (i, parse_one(p)))
-                            .collect::<Vec<_>>()
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(p) = files.get(i) else { break };
+                            done.push((i, parse_one(p, keep_ir)));
+                        }
+                        done
                     })
                 })
                 .collect();
@@ -217,8 +281,17 @@ impl RuleSet {
                 }
             }
         });
-        let set = Self::assemble(files, outcomes, start);
-        Ok(set)
+        if let Some((dir, key)) = &key {
+            if rule_cache::cacheable(&outcomes) {
+                if let Err(e) = rule_cache::write(dir, key, &outcomes) {
+                    tracing::debug!(error = %e, dir = %dir.display(), "rule cache not written");
+                }
+            }
+            for o in outcomes.iter_mut().flatten() {
+                o.ir = Vec::new();
+            }
+        }
+        Ok(Self::assemble(files, outcomes, start))
     }
 
     fn assemble(
@@ -274,32 +347,42 @@ impl RuleSet {
                 report.warnings.push(fail(path, None, e));
             }
             let weight = o.bytes / o.rules.len().max(1);
-            for (rule, c) in o.rules {
+            for rule in o.rules {
                 // The same rule twice (overlapping `--rules` directories, a
                 // copied file) would report every firing twice.
                 if let Some(id) = &rule.id {
                     if let Some(first) = ids_seen.get(id) {
                         report.failures.push(fail(
                             path,
-                            Some(label(&rule)),
+                            Some(rule.label()),
                             format!("duplicate id {id}, already loaded from {}", first.display()),
                         ));
                         continue;
                     }
                     ids_seen.insert(id.clone(), path.clone());
                 }
-                match c {
+                let label = rule.label();
+                match rule.compiled {
                     Ok(c) => {
                         compiled.push((c, weight));
                         let ids = [rule.id.as_ref(), rule.name.as_ref()];
                         if ids.iter().flatten().any(|k| refs.contains(*k)) {
-                            correlated_rules.push(rule.clone());
+                            // The rule cache is written only for rule sets
+                            // without correlations, so a rule correlations
+                            // refer to always comes parsed.
+                            match &rule.ast {
+                                Some(ast) => correlated_rules.push(ast.clone()),
+                                None => report.failures.push(fail(
+                                    path,
+                                    Some(label),
+                                    "loaded from the rule cache, which a correlation cannot use"
+                                        .into(),
+                                )),
+                            }
                         }
                         known.extend(ids.into_iter().flatten().cloned());
                     }
-                    Err(e) => report
-                        .failures
-                        .push(fail(path, Some(label(&rule)), e.to_string())),
+                    Err(e) => report.failures.push(fail(path, Some(label), e)),
                 }
             }
             for c in o.correlations {
@@ -376,7 +459,7 @@ impl RuleSet {
     pub fn from_yaml(origin: &Path, yaml: &str) -> (RuleSet, LoadReport) {
         let start = Instant::now();
         let mut o = FileOutcome::default();
-        parse_text(yaml, &mut o);
+        parse_text(yaml, &mut o, false);
         Self::assemble(vec![origin.to_path_buf()], vec![Some(o)], start)
     }
 

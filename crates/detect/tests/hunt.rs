@@ -30,6 +30,8 @@ fn args(paths: Vec<PathBuf>, format: OutputFormat, threads: usize) -> HuntArgs {
         input_format: None,
         threads,
         quiet: true,
+        no_rule_cache: true,
+        rule_cache: None,
         paths,
     }
 }
