@@ -230,14 +230,18 @@ impl Shards {
         let slot = &self.slots[i];
         let engine = slot.engine.get_or_init(|| {
             let start = std::time::Instant::now();
-            let rules = {
-                let mut held = slot.unindexed.write().unwrap_or_else(|p| p.into_inner());
-                if share {
-                    held.as_deref().cloned()
-                } else {
-                    held.take()
-                        .map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()))
-                }
+            // Copied under a read lock, so the threads matching unindexed
+            // meanwhile are not held up.
+            let rules = if share {
+                let held = slot.unindexed.read().unwrap_or_else(|p| p.into_inner());
+                held.as_deref().cloned()
+            } else {
+                let taken = slot
+                    .unindexed
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                taken.map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()))
             };
             // Only a build that panicked (inside RSigma) leaves the rules
             // taken and the engine unset; the hunt reports the file it was
