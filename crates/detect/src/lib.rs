@@ -18,6 +18,7 @@ pub mod cli;
 mod detector;
 mod event;
 pub mod hunt;
+mod par;
 pub mod routing;
 pub mod rule_cache;
 mod rules;

@@ -155,39 +155,16 @@ pub(crate) fn read(
     if lines.len() != files {
         return Err(bad(format!("{} entries for {files} files", lines.len())));
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let decoded: Vec<Result<Vec<(usize, FileOutcome)>, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads.clamp(1, files.max(1)))
-            .map(|_| {
-                let (lines, next) = (&lines, &next);
-                s.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(line) = lines.get(i) else { break };
-                        let f: CachedFile = serde_json::from_str(line)
-                            .map_err(|e| format!("entry {}: {e}", i + 1))?;
-                        done.push((i, outcome(f)));
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a decoding thread panicked".into()))
-            })
-            .collect()
+    let decoded = crate::par::map_on_threads(&lines, threads, "rule-cache decoding", |i, line| {
+        serde_json::from_str::<CachedFile>(line)
+            .map(outcome)
+            .map_err(|e| format!("entry {}: {e}", i + 1))
     });
-    let mut out: Vec<Option<FileOutcome>> = std::iter::repeat_with(|| None).take(files).collect();
-    for d in decoded {
-        for (i, o) in d.map_err(bad)? {
-            out[i] = Some(o);
-        }
-    }
-    Ok(out.into_iter().flatten().collect())
+    decoded
+        .into_iter()
+        .map(|d| d.unwrap_or_else(|| Err("a decoding thread panicked".into())))
+        .collect::<Result<Vec<FileOutcome>, String>>()
+        .map_err(bad)
 }
 
 fn outcome(f: CachedFile) -> FileOutcome {

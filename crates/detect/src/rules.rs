@@ -5,8 +5,8 @@
 //! file and the reason, and the rest are used. Only a rules path that cannot
 //! be read at all is an error.
 
-use crate::rule_cache;
 use crate::shards::Shards;
+use crate::{par, rule_cache};
 use rsigma_eval::{compile_to_compiled, CompiledRule};
 use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, SigmaRule};
 use std::collections::{HashMap, HashSet};
@@ -230,7 +230,7 @@ impl RuleSet {
         for d in dirs {
             rule_files(d, &mut files)?;
         }
-        let n = workers().min(files.len().max(1));
+        let n = workers();
         let key = cache.and_then(|dir| Some((dir, rule_cache::key(&files)?)));
         if let Some((dir, key)) = &key {
             match rule_cache::read(dir, key, files.len(), n) {
@@ -245,42 +245,10 @@ impl RuleSet {
             }
         }
         let keep_ir = key.is_some();
-        let mut outcomes: Vec<Option<FileOutcome>> =
-            std::iter::repeat_with(|| None).take(files.len()).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            // Files are taken one at a time from a shared counter rather
-            // than dealt out in advance: their cost varies a hundredfold
-            // (a rule listing thousands of driver hashes against a
-            // one-line selection), so a fixed share leaves a thread idle.
-            let next = &next;
-            let handles: Vec<_> = (0..n)
-                .map(|_| {
-                    let files = &files;
-                    s.spawn(move || {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(p) = files.get(i) else { break };
-                            done.push((i, parse_one(p, keep_ir)));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            for h in handles {
-                match h.join() {
-                    Ok(done) => {
-                        for (i, o) in done {
-                            outcomes[i] = Some(o);
-                        }
-                    }
-                    // A panic inside the YAML parser on one file must not
-                    // lose the rest; the files it held are reported below.
-                    Err(_) => tracing::error!("a rule-parsing thread panicked"),
-                }
-            }
-        });
+        // A panic inside the YAML parser on one file must not lose the
+        // rest; the files its thread held are reported as crashed.
+        let mut outcomes =
+            par::map_on_threads(&files, n, "rule-parsing", |_, p| parse_one(p, keep_ir));
         if let Some((dir, key)) = &key {
             if rule_cache::cacheable(&outcomes) {
                 if let Err(e) = rule_cache::write(dir, key, &outcomes) {

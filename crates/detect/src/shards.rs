@@ -229,7 +229,7 @@ impl Shards {
     fn engine(&self, i: usize, share: bool) -> &Engine {
         let slot = &self.slots[i];
         let engine = slot.engine.get_or_init(|| {
-            let start = std::time::Instant::now();
+            let start = Instant::now();
             // Copied under a read lock, so the threads matching unindexed
             // meanwhile are not held up.
             let rules = if share {

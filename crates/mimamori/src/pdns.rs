@@ -1248,7 +1248,8 @@ fn drain_log(
             }
             n = 0;
             since = Instant::now();
-            // A full batch: more may be waiting.
+            // Look again before sleeping: a full batch (or a flush after
+            // 500 ms) may have left records queued.
             continue;
         }
         if closed {
