@@ -967,6 +967,9 @@ pub async fn start_in_serve(
                     // it the sender.
                     _ = views.changed() => {}
                 }
+                if store.is_closed() {
+                    break;
+                }
                 let now = match Version::of(&store).await {
                     Ok(v) => v,
                     Err(e) => {

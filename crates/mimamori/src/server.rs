@@ -309,6 +309,9 @@ fn spawn_retention(
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            if store.is_closed() {
+                break;
+            }
             let by_id = match retention_by_id(&store, &by_slug).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -450,6 +453,9 @@ async fn start_syslog(
             let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
                 every.tick().await;
+                if store.is_closed() {
+                    break;
+                }
                 match org_networks(&store).await {
                     Ok(nets) => orgs.replace(nets),
                     Err(e) => tracing::warn!(error = %e, "cannot refresh org networks for syslog"),

@@ -41,6 +41,9 @@ pub fn run(hub: IntelHub, every: Duration, policy: FetchPolicy) -> tokio::task::
             }
         };
         loop {
+            if hub.store.is_closed() {
+                break;
+            }
             if let Err(e) = poll_due(&hub, &http).await {
                 tracing::error!(error = %e, "cannot poll feeds");
             }

@@ -1044,11 +1044,17 @@ async fn patched(
 }
 
 /// Polls the store every `every` and reloads the matcher on change, until
-/// the returned task is aborted.
+/// the returned task is aborted or the store is closed (at shutdown).
 pub fn watch(matcher: IntelMatcher, store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            if store.is_closed() {
+                break;
+            }
             if let Err(e) = matcher.reload_if_changed(&store).await {
+                if store.is_closed() {
+                    break;
+                }
                 tracing::error!(error = %e, "cannot reload indicators; keeping the current set");
             }
             tokio::time::sleep(every).await;

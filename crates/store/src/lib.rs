@@ -271,6 +271,13 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Whether [`Store::close`] has been called: background tasks that
+    /// poll the store stop quietly then instead of logging the closed
+    /// pool as an error.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
 }
 
 fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
