@@ -324,7 +324,8 @@ pub async fn shape_errors(req: Request, next: axum::middleware::Next) -> Respons
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    // The console answers people, in HTML, and shapes its own errors.
+    if !(status.is_client_error() || status.is_server_error()) || path.starts_with("/console/") {
         return resp;
     }
     let ct = resp

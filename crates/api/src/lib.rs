@@ -137,6 +137,12 @@ impl AppState {
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The complete router with `extra` routes (the web console) merged in,
+/// under the same layers (metrics, panics caught, body limits).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     use routes::{
         alerts, audit, dns, identity, ingest, intel, notify, orgs, query, reports, sharing, system,
         taxii,
@@ -166,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/audit", get(audit::list))
         .route("/alerts", get(alerts::list))
+        .route("/alerts/summary", get(alerts::summary))
         .route("/alerts/{id}", get(alerts::get).patch(alerts::update))
         .route("/alerts/{id}/comments", post(alerts::comment))
         .route("/campaigns", get(alerts::campaigns))
@@ -271,6 +278,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(ingest)
         .merge(import)
+        .merge(extra)
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

@@ -271,6 +271,33 @@ pub struct Alert {
     pub updated_at: UnixMillis,
 }
 
+/// Alert counts for an overview: see [`Store::alert_summary`].
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct AlertSummary {
+    /// One row per (org, status, severity) that has alerts.
+    pub by_org: Vec<AlertCount>,
+    /// One row per (time bucket, severity) that has alerts, oldest first.
+    pub timeline: Vec<TimelineCount>,
+}
+
+/// How many alerts one org has in one status and severity.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AlertCount {
+    pub org_id: String,
+    pub status: AlertStatus,
+    pub severity: Severity,
+    pub count: i64,
+}
+
+/// How many alerts of one severity were first seen in the time bucket
+/// starting at `start`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TimelineCount {
+    pub start: UnixMillis,
+    pub severity: Severity,
+    pub count: i64,
+}
+
 /// Narrowing of an alert listing.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
@@ -278,6 +305,10 @@ pub struct AlertFilter {
     pub kind: Option<AlertKind>,
     pub campaign_id: Option<String>,
     pub org_id: Option<String>,
+    pub severity: Option<Severity>,
+    /// Only alerts still open (new, acknowledged or investigating); with
+    /// `status` as well, both must hold.
+    pub open: bool,
 }
 
 /// An analyst's change to an alert.
@@ -557,6 +588,12 @@ impl Store {
         if let Some(o) = &filter.org_id {
             add("org_id", o, &mut sql);
         }
+        if let Some(s) = filter.severity {
+            add("severity", s.as_str(), &mut sql);
+        }
+        if filter.open {
+            sql.push_str(" AND status IN ('new', 'acknowledged', 'investigating')");
+        }
         sql.push_str(" ORDER BY id DESC LIMIT $3");
         let mut q = sqlx::query(&sql)
             .bind(bound)
@@ -571,6 +608,66 @@ impl Store {
             .map(alert_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(page.finish(items, |a| &a.id))
+    }
+
+    /// The console overview's counts over `scope`: alerts per org, status
+    /// and severity, and alerts first seen per `bucket_ms` since `since`
+    /// by severity. Two grouped queries, so the cost does not grow with
+    /// the page a user looks at.
+    pub async fn alert_summary(
+        &self,
+        scope: &Scope,
+        since: UnixMillis,
+        bucket_ms: i64,
+    ) -> Result<AlertSummary> {
+        if bucket_ms <= 0 {
+            return Err(StoreError::Invalid(InvalidInput::new(
+                "bucket_ms",
+                "must be positive",
+            )));
+        }
+        let (pred, bound) = scope.sql_predicate("org_path", 1);
+        let rows = sqlx::query(&format!(
+            "SELECT org_id, status, severity, COUNT(*) AS n FROM alerts WHERE {pred} \
+             GROUP BY org_id, status, severity"
+        ))
+        .bind(&bound)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_org = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let status: String = r.try_get("status")?;
+            let severity: String = r.try_get("severity")?;
+            by_org.push(AlertCount {
+                org_id: r.try_get("org_id")?,
+                status: AlertStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("alert status {status:?}")))?,
+                severity: Severity::parse(&severity)
+                    .ok_or_else(|| StoreError::Corrupt(format!("alert severity {severity:?}")))?,
+                count: r.try_get("n")?,
+            });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT first_seen / $2 AS bucket, severity, COUNT(*) AS n FROM alerts \
+             WHERE {pred} AND first_seen >= $3 GROUP BY bucket, severity ORDER BY bucket"
+        ))
+        .bind(&bound)
+        .bind(bucket_ms)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut timeline = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let severity: String = r.try_get("severity")?;
+            let bucket: i64 = r.try_get("bucket")?;
+            timeline.push(TimelineCount {
+                start: bucket * bucket_ms,
+                severity: Severity::parse(&severity)
+                    .ok_or_else(|| StoreError::Corrupt(format!("alert severity {severity:?}")))?,
+                count: r.try_get("n")?,
+            });
+        }
+        Ok(AlertSummary { by_org, timeline })
     }
 
     /// One alert, if it is in `scope`.

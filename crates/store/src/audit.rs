@@ -142,6 +142,30 @@ impl Store {
         Ok(page.finish(items, |e| &e.id))
     }
 
+    /// The audit entries about one target (an alert's workflow, say),
+    /// oldest first, if they are in `scope`; at most `limit`.
+    pub async fn audit_for_target(
+        &self,
+        scope: &Scope,
+        target_type: &str,
+        target_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let (pred, bound) = scope.sql_predicate("org_path", 1);
+        let sql = format!(
+            "SELECT * FROM audit_log WHERE {pred} AND target_type = $2 AND target_id = $3 \
+             ORDER BY id LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(bound)
+            .bind(target_type)
+            .bind(target_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry).collect()
+    }
+
     /// Records an action that changes nothing else (e.g. a failed login).
     pub async fn audit_standalone(
         &self,

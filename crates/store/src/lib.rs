@@ -27,9 +27,9 @@ pub mod secret;
 mod sharing;
 
 pub use alerts::{
-    Alert, AlertChange, AlertComment, AlertFilter, AlertKind, AlertStatus, Campaign,
-    CampaignPolicy, CampaignUpdate, Detection, Recorded, Severity, Suppression, MAX_ALERT_EVENTS,
-    MAX_COMMENT_CHARS,
+    Alert, AlertChange, AlertComment, AlertCount, AlertFilter, AlertKind, AlertStatus,
+    AlertSummary, Campaign, CampaignPolicy, CampaignUpdate, Detection, Recorded, Severity,
+    Suppression, TimelineCount, MAX_ALERT_EVENTS, MAX_COMMENT_CHARS,
 };
 pub use audit::{AuditActor, AuditEntry};
 pub use dns::{

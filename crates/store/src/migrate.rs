@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed_auth",
         include_str!("../migrations/0009_feed_auth.sql"),
     ),
+    (
+        10,
+        "console",
+        include_str!("../migrations/0010_console.sql"),
+    ),
 ];
 
 pub(crate) async fn run(pool: &AnyPool) -> Result<(), sqlx::Error> {

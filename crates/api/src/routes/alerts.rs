@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use mimamori_core::Action;
 use mimamori_store::{
-    Alert, AlertChange, AlertComment, AlertFilter, AlertKind, AlertStatus, Campaign, Suppression,
+    Alert, AlertChange, AlertComment, AlertFilter, AlertKind, AlertStatus, AlertSummary,
+    AuditEntry, Campaign, Severity, Suppression,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -27,6 +28,10 @@ pub struct AlertParams {
     pub kind: Option<String>,
     pub campaign_id: Option<String>,
     pub org_id: Option<String>,
+    /// `informational`, `low`, `medium`, `high` or `critical`.
+    pub severity: Option<String>,
+    /// `true`: only alerts still open (new, acknowledged, investigating).
+    pub open: Option<bool>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page length, 1 to 500 (default 100).
@@ -60,6 +65,14 @@ pub async fn list(
             ))
         })?),
     };
+    let severity = match &params.severity {
+        None => None,
+        Some(s) => Some(Severity::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "severity {s:?} is not one of informational, low, medium, high, critical"
+            ))
+        })?),
+    };
     let page = PageParams {
         cursor: params.cursor.clone(),
         limit: params.limit,
@@ -70,6 +83,8 @@ pub async fn list(
         kind,
         campaign_id: params.campaign_id.clone(),
         org_id: params.org_id.clone(),
+        severity,
+        open: params.open.unwrap_or(false),
     };
     let page = state
         .store
@@ -84,6 +99,9 @@ pub struct AlertDetail {
     #[serde(flatten)]
     pub alert: Alert,
     pub comments: Vec<AlertComment>,
+    /// The workflow's audit entries for this alert (status and assignee
+    /// changes, suppressions), oldest first; up to 200.
+    pub history: Vec<AuditEntry>,
 }
 
 /// One alert with its comments.
@@ -103,7 +121,15 @@ pub async fn get(
         .await
         .map_err(not_found_as("alert", &id))?;
     let comments = state.store.alert_comments(&alert).await?;
-    Ok(Json(AlertDetail { alert, comments }))
+    let history = state
+        .store
+        .audit_for_target(&caller.principal.scope(), "alert", &alert.id, 200)
+        .await?;
+    Ok(Json(AlertDetail {
+        alert,
+        comments,
+        history,
+    }))
 }
 
 /// A change to an alert. `suppress_hours` (with status `false_positive`)
@@ -235,6 +261,54 @@ pub async fn comment(
 
 /// Campaigns (the same activity at several orgs) with at least one alert
 /// in the caller's scope; each lists only the caller's orgs.
+/// Window and resolution of the alert summary.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryParams {
+    /// The timeline covers the last this many hours, 1 to 720 (default 24).
+    pub hours: Option<u32>,
+    /// Minutes per timeline bucket, 1 to 1440 (default 60).
+    pub bucket_minutes: Option<u32>,
+}
+
+/// Alert counts over the caller's orgs: per org, status and severity, and
+/// first sightings over time by severity (the console's overview).
+#[utoipa::path(get, path = "/api/v1/alerts/summary", tag = "alerts",
+    params(SummaryParams),
+    responses((status = 200, body = AlertSummary), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<SummaryParams>,
+) -> Result<Json<AlertSummary>, ApiError> {
+    caller.require(Action::AlertRead)?;
+    let hours = params.hours.unwrap_or(24);
+    if !(1..=720).contains(&hours) {
+        return Err(ApiError::invalid(
+            "hours",
+            format!("must be 1 to 720, got {hours}"),
+        ));
+    }
+    let bucket = params.bucket_minutes.unwrap_or(60);
+    if !(1..=1440).contains(&bucket) {
+        return Err(ApiError::invalid(
+            "bucket_minutes",
+            format!("must be 1 to 1440, got {bucket}"),
+        ));
+    }
+    let bucket_ms = i64::from(bucket) * 60_000;
+    let now = mimamori_core::now_millis();
+    // Whole buckets, so the first one is not cut short.
+    let since = (now - i64::from(hours) * 3_600_000).div_euclid(bucket_ms) * bucket_ms;
+    let summary = state
+        .store
+        .alert_summary(&caller.principal.scope(), since, bucket_ms)
+        .await?;
+    Ok(Json(summary))
+}
+
 #[utoipa::path(get, path = "/api/v1/campaigns", tag = "alerts",
     responses((status = 200, body = List<Campaign>), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]

@@ -518,13 +518,24 @@ fn hec_caller(caller: Result<Caller, ApiError>) -> Result<Caller, HecRefusal> {
 // ---- Elasticsearch _bulk ----------------------------------------------
 
 /// `GET /`: what Elasticsearch clients probe before sending.
-pub async fn es_root() -> Json<Value> {
+pub async fn es_root(headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // A browser opening the server's address wants the console, not the
+    // Elasticsearch banner log shippers probe for.
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return axum::response::Redirect::to("/console/").into_response();
+    }
     Json(json!({
         "name": "mimamori",
         "cluster_name": "mimamori",
         "version": {"number": "8.11.0", "build_flavor": "default", "lucene_version": "9.8.0", "minimum_wire_compatibility_version": "7.17.0"},
         "tagline": "You Know, for Search"
     }))
+    .into_response()
 }
 
 /// An Elasticsearch `_bulk` body, parsed: the answer's items (ids are
