@@ -422,6 +422,13 @@ pub struct ApiConfig {
     /// How long failures are counted, and a lock lasts.
     #[serde(default = "default_login_lockout_secs")]
     pub login_lockout_secs: u64,
+    /// The web console signs out a session unused for this many minutes.
+    #[serde(default = "default_console_idle_minutes")]
+    pub console_idle_minutes: u32,
+}
+
+fn default_console_idle_minutes() -> u32 {
+    30
 }
 
 fn default_login_failures() -> u32 {
@@ -477,6 +484,7 @@ impl Default for ApiConfig {
             login_max_failures: default_login_failures(),
             login_max_failures_per_address: default_login_failures_per_address(),
             login_lockout_secs: default_login_lockout_secs(),
+            console_idle_minutes: default_console_idle_minutes(),
             cert: None,
             key: None,
         }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use mimamori_core::org::{Contact, OrgProfile};
 use mimamori_core::{NewOrg, Org, OrgKind, Role, Scope, Validated};
-use mimamori_store::{AuditActor, NewToken, Store};
+use mimamori_store::{AuditActor, NewToken, NewUser, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -155,6 +155,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let store = Store::open(&cfg.database_url(&dir)).await?;
     let orgs = build_tree(&store).await?;
     let tokens = issue_tokens(&store, &orgs).await?;
+    let users = create_users(&store, &orgs).await?;
     let seeded = seed_intel(&store).await?;
     store.close().await;
 
@@ -204,6 +205,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("mimamori demo is running. Press Ctrl-C to stop.");
     println!();
+    println!("  console:    {url}/console/   (Japanese or English; sign in with org, user name and password)");
+    for (slug, username, role, password) in &users {
+        println!("    {slug:<5} {username:<8} {password}   {role}");
+    }
+    println!("    (or sign in with any token below that is not a sensor's)");
     println!("  API:        {url}   (OpenAPI: {url}/api/v1/openapi.json)");
     println!("  health:     {url}/healthz   metrics: {url}/metrics");
     if let Some(p) = &running.pdns {
@@ -537,6 +543,51 @@ async fn issue_tokens(store: &Store, orgs: &[Org]) -> anyhow::Result<Vec<(String
             )
             .await?;
         out.push((format!("{role} @ {slug}"), issued.secret));
+    }
+    Ok(out)
+}
+
+/// One console user per kind of user: (org slug, user name, role,
+/// password). Passwords are random, printed once at start.
+async fn create_users(
+    store: &Store,
+    orgs: &[Org],
+) -> anyhow::Result<Vec<(String, String, Role, String)>> {
+    let actor = AuditActor::local_operator();
+    let wanted: &[(Role, &str, &str)] = &[
+        (Role::SocAnalyst, "soc", "analyst"),
+        (Role::SupervisorAnalyst, "ipa", "analyst"),
+        (Role::OrgAnalyst, "mof", "analyst"),
+        (Role::OrgAdmin, "jaxa", "admin"),
+    ];
+    let mut out = Vec::new();
+    for (role, slug, username) in wanted {
+        let org = orgs
+            .iter()
+            .find(|o| o.slug == *slug)
+            .context("demo org missing")?;
+        let secret = mimamori_store::secret::generate_token()
+            .map_err(|e| anyhow::anyhow!("cannot make a random password: {e}"))?;
+        let password: String = secret
+            .trim_start_matches(mimamori_store::secret::TOKEN_PREFIX)
+            .chars()
+            .take(16)
+            .collect();
+        store
+            .user_create(
+                &actor,
+                org,
+                &NewUser {
+                    org_id: org.id.to_string(),
+                    username: username.to_string(),
+                    display_name: Some(format!("demo {role}")),
+                    email: None,
+                    role: *role,
+                    password: password.clone(),
+                },
+            )
+            .await?;
+        out.push((slug.to_string(), username.to_string(), *role, password));
     }
     Ok(out)
 }

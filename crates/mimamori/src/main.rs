@@ -12,7 +12,7 @@
 /// about every NXDOMAIN and NODATA it meets, and each cold lookup meets
 /// several (it walks down names that are not zone cuts); the failures that
 /// matter are the resolver's own (counted and logged by mimamori_dns).
-const DEFAULT_LOG_FILTER: &str = "warn,mimamori=info,mimamori_api=info,mimamori_core=info,\
+const DEFAULT_LOG_FILTER: &str = "warn,mimamori=info,mimamori_api=info,mimamori_console=info,mimamori_core=info,\
     mimamori_detect=info,mimamori_dns=info,mimamori_event=info,mimamori_fetch=info,mimamori_ingest=info,\
     mimamori_intel=info,mimamori_notify=info,mimamori_parse=info,mimamori_pipeline=info,\
     mimamori_query=info,mimamori_store=info,hickory_resolver=error";

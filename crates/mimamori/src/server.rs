@@ -207,8 +207,14 @@ pub async fn start(
     } else {
         None
     };
-    let router = mimamori_api::router(state);
     let is_tls = tls.is_some();
+    let console = mimamori_console::routes(mimamori_console::session::ConsoleConfig {
+        secure_cookies: is_tls,
+        idle_timeout: std::time::Duration::from_secs(
+            u64::from(cfg.api.console_idle_minutes.max(1)) * 60,
+        ),
+    });
+    let router = mimamori_api::router_with(state, console);
     let handle = tokio::spawn(mimamori_api::serve(listener, router, tls, shutdown));
     Ok(Running {
         api_addr,
