@@ -19,6 +19,7 @@
 //! then act through the store) — apart from resolving the session cookie,
 //! which is `Store::authenticate`, the API's own bearer check.
 
+pub mod admin;
 pub mod alerts;
 pub mod assets;
 pub mod audit;
@@ -66,6 +67,22 @@ pub fn routes(config: ConsoleConfig) -> Router<AppState> {
             get(intel::import_form).post(intel::import),
         )
         .route(page(PageId::Indicator).route, get(intel::detail))
+        .route(
+            page(PageId::DnsPolicy).route,
+            get(admin::dns).post(admin::add_dns),
+        )
+        .route("/console/dns/{id}/remove", post(admin::remove_dns))
+        .route(page(PageId::Orgs).route, get(admin::orgs))
+        .route(
+            page(PageId::Users).route,
+            get(admin::users).post(admin::add_user),
+        )
+        .route("/console/users/{id}/disable", post(admin::disable_user))
+        .route(
+            page(PageId::Tokens).route,
+            get(admin::tokens).post(admin::add_token),
+        )
+        .route("/console/tokens/{id}/revoke", post(admin::revoke_token))
         .route(page(PageId::Audit).route, get(audit::list))
         .route(
             "/console",

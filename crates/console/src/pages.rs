@@ -20,6 +20,10 @@ pub enum PageId {
     Intel,
     Indicator,
     IntelImport,
+    DnsPolicy,
+    Orgs,
+    Users,
+    Tokens,
     Audit,
 }
 
@@ -102,6 +106,34 @@ pub const PAGES: &[Page] = &[
         in_nav: false,
     },
     Page {
+        id: PageId::DnsPolicy,
+        route: "/console/dns",
+        key: "page-dns",
+        needs: Action::DnsPolicyRead,
+        in_nav: true,
+    },
+    Page {
+        id: PageId::Orgs,
+        route: "/console/orgs",
+        key: "page-orgs",
+        needs: Action::OrgRead,
+        in_nav: true,
+    },
+    Page {
+        id: PageId::Users,
+        route: "/console/users",
+        key: "page-users",
+        needs: Action::UserRead,
+        in_nav: true,
+    },
+    Page {
+        id: PageId::Tokens,
+        route: "/console/tokens",
+        key: "page-tokens",
+        needs: Action::TokenRead,
+        in_nav: true,
+    },
+    Page {
         id: PageId::Audit,
         route: "/console/audit",
         key: "page-audit",
@@ -158,6 +190,10 @@ mod tests {
             Intel,
             Indicator,
             IntelImport,
+            DnsPolicy,
+            Orgs,
+            Users,
+            Tokens,
             Audit,
         ] {
             assert_eq!(PAGES.iter().filter(|p| p.id == id).count(), 1, "{id:?}");

@@ -219,6 +219,12 @@ try {
   await accessible(page, "indicator");
   await shot(page, "11-indicator");
 
+  // The org tree.
+  await page.goto(base + "/console/orgs");
+  check((await page.locator("[data-testid=org-table] tbody tr").count()) === 9, "the central analyst sees the 9 orgs of the tree");
+  await accessible(page, "orgs");
+  await shot(page, "13-orgs");
+
   // Japanese.
   await Promise.all([page.waitForNavigation(), page.getByRole("link", { name: "日本語" }).click()]);
   check((await page.locator("html").getAttribute("lang")) === "ja", "the page is in Japanese after the switch");
@@ -258,6 +264,39 @@ try {
   await shot(page, "12-org-analyst-indicator-404");
   await page.goto(base + "/console/audit");
   check((await page.title()).length > 0 && (await page.locator("main").innerText()).length > 0, "the refused page renders");
+  await page.goto(base + "/console/");
+  await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Sign out" }).click()]);
+
+  // An org admin of jaxa: users, tokens and DNS lists of its own org.
+  const admin = user("org-admin");
+  await signIn(page, admin);
+  await page.goto(base + "/console/users");
+  await accessible(page, "users");
+  await page.getByLabel("User name").fill("second-analyst");
+  await page.getByLabel(/^Password/).fill("a long enough password");
+  await page.getByLabel("Role").selectOption("org-analyst");
+  await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Add a user" }).click()]);
+  check((await page.getByTestId("user-table").innerText()).includes("second-analyst"), "the org admin adds a user");
+  await page.goto(base + "/console/tokens");
+  await page.getByLabel("What it is for").fill("fluent-bit on dns01");
+  await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Issue a token" }).click()]);
+  const secret = await page.getByTestId("issued-token").locator("code").innerText();
+  check(secret.startsWith("mmr_"), "a token is issued and its secret shown once");
+  await accessible(page, "tokens");
+  await shot(page, "14-tokens");
+  await page.goto(base + "/console/tokens");
+  check(!(await page.locator("main").innerText()).includes(secret), "the secret is not shown again");
+  await page.goto(base + "/console/dns");
+  await page.getByLabel("Domain").fill("blocked-by-jaxa.example");
+  await page.getByLabel("Why").fill("phishing seen at jaxa");
+  await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Add an entry" }).click()]);
+  check((await page.getByTestId("dns-table").innerText()).includes("blocked-by-jaxa.example"), "the org admin adds a DNS block");
+  await accessible(page, "protective dns");
+  await shot(page, "15-dns");
+  await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Remove blocked-by-jaxa.example" }).click()]);
+  check(!(await page.locator("main").innerText()).includes("blocked-by-jaxa.example"), "and removes it");
+  await page.goto(base + "/console/audit");
+  check((await page.getByTestId("audit-table").innerText()).includes("dns_policy"), "the audit log shows the changes");
   check(errors.length === 0, "no script errors: " + errors.join("; "));
   await ctx.close();
 } finally {
