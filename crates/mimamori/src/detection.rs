@@ -50,7 +50,9 @@ pub async fn consumer(
     store: &Store,
     matcher: &IntelMatcher,
 ) -> anyhow::Result<DetectionConsumer> {
-    let mut engines: Vec<Box<dyn Engine>> = vec![Box::new(matcher.engine())];
+    let mut engines: Vec<Box<dyn Engine>> = vec![Box::new(
+        matcher.engine_refreshing(store.clone(), tokio::runtime::Handle::current()),
+    )];
     if !cfg.detection.sigma_rules.is_empty() {
         let dirs = cfg.detection.sigma_rules.clone();
         let sigma = tokio::task::spawn_blocking(move || SigmaEngine::load(&dirs))

@@ -852,6 +852,27 @@ impl IntelMatcher {
     pub fn engine(&self) -> IndicatorEngine {
         IndicatorEngine {
             matcher: self.clone(),
+            refresh: None,
+        }
+    }
+
+    /// [`IntelMatcher::engine`] that, meeting an event of an org its view
+    /// does not know (one created since the last poll), brings the view up
+    /// to date from `store` before matching it, waiting on `runtime`. Only
+    /// for an engine evaluated outside the runtime's threads (the ingest
+    /// consumer's thread), as `serve` runs it.
+    pub fn engine_refreshing(
+        &self,
+        store: Store,
+        runtime: tokio::runtime::Handle,
+    ) -> IndicatorEngine {
+        IndicatorEngine {
+            matcher: self.clone(),
+            refresh: Some(Refresh {
+                store,
+                runtime,
+                last: None,
+            }),
         }
     }
 
@@ -1065,7 +1086,20 @@ pub fn watch(matcher: IntelMatcher, store: Store, every: Duration) -> tokio::tas
 /// The indicator-matching engine.
 pub struct IndicatorEngine {
     matcher: IntelMatcher,
+    refresh: Option<Refresh>,
 }
+
+/// How an engine reads a newer view for an org it does not know.
+struct Refresh {
+    store: Store,
+    runtime: tokio::runtime::Handle,
+    /// The last time it did: at most one read per [`REFRESH_EVERY`], so a
+    /// stream of events for an org that no longer exists cannot turn every
+    /// event into a database round trip.
+    last: Option<Instant>,
+}
+
+const REFRESH_EVERY: Duration = Duration::from_millis(100);
 
 impl Engine for IndicatorEngine {
     fn name(&self) -> &str {
@@ -1073,6 +1107,25 @@ impl Engine for IndicatorEngine {
     }
 
     fn evaluate(&mut self, event: &Event, out: &mut Vec<Finding>) {
+        // An org created after the view was built is in no scope of it:
+        // its events would match nothing until the watcher's next poll,
+        // and streaming detection evaluates an event once. Read the tree
+        // again first.
+        if let Some(r) = &mut self.refresh {
+            let known = self
+                .matcher
+                .current
+                .load()
+                .scoping
+                .org_paths
+                .contains_key(&event.org_id);
+            if !known && r.last.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+                r.last = Some(Instant::now());
+                if let Err(e) = r.runtime.block_on(self.matcher.reload_if_changed(&r.store)) {
+                    tracing::warn!(error = %e, org = %event.org_id, "cannot read the indicators for a new org");
+                }
+            }
+        }
         self.matcher.current.load().evaluate(event, out);
     }
 }

@@ -238,3 +238,52 @@ async fn matcher_follows_the_store_on_every_backend() {
         scenario(label, &url).await;
     }
 }
+
+/// An org created after the matcher's view was built: the engine `serve`
+/// runs reads the tree again on its first event rather than match it
+/// against nothing (streaming detection evaluates an event once, so a miss
+/// would be an alert never raised). The plain engine, which no watcher
+/// refreshes here, shows the miss it prevents.
+#[test]
+fn the_serving_engine_matches_an_org_created_after_its_view() {
+    use mimamori_pipeline::Engine;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let (store, m, late) = rt.block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        let op = AuditActor::local_operator();
+        let root = store
+            .bootstrap_root(&op, "soc", &profile("SOC"))
+            .await
+            .unwrap();
+        store
+            .intel_upsert(&op, &root, &[domain("c2.example", Tlp::Green)], &[], "feed")
+            .await
+            .unwrap();
+        let m = IntelMatcher::new(IntelSnapshot::load(&store).await.unwrap());
+        let late = store
+            .org_create(&op, &root, "late", OrgKind::Member, &profile("Late"))
+            .await
+            .unwrap();
+        (store, m, late)
+    });
+    let event = dns_event(&late, "www.c2.example");
+    let mut out = vec![];
+    m.engine().evaluate(&event, &mut out);
+    assert!(out.is_empty(), "the stale view knows no such org");
+    // Evaluated on a thread of its own, as the ingest consumer does.
+    let mut engine = m.engine_refreshing(store, rt.handle().clone());
+    let found = std::thread::spawn(move || {
+        let mut out = vec![];
+        engine.evaluate(&event, &mut out);
+        out.len()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(found, 1, "the new org's event is matched");
+}

@@ -113,7 +113,10 @@ impl Server {
             std::time::Duration::from_millis(200),
         );
         let consumer = mimamori_pipeline::DetectionConsumer::new(
-            vec![Box::new(matcher.engine())],
+            vec![Box::new(matcher.engine_refreshing(
+                store.clone(),
+                tokio::runtime::Handle::current(),
+            ))],
             store.clone(),
             tokio::runtime::Handle::current(),
             config,
