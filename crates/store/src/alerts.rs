@@ -921,14 +921,33 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT c.* FROM campaigns c WHERE EXISTS (SELECT 1 FROM alerts a WHERE a.campaign_id = c.id AND {pred}) ORDER BY c.last_seen DESC, c.id"
         ))
-        .bind(bound)
+        .bind(&bound)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = vec![];
-        for row in &rows {
-            out.push(self.campaign_scoped(scope, row).await?);
+        // Every campaign's orgs and alert count in the scope from one
+        // grouped query, not two per campaign (1,000 campaigns took 0.5 s).
+        let (pred, bound) = scope.sql_predicate("org_path", 1);
+        let counts = sqlx::query(&format!(
+            "SELECT campaign_id, org_id, COUNT(*) AS n FROM alerts \
+             WHERE campaign_id IS NOT NULL AND {pred} GROUP BY campaign_id, org_id ORDER BY org_id"
+        ))
+        .bind(&bound)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut members: std::collections::HashMap<String, (Vec<String>, i64)> =
+            std::collections::HashMap::new();
+        for r in &counts {
+            let e = members.entry(r.try_get("campaign_id")?).or_default();
+            e.0.push(r.try_get("org_id")?);
+            e.1 += r.try_get::<i64, _>("n")?;
         }
-        Ok(out)
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let (org_ids, alert_count) = members.remove(&id).unwrap_or_default();
+                campaign_from_row(row, id, org_ids, alert_count)
+            })
+            .collect()
     }
 
     /// One campaign, if it has an alert in `scope`.
@@ -949,7 +968,6 @@ impl Store {
 
     async fn campaign_scoped(&self, scope: &Scope, row: &AnyRow) -> Result<Campaign> {
         let id: String = row.try_get("id")?;
-        let severity: String = row.try_get("severity")?;
         let (pred, bound) = scope.sql_predicate("org_path", 2);
         let org_ids: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT DISTINCT org_id FROM alerts WHERE campaign_id = $1 AND {pred} ORDER BY org_id"
@@ -965,19 +983,30 @@ impl Store {
         .bind(&bound)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Campaign {
-            id,
-            key: row.try_get("key")?,
-            title: campaign_title(row.try_get("title")?),
-            severity: Severity::parse(&severity).ok_or_else(|| corrupt("severity", &severity))?,
-            first_seen: row.try_get("first_seen")?,
-            last_seen: row.try_get("last_seen")?,
-            org_ids,
-            alert_count,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        })
+        campaign_from_row(row, id, org_ids, alert_count)
     }
+}
+
+/// A campaign row with its members in the reader's scope.
+fn campaign_from_row(
+    row: &AnyRow,
+    id: String,
+    org_ids: Vec<String>,
+    alert_count: i64,
+) -> Result<Campaign> {
+    let severity: String = row.try_get("severity")?;
+    Ok(Campaign {
+        id,
+        key: row.try_get("key")?,
+        title: campaign_title(row.try_get("title")?),
+        severity: Severity::parse(&severity).ok_or_else(|| corrupt("severity", &severity))?,
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+        org_ids,
+        alert_count,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 async fn org_path_of(tx: &mut sqlx::Transaction<'_, sqlx::Any>, org_id: &str) -> Result<OrgPath> {
