@@ -110,7 +110,7 @@ async fn users_page(state: AppState, s: Session, error: Option<String>) -> Respo
                 @for u in &list.items {
                     tr {
                         td { code { (u.username) } }
-                        td { (orgs.get(&u.org_id).map_or(u.org_id.as_str(), |o| o.slug.as_str())) }
+                        td { (crate::data::slug(&orgs, &u.org_id)) }
                         td { (u.role.as_str()) }
                         td { (u.display_name.as_deref().unwrap_or("")) }
                         td { (time(u.created_at)) }
@@ -263,7 +263,7 @@ async fn tokens_page(
                 @for t in &list.items {
                     tr {
                         td { (t.name) }
-                        td { (orgs.get(&t.org_id).map_or(t.org_id.as_str(), |o| o.slug.as_str())) }
+                        td { (crate::data::slug(&orgs, &t.org_id)) }
                         td { (t.role.as_str()) }
                         td { (time(t.created_at)) }
                         td { @if let Some(x) = t.expires_at { (time(x)) } @else { (lang.t("token-never")) } }
@@ -406,7 +406,7 @@ async fn dns_page(state: AppState, s: Session, error: Option<String>) -> Respons
                 tbody {
                     @for e in &list.items {
                         tr {
-                            td { (orgs.get(&e.org_id).map_or(e.org_id.as_str(), |o| o.slug.as_str())) }
+                            td { (crate::data::slug(&orgs, &e.org_id)) }
                             td { (if e.kind == DnsListKind::Allow { lang.t("dns-allow") } else { lang.t("dns-block") }) }
                             td { code { (e.domain) } }
                             td { (e.comment.as_deref().unwrap_or("")) }

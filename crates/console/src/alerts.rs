@@ -186,7 +186,7 @@ pub fn alert_table(
                 @for a in items {
                     tr {
                         td { (time(a.last_seen)) }
-                        td { (orgs.get(&a.org_id).map_or(a.org_id.as_str(), |o| o.slug.as_str())) }
+                        td { (crate::data::slug(orgs, &a.org_id)) }
                         td { span class={ "sev sev-" (a.severity.as_str()) } { (lang.t(severity_key(a.severity))) } }
                         td {
                             a href={ "/console/alerts/" (url_encode(&a.id)) } { (a.title) }
@@ -236,7 +236,7 @@ pub async fn detail(State(state): State<AppState>, s: Session, Path(id): Path<St
         h2.title data-testid="alert-title" { (a.title) }
         dl.facts {
             dt { (lang.t("col-org")) }
-            dd { (orgs.get(&a.org_id).map_or(a.org_id.clone(), |o| format!("{} — {}", o.slug, o.name))) }
+            dd { (crate::data::slug_and_name(&orgs, &a.org_id)) }
             dt { (lang.t("col-kind")) } dd { (kind_name(a.kind)) }
             dt { (lang.t("col-rule")) } dd { code { (a.rule_id) } }
             dt { (lang.t("col-entity")) } dd { code { (a.entity) } }
@@ -385,6 +385,12 @@ pub async fn set_status(
         suppress_hours: None,
         reason: None,
     };
+    update(state, &s, id, patch).await
+}
+
+/// A workflow change through the API's `PATCH /api/v1/alerts/{id}`, then
+/// back to the alert.
+async fn update(state: AppState, s: &Session, id: String, patch: AlertPatch) -> Response {
     match alerts::update(
         State(state),
         s.caller.clone(),
@@ -419,17 +425,7 @@ pub async fn assign(
         suppress_hours: None,
         reason: None,
     };
-    match alerts::update(
-        State(state),
-        s.caller.clone(),
-        ApiPath(id.clone()),
-        ApiJson(patch),
-    )
-    .await
-    {
-        Ok(_) => back_to(&id),
-        Err(e) => api_error(s.lang, e),
-    }
+    update(state, &s, id, patch).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -50,7 +50,7 @@ pub async fn list(
                 @for e in &list.items {
                     tr {
                         td { (time(e.at)) }
-                        td { (orgs.get(&e.org_id).map_or(e.org_id.as_str(), |o| o.slug.as_str())) }
+                        td { (crate::data::slug(&orgs, &e.org_id)) }
                         td { code { (e.actor) } @if let Some(r) = &e.actor_role { " " span.muted { (r) } } }
                         td { code { (e.action) } }
                         td {

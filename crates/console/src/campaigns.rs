@@ -42,7 +42,7 @@ pub async fn list(State(state): State<AppState>, s: Session) -> Response {
                             td { span class={ "sev sev-" (c.severity.as_str()) } { (lang.t(severity_key(c.severity))) } }
                             td {
                                 @for o in &c.org_ids {
-                                    code { (orgs.get(o).map_or(o.as_str(), |x| x.slug.as_str())) } " "
+                                    code { (crate::data::slug(&orgs, o)) } " "
                                 }
                             }
                             td.num { (c.alert_count) }

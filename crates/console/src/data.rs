@@ -36,3 +36,15 @@ pub async fn orgs(state: &AppState, s: &Session) -> HashMap<String, Org> {
         }
     }
 }
+
+/// How a page names the org `id`: its slug, or the id itself when the
+/// user cannot read that org.
+pub fn slug<'a>(orgs: &'a HashMap<String, Org>, id: &'a str) -> &'a str {
+    orgs.get(id).map_or(id, |o| o.slug.as_str())
+}
+
+/// [`slug`] with the org's name: `mof — 財務省`.
+pub fn slug_and_name(orgs: &HashMap<String, Org>, id: &str) -> String {
+    orgs.get(id)
+        .map_or_else(|| id.to_string(), |o| format!("{} — {}", o.slug, o.name))
+}

@@ -97,7 +97,7 @@ pub async fn list(
                             td { a href={ "/console/intel/" (url_encode(&i.id)) } { code { (i.indicator.value) } } }
                             td { (i.indicator.tlp.to_string()) }
                             td.num { (i.indicator.confidence) }
-                            td { (orgs.get(&i.owner_org_id).map_or(i.owner_org_id.as_str(), |o| o.slug.as_str())) }
+                            td { (crate::data::slug(&orgs, &i.owner_org_id)) }
                             td.num { (i.sightings) }
                             td { @if let Some(t) = i.last_sighting { (time(t)) } }
                         }
@@ -133,7 +133,7 @@ pub async fn detail(State(state): State<AppState>, s: Session, Path(id): Path<St
             dt { "TLP" } dd { (ind.tlp.to_string()) }
             dt { (lang.t("intel-confidence")) } dd { (ind.confidence) }
             dt { (lang.t("intel-owner")) }
-            dd { (orgs.get(&i.owner_org_id).map_or(i.owner_org_id.clone(), |o| format!("{} — {}", o.slug, o.name))) }
+            dd { (crate::data::slug_and_name(&orgs, &i.owner_org_id)) }
             dt { (lang.t("intel-detection")) }
             dd { @if ind.detection && !ind.revoked { (lang.t("yes")) } @else { (lang.t("no")) } }
             dt { (lang.t("intel-sources")) } dd { (ind.sources.join(", ")) }
@@ -150,7 +150,7 @@ pub async fn detail(State(state): State<AppState>, s: Session, Path(id): Path<St
                 (lang.ta("intel-sightings-summary", &[("count", i.sightings.into())]))
                 " "
                 @for o in &i.sighting_orgs {
-                    a href={ "/console/alerts?org_id=" (url_encode(o)) } { code { (orgs.get(o).map_or(o.as_str(), |x| x.slug.as_str())) } }
+                    a href={ "/console/alerts?org_id=" (url_encode(o)) } { code { (crate::data::slug(&orgs, o)) } }
                     " "
                 }
                 @if let Some(t) = i.last_sighting { " · " (lang.t("col-last-seen")) " " (time(t)) }

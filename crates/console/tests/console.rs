@@ -193,6 +193,25 @@ impl Console {
         .await
     }
 
+    /// A new API token of `role` at `org`: its secret.
+    async fn token(&self, org: &Org, role: Role) -> String {
+        self.store
+            .token_issue(
+                &AuditActor::local_operator(),
+                org,
+                None,
+                &NewToken {
+                    org_id: org.id.to_string(),
+                    name: role.to_string(),
+                    role,
+                    expires_in_secs: None,
+                },
+            )
+            .await
+            .unwrap()
+            .secret
+    }
+
     /// Signs in with a password: the session cookie's value.
     async fn sign_in(&self, org: &str, user: &str) -> String {
         let form = self.get("/console/login", &[]).await;
@@ -351,22 +370,7 @@ async fn a_central_analyst_signs_in_sees_every_org_and_works_an_alert() {
     // The audit log is a SOC admin's page (an analyst has no link to it):
     // signed in with an API token this time.
     assert!(!after.body.contains("href=\"/console/audit\""));
-    let admin = c
-        .store
-        .token_issue(
-            &AuditActor::local_operator(),
-            &c.root,
-            None,
-            &NewToken {
-                org_id: c.root.id.to_string(),
-                name: "admin".into(),
-                role: Role::SocAdmin,
-                expires_in_secs: None,
-            },
-        )
-        .await
-        .unwrap()
-        .secret;
+    let admin = c.token(&c.root, Role::SocAdmin).await;
     let form = c.get("/console/login", &[]).await;
     let nonce = form.cookie("mimamori_login").unwrap();
     let r = c
@@ -514,22 +518,7 @@ async fn japanese_by_browser_language_or_by_choice() {
 #[tokio::test]
 async fn machine_tokens_cannot_sign_in_and_cross_site_posts_are_refused() {
     let c = Console::start(Duration::from_secs(1800)).await;
-    let sensor = c
-        .store
-        .token_issue(
-            &AuditActor::local_operator(),
-            &c.a,
-            None,
-            &NewToken {
-                org_id: c.a.id.to_string(),
-                name: "sensor".into(),
-                role: Role::Sensor,
-                expires_in_secs: None,
-            },
-        )
-        .await
-        .unwrap()
-        .secret;
+    let sensor = c.token(&c.a, Role::Sensor).await;
     let form = c.get("/console/login", &[]).await;
     let nonce = form.cookie("mimamori_login").unwrap();
     let r = c
